@@ -1,0 +1,90 @@
+"""Command-line entry points: bench-run (the Hydra app), bench-report, bench-data."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from bench.config import check_choice, config_names, register_configs
+from bench.paths import CONF_DIR
+from bench.registry import UnknownNameError
+
+__all__ = ["data_main", "report_main", "run_main"]
+
+CHECKED_GROUPS = ("dataset", "method", "experiment")
+
+
+def _check_group_overrides(argv: list[str]) -> None:
+    """Fail fast, with the valid names and the closest one, on `method=xgbost` and the like.
+
+    Hydra would also refuse an unknown option, but without a suggestion and, in a sweep, only
+    after other jobs have started.
+    """
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        group = key.lstrip("+~")
+        if not sep or group not in CHECKED_GROUPS or "(" in value:
+            continue
+        for name in filter(None, (v.strip() for v in value.split(","))):
+            check_choice(group, name)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_run(cfg: DictConfig) -> None:
+    from bench.runner import run_job
+
+    run_job(cfg)
+
+
+def run_main() -> None:
+    """`bench-run [experiment=NAME] [dataset=NAME] [method=NAME] [seeds=[..]] [n_train=[..]] ...`"""
+    try:
+        _check_group_overrides(sys.argv[1:])
+    except UnknownNameError as error:
+        print(f"bench-run: {error}", file=sys.stderr)
+        sys.exit(2)
+    register_configs()
+    _hydra_run()
+
+
+def report_main(argv: list[str] | None = None) -> None:
+    """`bench-report PATH [--metric NAME]`: tables and learning curves under PATH/report/."""
+    from bench.report import write_report
+
+    parser = argparse.ArgumentParser(prog="bench-report", description=report_main.__doc__)
+    parser.add_argument("path", type=Path, help="a results directory written by bench-run")
+    parser.add_argument(
+        "--metric",
+        default="auto",
+        help="metric for tables and curves (default: roc_auc for binary tasks, else accuracy)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        out = write_report(args.path, metric=args.metric)
+    except (FileNotFoundError, ValueError, UnknownNameError) as error:
+        print(f"bench-report: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"Report written to {out / 'report.md'} (tables: *.md, *.tex; learning curves: *.png)")
+
+
+def data_main(argv: list[str] | None = None) -> None:
+    """`bench-data list | show NAME`: the configured datasets and their cards."""
+    from bench.data.cards import describe_dataset, list_datasets
+
+    parser = argparse.ArgumentParser(prog="bench-data", description=data_main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every dataset config under conf/dataset/")
+    show = sub.add_parser("show", help="load one dataset and describe it")
+    show.add_argument("name", help=f"one of: {', '.join(config_names('dataset'))}")
+    args = parser.parse_args(argv)
+    try:
+        print(list_datasets() if args.command == "list" else describe_dataset(args.name))
+    except (UnknownNameError, ValueError) as error:
+        print(f"bench-data: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,109 @@
+"""Structured configs: the typed schema behind every YAML file under conf/.
+
+The dataclasses are registered in Hydra's ConfigStore, so a misspelt key in a YAML file or on
+the command line fails at composition time with the key's name instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from bench.paths import CONF_DIR
+from bench.registry import UnknownNameError, unknown_name_message
+
+__all__ = [
+    "BenchConfig",
+    "DatasetConfig",
+    "FeatureConfig",
+    "MethodConfig",
+    "SplitConfig",
+    "check_choice",
+    "compose_config",
+    "config_names",
+    "register_configs",
+]
+
+
+@dataclass
+class FeatureConfig:
+    type: str | None = None  # numeric | categorical; None: inferred from the column's dtype
+    description: str = ""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    source: str = MISSING  # a key of bench.registry.SOURCES
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # source-specific (package, item, path, ...)
+    description: str = ""
+    target: str = MISSING
+    positive_label: str | None = None  # class of interest for binary metrics
+    label_names: dict[str, str] = field(default_factory=dict)  # raw target value -> class name
+    drop_columns: list[str] = field(default_factory=list)  # identifiers, not features
+    leak_columns: list[str] = field(default_factory=list)  # known only after the outcome
+    keep_leak_columns: bool = False
+    features: dict[str, FeatureConfig] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    family: str = MISSING  # classical | tabpfn | llm_icl | llm_codegen | llm_distill
+    kind: str = MISSING  # a key of bench.registry.METHODS, or "module:attr"
+    params: dict[str, Any] = field(default_factory=dict)
+    tune: bool = False
+    search: dict[str, Any] = field(default_factory=dict)  # parameter grid for the tuned variant
+
+
+@dataclass
+class SplitConfig:
+    test_size: float = 0.2  # fraction of rows held out for testing ...
+    max_test_rows: int = 1000  # ... but never more than this many
+    sampling: str = "stratified"  # stratified | balanced (as in TabLLM)
+    min_per_class: int = 1  # a training subset with fewer rows of some class is skipped
+
+
+@dataclass
+class BenchConfig:
+    experiment_name: str = "adhoc"
+    dataset: DatasetConfig = MISSING
+    method: MethodConfig = MISSING
+    split: SplitConfig = field(default_factory=SplitConfig)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    n_train: list[Any] = field(default_factory=lambda: [16, 64, 256, 1024])
+    results_dir: str = "results/${experiment_name}"
+    n_jobs: int = 1  # threads per model fit; parallel jobs come from the launcher
+
+
+def register_configs() -> None:
+    """Register the schema with Hydra. conf/config.yaml lists it first in its defaults, so every
+    group file merged into `dataset`, `method`, ... is checked against the typed fields."""
+    ConfigStore.instance().store(name="bench_schema", node=BenchConfig)
+
+
+def config_names(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The option names of a config group (the YAML files in conf/GROUP/)."""
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def check_choice(group: str, name: str, conf_dir: Path = CONF_DIR) -> None:
+    """Raise UnknownNameError (valid names, closest match) unless conf/GROUP/NAME.yaml exists."""
+    valid = config_names(group, conf_dir)
+    if name not in valid:
+        raise UnknownNameError(unknown_name_message(group, name, valid, key=group))
+
+
+def compose_config(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> DictConfig:
+    """The full config as `bench-run` would see it, for tools and tests (Hydra's compose API)."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))

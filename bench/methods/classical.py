@@ -1,0 +1,189 @@
+"""Classical models on the raw task DataFrame: majority, logistic regression, random forest,
+XGBoost, LightGBM, each optionally tuned by a small cross-validated grid search.
+
+`ClassicalClassifier` owns its preprocessing, so every classical method takes the same
+DataFrame the LLM methods see: numeric columns are median-imputed (and scaled for the linear
+model), categorical ones one-hot encoded (linear model) or ordinal encoded (trees).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import LabelEncoder, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from bench.methods.base import MethodContext
+
+__all__ = ["MODELS", "ClassicalClassifier", "build_classical", "cv_folds"]
+
+MODELS = ("majority", "logreg", "random_forest", "xgboost", "lightgbm")
+MAX_FOLDS = 5
+
+
+def cv_folds(y: np.ndarray, max_folds: int = MAX_FOLDS) -> int:
+    """Folds for tuning: as many as the rarest class allows, at most `max_folds`; 0 = no search."""
+    smallest = int(np.bincount(y).min()) if len(y) else 0
+    folds = min(max_folds, smallest)
+    return folds if folds >= 2 else 0
+
+
+class ClassicalClassifier(ClassifierMixin, BaseEstimator):
+    """A classical model with built-in preprocessing for mixed-type DataFrames.
+
+    >>> from bench.data.callcenter import generate_callcenter
+    >>> frame = generate_callcenter(rows=300, seed=0)
+    >>> X, y = frame.drop(columns=["resolved", "handle_time_s"]), frame["resolved"]
+    >>> model = ClassicalClassifier(model="logreg").fit(X, y)
+    >>> model.predict_proba(X).shape
+    (300, 2)
+    """
+
+    def __init__(
+        self,
+        model: str = "logreg",
+        params: dict[str, Any] | None = None,
+        tune: bool = False,
+        search: dict[str, list[Any]] | None = None,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        self.model = model
+        self.params = params
+        self.tune = tune
+        self.search = search
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(self, X: pd.DataFrame, y: Any) -> ClassicalClassifier:
+        if self.model not in MODELS:
+            raise ValueError(f"Unknown classical model '{self.model}'; valid: {', '.join(MODELS)}")
+        self._encoder = LabelEncoder().fit(np.asarray(y))
+        self.classes_ = self._encoder.classes_
+        codes = self._encoder.transform(np.asarray(y))
+        pipeline = self._pipeline()
+        self.fit_info_: dict[str, Any] = {}
+        folds = cv_folds(codes) if self.tune and self.search else 0
+        if folds:
+            grid = {f"model__{key}": list(values) for key, values in self.search.items()}
+            cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+            search = GridSearchCV(pipeline, grid, cv=cv, scoring="neg_log_loss", error_score=np.nan)
+            search.fit(X, codes)
+            self.pipeline_ = search.best_estimator_
+            best = {k.removeprefix("model__"): _plain(v) for k, v in search.best_params_.items()}
+            self.fit_info_ = {"cv_folds": folds, "best_params": best}
+        else:
+            if self.tune:
+                self.fit_info_ = {"cv_folds": 0, "note": "too few rows per class to tune; defaults"}
+            self.pipeline_ = pipeline.fit(X, codes)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        proba = self.pipeline_.predict_proba(X)
+        # A fitted model may have seen fewer classes than classes_ (e.g. a CV fold); pad them.
+        seen = self.pipeline_.classes_
+        if len(seen) == len(self.classes_):
+            return proba
+        full = np.zeros((len(X), len(self.classes_)))
+        full[:, seen] = proba
+        return full
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def _pipeline(self) -> Pipeline:
+        params = dict(self.params or {})
+        if self.model == "majority":
+            return Pipeline([("model", DummyClassifier(strategy="prior"))])
+        if self.model == "logreg":
+            return Pipeline(
+                [
+                    ("prep", _linear_preprocessor()),
+                    ("model", LogisticRegression(**{"max_iter": 2000, **params})),
+                ]
+            )
+        seeded = {"random_state": self.random_state, "n_jobs": self.n_jobs, **params}
+        if self.model == "random_forest":
+            estimator = RandomForestClassifier(**seeded)
+        elif self.model == "xgboost":
+            from xgboost import XGBClassifier
+
+            estimator = XGBClassifier(**{"tree_method": "hist", "verbosity": 0, **seeded})
+        else:
+            from lightgbm import LGBMClassifier
+
+            estimator = LGBMClassifier(**{"verbose": -1, **seeded})
+        return Pipeline([("prep", _tree_preprocessor()), ("model", estimator)])
+
+
+def _numeric() -> Any:
+    return make_column_selector(dtype_include="number")
+
+
+def _categorical() -> Any:
+    return make_column_selector(dtype_exclude="number")
+
+
+def _linear_preprocessor() -> ColumnTransformer:
+    return ColumnTransformer(
+        [
+            (
+                "num",
+                make_pipeline(
+                    SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+                ),
+                _numeric(),
+            ),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="(missing)"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                _categorical(),
+            ),
+        ]
+    )
+
+
+def _tree_preprocessor() -> ColumnTransformer:
+    # Trees split on NaN themselves (RF since scikit-learn 1.4; XGBoost and LightGBM natively).
+    return ColumnTransformer(
+        [
+            ("num", "passthrough", _numeric()),
+            (
+                "cat",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2
+                ),
+                _categorical(),
+            ),
+        ]
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def build_classical(cfg: DictConfig, context: MethodContext) -> ClassicalClassifier:
+    """METHODS registry entry for every classical kind."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return ClassicalClassifier(
+        model=cfg.kind,
+        params=container["params"],
+        tune=cfg.tune,
+        search=container["search"],
+        random_state=context.seed,
+        n_jobs=context.n_jobs,
+    )

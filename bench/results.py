@@ -1,0 +1,171 @@
+"""The results store: one JSON file per run plus a Parquet file of its per-row predictions.
+
+Layout under a results directory PATH::
+
+    PATH/runs/<dataset>__<method>__n<n>__s<seed>__<hash>.json   one record per run
+    PATH/predictions/<same stem>.parquet                         per-row predictions (ok runs)
+    PATH/failures/<same stem>.json                               a failed retry of a finished run
+
+Files are written atomically (temporary file + rename), so a crash or a concurrent job never
+leaves a half-written record, and a failing run never replaces a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "DONE_STATUSES",
+    "LEADING_COLUMNS",
+    "STATUSES",
+    "ResultsStore",
+    "load_results",
+    "write_atomic",
+]
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "skipped", "failed", "unavailable")
+DONE_STATUSES = ("ok", "skipped")  # a rerun skips these and retries the others
+LEADING_COLUMNS = [
+    "experiment",
+    "dataset",
+    "method",
+    "family",
+    "serializer",
+    "llm",
+    "n_train",
+    "seed",
+    "status",
+]
+METRIC_COLUMNS = [
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "roc_auc",
+    "log_loss",
+    "brier",
+    "ece",
+]
+TIMING_COLUMNS = ["fit_s", "predict_s", "wall_s", "cpu_s"]
+USAGE_COLUMNS = [
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_hits",
+    "usd",
+]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultsStore:
+    """Run records under one results directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+        self.predictions_dir = self.root / "predictions"
+        self.failures_dir = self.root / "failures"
+
+    def record_path(self, stem: str) -> Path:
+        return self.runs_dir / f"{stem}.json"
+
+    def load(self, stem: str) -> dict[str, Any] | None:
+        """The stored record, or None when absent or unreadable (it is then simply rerun)."""
+        path = self.record_path(stem)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            log.warning("Ignoring unreadable run record %s: %s", path, error)
+            return None
+
+    def save(self, record: dict[str, Any], predictions: pd.DataFrame | None = None) -> Path:
+        """Store a run; returns where the record went.
+
+        Predictions are written before the record, so a record marked ok always has its
+        predictions. A failed or unavailable run that would replace a finished record goes to
+        failures/ instead, so nothing finished is lost.
+        """
+        stem = record["run_stem"]
+        target = self.record_path(stem)
+        if record["status"] not in DONE_STATUSES:
+            existing = self.load(stem)
+            if existing and existing.get("status") in DONE_STATUSES:
+                target = self.failures_dir / f"{stem}.json"
+        if predictions is not None:
+            buffer = predictions.to_parquet(index=False)
+            write_atomic(self.predictions_dir / f"{stem}.parquet", buffer)
+            record["predictions_file"] = f"predictions/{stem}.parquet"
+        write_atomic(target, json.dumps(record, indent=2, default=_json_default).encode())
+        return target
+
+    def records(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.runs_dir.glob("*.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as error:
+                log.warning("Skipping unreadable run record %s: %s", path, error)
+        return out
+
+    def predictions(self, record: dict[str, Any]) -> pd.DataFrame:
+        return pd.read_parquet(self.root / record["predictions_file"])
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Not JSON serializable: {type(value).__name__}")
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """All run records under `path` as one tidy DataFrame, a row per run.
+
+    The leading columns are always experiment, dataset, method, family, serializer, llm,
+    n_train, seed, status; then metrics, timings, LLM usage, and the remaining fields.
+
+    >>> load_results("/nonexistent").columns[:3].tolist()
+    ['experiment', 'dataset', 'method']
+    """
+    rows = []
+    for record in ResultsStore(path).records():
+        row = {k: v for k, v in record.items() if k not in ("metrics", "timing", "usage", "spec")}
+        for group in ("metrics", "timing", "usage"):
+            row.update(record.get(group) or {})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    fixed = LEADING_COLUMNS + METRIC_COLUMNS + TIMING_COLUMNS + USAGE_COLUMNS
+    for column in fixed:
+        if column not in frame.columns:
+            frame[column] = pd.Series(dtype="object" if column in LEADING_COLUMNS else "float64")
+    rest = [c for c in frame.columns if c not in fixed]
+    frame = frame[fixed + rest]
+    if len(frame):
+        frame = frame.sort_values(["dataset", "method", "n_train", "seed"], kind="stable")
+    return frame.reset_index(drop=True)

@@ -1,0 +1,72 @@
+"""A Hydra callback that tells the user what a whole `bench-run` did, and where to look next."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from bench.results import ResultsStore
+
+__all__ = ["SweepSummary", "summarize_since"]
+
+log = logging.getLogger("bench")
+
+
+def summarize_since(results_dir: Path, since: datetime) -> str:
+    """One paragraph: runs executed since `since` by status, runs reused, where results are."""
+    new: Counter = Counter()
+    reused = 0
+    for record in ResultsStore(results_dir).records():
+        finished = datetime.fromisoformat(record.get("finished_at", "1970-01-01T00:00:00+00:00"))
+        if finished >= since:
+            new[record["status"]] += 1
+        else:
+            reused += 1
+    total_new = sum(new.values())
+    detail = ", ".join(f"{n} {status}" for status, n in sorted(new.items()))
+    lines = [
+        f"Executed {total_new} new run(s){f' ({detail})' if detail else ''}; "
+        f"{reused} run(s) already in the store were reused.",
+        f"Results: {results_dir}/runs  (python: bench.load_results('{results_dir}'))",
+        f"Report:  bench-report {results_dir}",
+    ]
+    if total_new == 0:
+        lines.insert(
+            0, "Nothing new to run: every run of this sweep is already in the results store."
+        )
+    if new.get("failed") or new.get("unavailable"):
+        lines.append("Some runs did not finish; their `error` field says why. Rerun to retry them.")
+    return "\n".join(lines)
+
+
+class SweepSummary(Callback):
+    """Prints `summarize_since` once at the end of a single run or a multirun sweep."""
+
+    def __init__(self) -> None:
+        self._start = datetime.now(UTC)
+
+    def _mark(self) -> None:
+        # Records store whole seconds; drop ours so a run finishing this second still counts.
+        self._start = datetime.now(UTC).replace(microsecond=0)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._mark()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._mark()
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._report(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._report(config)
+
+    def _report(self, config: DictConfig) -> None:
+        results_dir = Path(config.results_dir).resolve()
+        print(summarize_since(results_dir, self._start), flush=True)
