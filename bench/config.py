@@ -80,6 +80,7 @@ class BenchConfig:
     n_train: list[Any] = field(default_factory=lambda: [16, 64, 256, 1024])
     results_dir: str = "results/${experiment_name}"
     n_jobs: int = 1  # threads per model fit; parallel jobs come from the launcher
+    report: bool = True  # write PATH/report/ when bench-run finishes
 
 
 def register_configs() -> None:

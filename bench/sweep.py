@@ -34,7 +34,6 @@ def summarize_since(results_dir: Path, since: datetime) -> str:
         f"Executed {total_new} new run(s){f' ({detail})' if detail else ''}; "
         f"{reused} run(s) already in the store were reused.",
         f"Results: {results_dir}/runs  (python: bench.load_results('{results_dir}'))",
-        f"Report:  bench-report {results_dir}",
     ]
     if total_new == 0:
         lines.insert(
@@ -70,3 +69,13 @@ class SweepSummary(Callback):
     def _report(self, config: DictConfig) -> None:
         results_dir = Path(config.results_dir).resolve()
         print(summarize_since(results_dir, self._start), flush=True)
+        if config.get("report", False):
+            from bench.report import write_report
+
+            try:
+                out = write_report(results_dir)
+            except (OSError, ValueError) as error:
+                print(f"Could not write the report: {error}", flush=True)
+                return
+            where = out / "report.md"
+            print(f"Report:  {where} (tables *.md/*.tex, learning curves *.png)", flush=True)
