@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
@@ -140,23 +141,35 @@ def run_job(cfg: DictConfig) -> JobSummary:
         log.info(summary.line(label) + ": nothing to do")
         return summary
 
-    splits: dict[int, Split] = {}
+    splits: dict[int, Split | Exception] = {}
     for spec, existing in pending:
         if spec.seed not in splits:
-            splits[spec.seed] = make_split(
-                task.y,
-                task.name,
-                spec.seed,
-                test_size=cfg.split.test_size,
-                max_test_rows=cfg.split.max_test_rows,
-                sampling=cfg.split.sampling,
-            )
-        record, predictions = execute_run(spec, existing, task, splits[spec.seed], cfg)
+            splits[spec.seed] = _split_or_error(task, spec.seed, cfg)
+        split = splits[spec.seed]
+        if isinstance(split, Exception):
+            record, predictions = _record(spec, existing, "failed", error=_describe(split)), None
+        else:
+            record, predictions = execute_run(spec, existing, task, split, cfg)
         _save(store, record, predictions)
         summary.executed[record["status"]] += 1
         _log_run(label, record)
     log.info(summary.line(label))
     return summary
+
+
+def _split_or_error(task: Task, seed: int, cfg: DictConfig) -> Split | Exception:
+    """The seed's split, or the error that prevents it (recorded on each of its runs)."""
+    try:
+        return make_split(
+            task.y,
+            task.name,
+            seed,
+            test_size=cfg.split.test_size,
+            max_test_rows=cfg.split.max_test_rows,
+            sampling=cfg.split.sampling,
+        )
+    except ValueError as error:
+        return error
 
 
 def _is_done(existing: dict | None, fingerprint: str) -> bool:
@@ -204,10 +217,13 @@ def execute_run(
         X_train, y_train = task.X.iloc[subset.rows], task.y.iloc[subset.rows]
         X_test = task.X.iloc[split.test_rows]  # the test labels never reach the method
         cpu0, t0 = time.process_time(), time.perf_counter()
-        estimator.fit(X_train, y_train)
-        t1 = time.perf_counter()
-        raw_proba = estimator.predict_proba(X_test)
-        t2 = time.perf_counter()
+        # Native thread pools (BLAS, OpenMP) follow n_jobs: small fits are slower with idle threads
+        # spinning, and parallel jobs would oversubscribe the cores.
+        with threadpool_limits(limits=cfg.n_jobs):
+            estimator.fit(X_train, y_train)
+            t1 = time.perf_counter()
+            raw_proba = estimator.predict_proba(X_test)
+            t2 = time.perf_counter()
         proba = _align_proba(
             np.asarray(raw_proba, dtype=float), estimator.classes_, task.class_labels
         )

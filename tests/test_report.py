@@ -52,7 +52,9 @@ def test_best_cell_is_bold_in_markdown_and_latex(results_dir: Path) -> None:
     # Lower-is-better metrics bold the minimum instead.
     flipped = to_markdown(table, higher_is_better=False)
     worst = table.loc[table[table.n_train == 128]["mean"].idxmin()]
-    worst_row = next(line for line in flipped.splitlines() if line.startswith(f"| {worst.method} |"))
+    worst_row = next(
+        line for line in flipped.splitlines() if line.startswith(f"| {worst.method} |")
+    )
     assert f"**{worst['mean']:.3f}" in worst_row
     latex = to_latex(table, True, "a_caption with 50%")
     assert r"\toprule" in latex and r"\bottomrule" in latex

