@@ -20,6 +20,7 @@ __all__ = [
     "BenchConfig",
     "DatasetConfig",
     "FeatureConfig",
+    "LLMConfig",
     "MethodConfig",
     "SplitConfig",
     "check_choice",
@@ -71,10 +72,48 @@ class SplitConfig:
 
 
 @dataclass
+class PricesConfig:
+    """USD per million tokens; local models may instead set a $/hour for the machine."""
+
+    input_per_m: float = 0.0
+    output_per_m: float = 0.0
+    cached_input_per_m: float = 0.0
+    usd_per_hour: float = 0.0  # charged per second of LLM wall time (self-hosted GPUs)
+
+
+@dataclass
+class LLMConfig:
+    name: str = MISSING
+    backend: str = MISSING  # llamacpp (in-process) | openai (any OpenAI-compatible endpoint)
+    model: str = MISSING  # the model id sent to the endpoint, or a display name for local ones
+    context_length: int = 8192  # the model's context window, in tokens
+    prices: PricesConfig = field(default_factory=PricesConfig)
+    cache: bool = True  # reuse identical requests from the SQLite request cache
+    cache_path: str = "results/llm_cache.sqlite"  # relative to the project root
+    # llamacpp only
+    model_path: str | None = None  # a .gguf file, or "module:attr" naming a path or a function
+    n_ctx: int | None = None  # runtime window (memory); defaults to context_length
+    n_threads: int | None = None  # defaults to the number of cores
+    # openai only
+    base_url: str | None = None
+    api: str = "chat"  # chat | completions (which endpoint prompts and scoring use)
+    api_key_env: str | None = None  # NAME of the variable holding the key, never the key
+    max_concurrency: int = 8
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    backoff_s: float = 1.0  # first retry delay; doubles each attempt unless Retry-After says
+    backoff_max_s: float = 60.0
+    top_logprobs: int = 20
+
+
+@dataclass
 class BenchConfig:
     experiment_name: str = "adhoc"
     dataset: DatasetConfig = MISSING
     method: MethodConfig = MISSING
+    llm: LLMConfig = MISSING  # used only by the LLM families
     split: SplitConfig = field(default_factory=SplitConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     n_train: list[Any] = field(default_factory=lambda: [16, 64, 256, 1024])

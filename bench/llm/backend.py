@@ -1,0 +1,161 @@
+"""The backend protocol every LLM family uses, its result types and `make_backend`.
+
+A backend answers two questions:
+
+* ``score_many(prompts, labels)``: for each prompt, a probability for each label, read from the
+  model's next-token log-probabilities of ``prompt + label`` (falling back to parsing generated
+  text where an endpoint has no logprobs; `ScoreResult.method` says which);
+* ``generate_many(requests, ...)``: text for each prompt string or chat message list.
+
+Every result carries the `Usage` of its own request, so callers add up exactly what they used,
+and a cached answer shows up as a cache hit with no tokens billed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from omegaconf import DictConfig, OmegaConf
+
+from bench.errors import RunSkipped
+
+__all__ = [
+    "GenerateResult",
+    "LLMBackend",
+    "LLMConfigError",
+    "LLMUnavailableError",
+    "Messages",
+    "PromptTooLongError",
+    "ScoreResult",
+    "Usage",
+    "make_backend",
+]
+
+Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}]
+
+
+class LLMConfigError(ValueError):
+    """The llm config cannot work as written (missing key variable, unknown backend, ...)."""
+
+
+class LLMUnavailableError(RuntimeError):
+    """The endpoint could not be reached or kept failing after every retry."""
+
+
+class PromptTooLongError(RunSkipped):
+    """A prompt does not fit the model's context window; the run is recorded as skipped."""
+
+    def __init__(self, tokens: int, limit: int, llm: str) -> None:
+        super().__init__(
+            f"prompt of {tokens} tokens exceeds the context window of {limit} tokens of llm "
+            f"'{llm}' (llm.n_ctx / llm.context_length); use fewer shots or a longer-context model"
+        )
+        self.tokens, self.limit = tokens, limit
+
+
+@dataclass
+class Usage:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = (
+        0  # prompt tokens served from a prefix/KV cache (billed cheaper, if at all)
+    )
+    cache_hits: int = 0  # answers served from the request cache: counted, not billed
+    usd: float = 0.0
+    llm_seconds: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ScoreResult:
+    probs: dict[str, float]  # label -> probability, summing to 1
+    method: str  # "logprobs" or "generation" (the endpoint gave no logprobs)
+    valid: bool = True  # False when generated text matched no label (probs are then uniform)
+    text: str | None = None  # the generated text, for the generation fallback
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class GenerateResult:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+
+
+class LLMBackend(Protocol):
+    config: DictConfig
+
+    def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]: ...
+
+    def generate_many(
+        self,
+        requests: Sequence[str | Messages],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> list[GenerateResult]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+BACKENDS = {
+    "llamacpp": "bench.llm.llamacpp_backend:LlamaCppBackend",
+    "openai": "bench.llm.openai_backend:OpenAIBackend",
+}
+
+
+def as_llm_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
+    """An llm config validated against the LLMConfig schema (plain dicts get its defaults)."""
+    from bench.config import LLMConfig
+
+    return OmegaConf.merge(OmegaConf.structured(LLMConfig), cfg)
+
+
+def make_backend(cfg: DictConfig | Mapping[str, Any], use_cache: bool | None = None) -> LLMBackend:
+    """The backend an llm config describes, wrapped in the request cache unless `cache` is off."""
+    from bench.registry import Registry
+
+    cfg = as_llm_config(cfg)
+    backend_cls = Registry("llm backend", BACKENDS).get(cfg.backend, key="llm.backend")
+    backend = backend_cls(cfg)
+    if cfg.cache if use_cache is None else use_cache:
+        from bench.llm.cache import CachedBackend, RequestCache
+        from bench.paths import resolve_project_path
+
+        backend = CachedBackend(backend, RequestCache(resolve_project_path(cfg.cache_path)))
+    return backend
+
+
+def normalize(logprobs: Mapping[str, float]) -> dict[str, float]:
+    """Softmax over the labels' log-probabilities."""
+    import math
+
+    top = max(logprobs.values())
+    weights = {label: math.exp(lp - top) for label, lp in logprobs.items()}
+    total = sum(weights.values())
+    return {label: w / total for label, w in weights.items()}
+
+
+def parse_label(text: str, labels: Sequence[str]) -> str | None:
+    """The label a generated answer names: the longest label its start matches, ignoring case."""
+    answer = text.strip().lower()
+    matches = [label for label in labels if answer.startswith(label.strip().lower())]
+    return max(matches, key=len) if matches else None
+
+
+def generation_score(text: str, labels: Sequence[str], usage: Usage) -> ScoreResult:
+    """A ScoreResult from generated text: one-hot on the named label, uniform if none matches."""
+    label = parse_label(text, labels)
+    if label is None:
+        uniform = 1.0 / len(labels)
+        return ScoreResult({lb: uniform for lb in labels}, "generation", False, text, usage)
+    return ScoreResult({lb: float(lb == label) for lb in labels}, "generation", True, text, usage)

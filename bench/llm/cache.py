@@ -1,0 +1,148 @@
+"""A persistent request cache (SQLite in WAL mode) and the backend wrapper that uses it.
+
+The key holds everything that determines an answer: backend kind, base_url, model, the full
+prompt or messages, the decoding parameters and the label set (never an API key). Several
+processes (the joblib launcher's workers) may read and write at once: WAL lets readers go on
+while one writer commits, and a busy timeout makes writers wait their turn instead of failing.
+A hit is returned with `Usage(cache_hits=1)`: counted, not billed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.llm.backend import GenerateResult, LLMBackend, Messages, ScoreResult, Usage
+
+__all__ = ["CACHE_VERSION", "CachedBackend", "RequestCache"]
+
+CACHE_VERSION = 1  # bump when the meaning of a stored answer changes
+
+
+class RequestCache:
+    """key -> JSON value, in one SQLite file shared by processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():  # never share a connection across fork
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS responses "
+                "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+            )
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    @staticmethod
+    def key(**parts: Any) -> str:
+        text = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = (
+            self._connection()
+            .execute("SELECT value FROM responses WHERE key = ?", (key,))
+            .fetchone()
+        )
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._connection().execute(
+            "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
+            (key, json.dumps(value), time.time()),
+        )
+
+    def __len__(self) -> int:
+        return self._connection().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class CachedBackend:
+    """Any backend, answering repeated requests from a RequestCache."""
+
+    def __init__(self, backend: LLMBackend, cache: RequestCache) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.config = backend.config
+
+    def _identity(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "backend": cfg.backend,
+            "base_url": cfg.base_url,
+            "model": cfg.model,
+            "api": cfg.api,
+        }
+
+    def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]:
+        params = {"op": "score", "labels": list(labels), "top_logprobs": self.config.top_logprobs}
+        keys = [self.cache.key(**self._identity(), **params, prompt=p) for p in prompts]
+        results: list[ScoreResult | None] = [self._cached_score(k) for k in keys]
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            fresh = self.backend.score_many([prompts[i] for i in missing], labels)
+            for i, result in zip(missing, fresh, strict=True):
+                self.cache.put(keys[i], {**asdict(result), "usage": None})
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _cached_score(self, key: str) -> ScoreResult | None:
+        hit = self.cache.get(key)
+        if hit is None:
+            return None
+        return ScoreResult(**{**hit, "usage": Usage(cache_hits=1)})
+
+    def generate_many(
+        self,
+        requests: Sequence[str | Messages],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> list[GenerateResult]:
+        params = {
+            "op": "generate",
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stop": list(stop or []),
+        }
+        keys = [self.cache.key(**self._identity(), **params, request=r) for r in requests]
+        results: list[GenerateResult | None] = []
+        for key in keys:
+            hit = self.cache.get(key)
+            results.append(
+                None if hit is None else GenerateResult(hit["text"], Usage(cache_hits=1))
+            )
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            fresh = self.backend.generate_many(
+                [requests[i] for i in missing], max_tokens, temperature, stop
+            )
+            for i, result in zip(missing, fresh, strict=True):
+                self.cache.put(keys[i], {"text": result.text})
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def count_tokens(self, text: str) -> int:
+        return self.backend.count_tokens(text)
+
+    def close(self) -> None:
+        self.backend.close()
+        self.cache.close()
