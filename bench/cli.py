@@ -14,9 +14,9 @@ from bench.config import check_choice, config_names, register_configs
 from bench.paths import CONF_DIR
 from bench.registry import UnknownNameError
 
-__all__ = ["data_main", "report_main", "run_main"]
+__all__ = ["data_main", "llm_main", "report_main", "run_main"]
 
-CHECKED_GROUPS = ("dataset", "method", "experiment")
+CHECKED_GROUPS = ("dataset", "method", "experiment", "llm")
 
 
 def _check_group_overrides(argv: list[str]) -> None:
@@ -87,4 +87,30 @@ def data_main(argv: list[str] | None = None) -> None:
         print(list_datasets() if args.command == "list" else describe_dataset(args.name))
     except (UnknownNameError, ValueError) as error:
         print(f"bench-data: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def llm_main(argv: list[str] | None = None) -> None:
+    """`bench-llm check --llm NAME` | `bench-llm serve --llm NAME [--port P]`."""
+    from bench.llm.tools import check_llm, serve_llm
+
+    parser = argparse.ArgumentParser(prog="bench-llm", description=llm_main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="send one request and report model, latency, logprobs")
+    serve = sub.add_parser("serve", help="serve a local model as an OpenAI-compatible endpoint")
+    for command in (check, serve):
+        command.add_argument("--llm", default="local_gemma3_270m", help="a config in conf/llm/")
+        command.add_argument(
+            "overrides", nargs="*", help="config overrides, e.g. llm.base_url=http://host:8000/v1"
+        )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    try:
+        check_choice("llm", args.llm)
+        if args.command == "check":
+            sys.exit(check_llm(args.llm, args.overrides))
+        serve_llm(args.llm, args.overrides, args.host, args.port)
+    except (UnknownNameError, ValueError) as error:
+        print(f"bench-llm: {error}", file=sys.stderr)
         sys.exit(2)

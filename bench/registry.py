@@ -89,6 +89,7 @@ METHODS = Registry(
         "random_forest": "bench.methods.classical:build_classical",
         "xgboost": "bench.methods.classical:build_classical",
         "lightgbm": "bench.methods.classical:build_classical",
+        "llm_icl": "bench.methods.llm_icl:build_llm_icl",
     },
 )
 

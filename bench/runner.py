@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
+from bench.llm.backend import Usage
 from bench.methods.base import MethodContext, build_method
 from bench.metrics import compute_metrics
 from bench.results import DONE_STATUSES, ResultsStore
@@ -35,14 +36,21 @@ log = logging.getLogger("bench")
 
 # Bump when a change to splitting or scoring makes old results incomparable; it is in every run id.
 PROTOCOL_VERSION = 1
-ZERO_USAGE = {
-    "requests": 0,
-    "prompt_tokens": 0,
-    "completion_tokens": 0,
-    "cached_tokens": 0,
-    "cache_hits": 0,
-    "usd": 0.0,
-}
+ZERO_USAGE = Usage().as_dict()
+LLM_FAMILIES = ("llm_icl", "llm_codegen", "llm_distill")
+# llm settings that change how requests are made, not what they answer: not part of a run's id.
+LLM_OPERATIONAL_KEYS = (
+    "cache",
+    "cache_path",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "timeout_s",
+    "max_retries",
+    "backoff_s",
+    "backoff_max_s",
+    "n_threads",
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,10 @@ class JobSummary:
         )
 
 
+def uses_llm(cfg: DictConfig) -> bool:
+    return cfg.method.family in LLM_FAMILIES
+
+
 def specs_for(cfg: DictConfig) -> list[RunSpec]:
     """The runs one job is responsible for, in seed-major order."""
     determinants = {
@@ -96,6 +108,11 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
         "method": OmegaConf.to_container(cfg.method, resolve=True),
         "split": OmegaConf.to_container(cfg.split, resolve=True),
     }
+    llm_name = None
+    if uses_llm(cfg):
+        llm = OmegaConf.to_container(cfg.llm, resolve=True)
+        determinants["llm"] = {k: v for k, v in llm.items() if k not in LLM_OPERATIONAL_KEYS}
+        llm_name = cfg.llm.name
     return [
         RunSpec(
             experiment=cfg.experiment_name,
@@ -105,6 +122,7 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
             seed=int(seed),
             n_train=n if isinstance(n, str) else int(n),
             determinants=determinants,
+            llm=llm_name,
         )
         for seed in cfg.seeds
         for n in cfg.n_train
@@ -196,6 +214,7 @@ def execute_run(
             description=task.description,
             seed=spec.seed,
             n_jobs=cfg.n_jobs,
+            extra={"llm": OmegaConf.to_container(cfg.llm, resolve=True)} if uses_llm(cfg) else {},
         )
         estimator = build_method(cfg.method, context)
         if (
@@ -256,12 +275,15 @@ def execute_run(
         )
         return record, _predictions_frame(split.test_rows, task, proba)
     except Exception as error:
+        # RunSkipped / RunUnavailable (bench.errors) carry their own status; the rest failed.
+        status = getattr(error, "status", None)
+        status = status if status in ("skipped", "unavailable") else "failed"
         timing = {"wall_s": time.perf_counter() - started}
         return _record(
             spec,
             existing,
-            "failed",
-            error=_describe(error),
+            status,
+            error=_describe(error) if status == "failed" else str(error),
             timing=timing,
             traceback=traceback.format_exc(),
         ), None

@@ -1,0 +1,259 @@
+"""Any OpenAI-compatible endpoint through the `openai` SDK's async client.
+
+Requests run concurrently (at most `llm.max_concurrency` at once) under optional requests- and
+tokens-per-minute limits. Failures that may pass (connection drops, timeouts, 429, 5xx) are
+retried with exponential backoff, waiting what a Retry-After header asks for when there is one;
+after `llm.max_retries` retries the error names the URL and the llm config. Scoring asks for the
+first answer token's top log-probabilities; an endpoint that returns none is scored by parsing
+the generated answer instead, and the result says so (`method="generation"`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig
+
+from bench.llm.backend import (
+    GenerateResult,
+    LLMConfigError,
+    LLMUnavailableError,
+    Messages,
+    ScoreResult,
+    Usage,
+    generation_score,
+    normalize,
+)
+from bench.llm.cost import priced
+from bench.llm.ratelimit import RateLimiter
+
+__all__ = ["OpenAIBackend", "api_key"]
+
+T = TypeVar("T")
+PLACEHOLDER_KEY = "no-key-needed"  # local servers ignore the key but the SDK wants one
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def api_key(cfg: DictConfig) -> str:
+    """The key from the environment variable the config names; the key itself is never logged."""
+    if not cfg.api_key_env:
+        return PLACEHOLDER_KEY
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        raise LLMConfigError(
+            f"llm '{cfg.name}' needs an API key in the environment variable {cfg.api_key_env} "
+            f"(llm.api_key_env), which is not set: export {cfg.api_key_env}=..."
+        )
+    return key
+
+
+class OpenAIBackend:
+    """Hosted APIs (OpenAI, OpenRouter, Azure) and self-hosted servers (vLLM, Ollama, llama.cpp)."""
+
+    def __init__(self, config: DictConfig) -> None:
+        if not config.base_url:
+            raise LLMConfigError(
+                f"llm '{config.name}' uses the openai backend but sets no llm.base_url"
+            )
+        if config.api not in ("chat", "completions"):
+            raise LLMConfigError(f"llm.api must be 'chat' or 'completions', got '{config.api}'")
+        self.config = config
+        self._key = api_key(config)
+
+    # -- public protocol ------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)  # the server's tokenizer is not available here; an estimate
+
+    def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]:
+        return self._run_all([lambda client, p=p: self._score(client, p, labels) for p in prompts])
+
+    def generate_many(
+        self,
+        requests: Sequence[str | Messages],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> list[GenerateResult]:
+        def job(request: str | Messages) -> Callable[[Any], Awaitable[GenerateResult]]:
+            async def run(client: Any) -> GenerateResult:
+                text, usage, _ = await self._complete(
+                    client, request, max_tokens=max_tokens, temperature=temperature, stop=stop
+                )
+                return GenerateResult(text, usage)
+
+            return run
+
+        return self._run_all([job(r) for r in requests])
+
+    def close(self) -> None:
+        pass
+
+    # -- scoring ----------------------------------------------------------------------------
+    async def _score(self, client: Any, prompt: str, labels: Sequence[str]) -> ScoreResult:
+        longest = max(len(label) for label in labels)
+        text, usage, top = await self._complete(
+            client, prompt, max_tokens=max(1, longest // 3 + 1), temperature=0.0, logprobs=True
+        )
+        if top:
+            probs = _label_mass(top, labels)
+            if probs is not None:
+                return ScoreResult(probs, "logprobs", usage=usage)
+        return generation_score(text, labels, usage)
+
+    # -- one request with retries -----------------------------------------------------------
+    async def _complete(
+        self,
+        client: Any,
+        request: str | Messages,
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str] | None = None,
+        logprobs: bool = False,
+    ) -> tuple[str, Usage, dict[str, float] | None]:
+        cfg = self.config
+        common: dict[str, Any] = {
+            "model": cfg.model,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        if stop:
+            common["stop"] = list(stop)
+        start = time.perf_counter()
+        if cfg.api == "completions":
+            prompt = request if isinstance(request, str) else _as_prompt(request)
+            extra = {"logprobs": cfg.top_logprobs} if logprobs else {}
+            response = await self._with_retries(
+                lambda: client.completions.create(prompt=prompt, **common, **extra)
+            )
+            choice = response.choices[0]
+            text = choice.text or ""
+            top = None
+            if logprobs and choice.logprobs and choice.logprobs.top_logprobs:
+                top = dict(choice.logprobs.top_logprobs[0])
+        else:
+            messages = (
+                [{"role": "user", "content": request}] if isinstance(request, str) else request
+            )
+            extra = {"logprobs": True, "top_logprobs": cfg.top_logprobs} if logprobs else {}
+            response = await self._with_retries(
+                lambda: client.chat.completions.create(messages=messages, **common, **extra)
+            )
+            choice = response.choices[0]
+            text = choice.message.content or ""
+            top = None
+            if logprobs and choice.logprobs and choice.logprobs.content:
+                top = {t.token: t.logprob for t in choice.logprobs.content[0].top_logprobs}
+        usage = _usage(response, time.perf_counter() - start)
+        return text, priced(usage, cfg.prices), top
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        import openai
+
+        cfg = self.config
+        last: Exception | None = None
+        for attempt in range(cfg.max_retries + 1):
+            try:
+                return await call()
+            except (openai.APIConnectionError, openai.APITimeoutError) as error:  # incl. timeouts
+                last, wait = error, None
+            except openai.APIStatusError as error:
+                if error.status_code not in RETRYABLE_STATUS:
+                    raise LLMUnavailableError(
+                        f"LLM endpoint {cfg.base_url} (llm '{cfg.name}', model '{cfg.model}') "
+                        f"refused the request: HTTP {error.status_code}: {_short(error)}"
+                    ) from error
+                last, wait = error, _retry_after(error.response)
+            if attempt < cfg.max_retries:
+                backoff = min(cfg.backoff_s * 2**attempt, cfg.backoff_max_s)
+                delay = wait if wait is not None else backoff * (0.5 + random.random() / 2)
+                await asyncio.sleep(min(delay, cfg.backoff_max_s))
+        raise LLMUnavailableError(
+            f"LLM endpoint {cfg.base_url} (llm '{cfg.name}', model '{cfg.model}') failed after "
+            f"{cfg.max_retries + 1} attempts: {type(last).__name__}: {_short(last)}"
+        ) from last
+
+    # -- concurrency ----------------------------------------------------------------------------
+    def _run_all(self, jobs: list[Callable[[Any], Awaitable[T]]]) -> list[T]:
+        return asyncio.run(self._gather(jobs))
+
+    async def _gather(self, jobs: list[Callable[[Any], Awaitable[T]]]) -> list[T]:
+        from openai import AsyncOpenAI
+
+        cfg = self.config
+        limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        gate = asyncio.Semaphore(cfg.max_concurrency)
+        client = AsyncOpenAI(
+            base_url=cfg.base_url, api_key=self._key, timeout=cfg.timeout_s, max_retries=0
+        )
+
+        async def bounded(job: Callable[[Any], Awaitable[T]]) -> T:
+            async with gate:
+                await limiter.acquire(tokens=256)
+                return await job(client)
+
+        try:
+            return list(await asyncio.gather(*(bounded(j) for j in jobs)))
+        finally:
+            await client.close()
+
+
+def _label_mass(top: dict[str, float], labels: Sequence[str]) -> dict[str, float] | None:
+    """Label probabilities from the first answer token's top log-probabilities.
+
+    A token counts for a label when the label (ignoring case and surrounding spaces) starts with
+    the token's text and no other label does; labels none of whose tokens appear get a floor.
+    """
+    import math
+
+    keys = {label: label.strip().lower() for label in labels}
+    mass = dict.fromkeys(labels, 0.0)
+    for token, logprob in top.items():
+        piece = token.strip().lower()
+        if not piece:
+            continue
+        owners = [label for label, key in keys.items() if key.startswith(piece)]
+        if len(owners) == 1:
+            mass[owners[0]] += math.exp(logprob)
+    if not any(mass.values()):
+        return None
+    floor = min(math.exp(lp) for lp in top.values()) / 2  # below anything the endpoint listed
+    return normalize({label: math.log(m if m > 0 else floor) for label, m in mass.items()})
+
+
+def _usage(response: Any, seconds: float) -> Usage:
+    usage = getattr(response, "usage", None)
+    details = getattr(usage, "prompt_tokens_details", None)
+    return Usage(
+        requests=1,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+        llm_seconds=seconds,
+    )
+
+
+def _retry_after(response: Any) -> float | None:
+    """Seconds a Retry-After header asks for (a number or an HTTP date), if there is one."""
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+
+
+def _as_prompt(messages: Messages) -> str:
+    return "\n\n".join(m.get("content", "") for m in messages)
+
+
+def _short(error: BaseException | None) -> str:
+    text = str(error) if error else "no response"
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,54 @@
+"""What `bench-llm check` and `bench-llm serve` do."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+
+from bench.config import compose_config
+from bench.llm.backend import LLMConfigError, LLMUnavailableError, make_backend
+
+__all__ = ["check_llm", "serve_llm"]
+
+CHECK_PROMPT = "Question: Is water wet? Answer yes or no.\nAnswer:"
+CHECK_LABELS = [" yes", " no"]
+
+
+def check_llm(name: str, overrides: list[str] | None = None) -> int:
+    """Send one scoring request (no cache) and print model, latency and whether logprobs work."""
+    cfg = compose_config([f"llm={name}", *(overrides or [])]).llm
+    where = cfg.base_url or f"in-process llama.cpp ({cfg.model_path})"
+    print(f"llm:      {cfg.name} ({cfg.backend})\nmodel:    {cfg.model}\nendpoint: {where}")
+    try:
+        backend = make_backend(cfg, use_cache=False)
+        start = time.perf_counter()
+        result = backend.score_many([CHECK_PROMPT], CHECK_LABELS)[0]
+        latency = time.perf_counter() - start
+    except (LLMConfigError, LLMUnavailableError, ImportError) as error:
+        print(f"FAILED:   {error}")
+        return 1
+    probs = ", ".join(f"{label.strip()}={p:.3f}" for label, p in result.probs.items())
+    print(f"latency:  {latency:.2f} s (first request, model load included for local models)")
+    fallback = "no (scores fall back to parsing generated text)"
+    print(f"logprobs: {'yes' if result.method == 'logprobs' else fallback}")
+    print(f"answer:   {probs}")
+    usage = result.usage
+    print(f"usage:    {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens")
+    return 0
+
+
+def serve_llm(name: str, overrides: list[str] | None, host: str, port: int) -> None:
+    """Run llama-cpp-python's OpenAI-compatible server on the llm config's local model."""
+    from bench.llm.server import server_command
+
+    cfg = compose_config([f"llm={name}", *(overrides or [])]).llm
+    command = server_command(cfg, host, port)
+    print(
+        f"Serving {cfg.model} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops it).\n"
+        f"Use it: bench-run llm=openai_compatible llm.base_url=http://{host}:{port}/v1 "
+        f"llm.model={cfg.model}",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(command, check=False)
