@@ -3,5 +3,5 @@
 # Extra arguments go to bench-run, e.g. ./scripts/run.sh dataset=wa_churn method=xgboost
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh llm
 exec .venv/bin/bench-run "$@"

@@ -19,7 +19,7 @@ fi
 stamp=".venv/.bench-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) extras=[$extras]"
 if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
-  echo "setup: installing the project into .venv${extras:+ with extras [$extras]} (first time: a few minutes)"
+  echo "setup: installing the project into .venv${extras:+ with extras [$extras]} (first time: several minutes; llama-cpp-python compiles for ~7 min on 2 cores, then pip caches it)"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
   echo "$want" > "$stamp"

@@ -118,24 +118,29 @@ class LlamaCppBackend:
         longest = max(len(t) for t in continuations.values())
         if longest > self.n_ctx:
             raise PromptTooLongError(longest, self.n_ctx, self.config.name)
-        logprobs: dict[str, float] = {}
-        reused_total = None
-        for label, full in continuations.items():
-            # The label's tokens start where prompt+label stops matching the prompt's tokens.
-            start_at = _common_prefix(full, prompt_tokens)
-            if start_at >= len(full):
+        # A label's tokens start where prompt+label stops matching the prompt's own tokens
+        # (usually at the prompt's end). Labels starting at the same position share one
+        # evaluation: their first tokens are read off the same last-position logits.
+        starts = {
+            label: _common_prefix(full, prompt_tokens) for label, full in continuations.items()
+        }
+        for label, start_at in starts.items():
+            if start_at >= len(continuations[label]):
                 raise ValueError(
                     f"label {label!r} adds no tokens to the prompt; labels must be non-empty"
                 )
-            logits, reused = self._eval_prefix(full[:start_at])
+        logprobs: dict[str, float] = {}
+        reused_total = None
+        for start_at in sorted(set(starts.values()), reverse=True):
+            logits, reused = self._eval_prefix(prompt_tokens[:start_at])
             reused_total = reused if reused_total is None else reused_total
-            total = _log_softmax(logits)[full[start_at]]
-            for position in range(
-                start_at + 1, len(full)
-            ):  # multi-token labels, one token at a time
+            table = _log_softmax(logits)
+            for label in (lb for lb, s in starts.items() if s == start_at):
+                logprobs[label] = float(table[continuations[label][start_at]])
+        for label, full in continuations.items():  # later tokens of multi-token labels
+            for position in range(starts[label] + 1, len(full)):
                 logits, _ = self._eval_prefix(full[:position])
-                total += _log_softmax(logits)[full[position]]
-            logprobs[label] = float(total)
+                logprobs[label] += float(_log_softmax(logits)[full[position]])
         usage = Usage(
             requests=1,
             prompt_tokens=len(prompt_tokens),
