@@ -71,7 +71,8 @@ class OpenAIBackend:
         return max(1, len(text) // 4)  # the server's tokenizer is not available here; an estimate
 
     def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]:
-        return self._run_all([lambda client, p=p: self._score(client, p, labels) for p in prompts])
+        jobs = [(self._estimate(p, 8), lambda c, p=p: self._score(c, p, labels)) for p in prompts]
+        return self._run_all(jobs)
 
     def generate_many(
         self,
@@ -89,7 +90,12 @@ class OpenAIBackend:
 
             return run
 
-        return self._run_all([job(r) for r in requests])
+        return self._run_all([(self._estimate(r, max_tokens), job(r)) for r in requests])
+
+    def _estimate(self, request: str | Messages, max_tokens: int) -> int:
+        """Tokens a request may use, for the tokens-per-minute limit."""
+        text = request if isinstance(request, str) else _as_prompt(request)
+        return self.count_tokens(text) + max_tokens
 
     def close(self) -> None:
         pass
@@ -179,10 +185,18 @@ class OpenAIBackend:
         ) from last
 
     # -- concurrency ----------------------------------------------------------------------------
-    def _run_all(self, jobs: list[Callable[[Any], Awaitable[T]]]) -> list[T]:
-        return asyncio.run(self._gather(jobs))
+    def _run_all(self, jobs: list[tuple[int, Callable[[Any], Awaitable[T]]]]) -> list[T]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._gather(jobs))
+        # Called from code that already runs an event loop (a notebook): use a worker thread.
+        from concurrent.futures import ThreadPoolExecutor
 
-    async def _gather(self, jobs: list[Callable[[Any], Awaitable[T]]]) -> list[T]:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self._gather(jobs)).result()
+
+    async def _gather(self, jobs: list[tuple[int, Callable[[Any], Awaitable[T]]]]) -> list[T]:
         from openai import AsyncOpenAI
 
         cfg = self.config
@@ -192,13 +206,13 @@ class OpenAIBackend:
             base_url=cfg.base_url, api_key=self._key, timeout=cfg.timeout_s, max_retries=0
         )
 
-        async def bounded(job: Callable[[Any], Awaitable[T]]) -> T:
+        async def bounded(tokens: int, job: Callable[[Any], Awaitable[T]]) -> T:
             async with gate:
-                await limiter.acquire(tokens=256)
+                await limiter.acquire(tokens)
                 return await job(client)
 
         try:
-            return list(await asyncio.gather(*(bounded(j) for j in jobs)))
+            return list(await asyncio.gather(*(bounded(t, j) for t, j in jobs)))
         finally:
             await client.close()
 
