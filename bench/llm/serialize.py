@@ -1,0 +1,145 @@
+"""Row serializers: one table row as prompt text, in six formats.
+
+Formats: ``list`` (``age: 42`` lines), ``text`` (``The age is 42.``), ``json``, ``markdown``,
+``csv`` and ``html`` (a one-row table with its header). Numbers are rendered compactly with
+`precision` significant digits and never in exponent notation, missing values are written as
+`missing`, and cell text is escaped for its format (and newlines collapsed) so that data can never
+break the prompt's structure, e.g. by smuggling in a line ``Answer: yes``. Two ablations:
+`values_only` drops the column names; `permute_names` shuffles names across columns
+(deterministically from `seed`), testing whether the model reads the names at all.
+
+>>> RowSerializer("list").record({"age": 42.0, "plan": "gold", "calls": float("nan")})
+'age: 42\\nplan: gold\\ncalls: missing'
+>>> RowSerializer("text", precision=3).record({"wait": 12.3456})
+'The wait is 12.3.'
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FORMATS", "RowSerializer", "format_value"]
+
+FORMATS = ("list", "text", "json", "markdown", "csv", "html")
+_SPACE = re.compile(r"\s+")
+
+
+def format_value(value: Any, precision: int = 4, missing: str = "missing") -> str:
+    """A cell as compact text: integers without a decimal point, floats to `precision`
+    significant digits without exponent notation, whitespace collapsed."""
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+        return missing
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if float(value).is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return np.format_float_positional(
+            float(value), precision=precision, unique=True, fractional=False, trim="-"
+        )
+    return _SPACE.sub(" ", str(value)).strip()
+
+
+@dataclass(frozen=True)
+class RowSerializer:
+    format: str = "list"
+    precision: int = 4
+    missing: str = "missing"
+    values_only: bool = False
+    permute_names: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(
+                f"Unknown serializer format '{self.format}' (serializer.format); "
+                f"valid: {', '.join(FORMATS)}"
+            )
+
+    def names(self, columns: Sequence[str]) -> list[str]:
+        """The column names as shown: as is, or permuted for the ablation."""
+        names = [str(c) for c in columns]
+        if self.permute_names and len(names) > 1:
+            order = np.random.default_rng(self.seed).permutation(len(names))
+            names = [names[i] for i in order]
+        return names
+
+    def record(self, row: Mapping[str, Any]) -> str:
+        """One row as text in this serializer's format."""
+        names = self.names(list(row.keys()))
+        values = [format_value(v, self.precision, self.missing) for v in row.values()]
+        return getattr(self, f"_{self.format}")(names, values)
+
+    # -- one method per format ---------------------------------------------------------------
+    def _list(self, names: list[str], values: list[str]) -> str:
+        if self.values_only:
+            return ", ".join(values)
+        return "\n".join(f"{_line(n)}: {v}" for n, v in zip(names, values, strict=True))
+
+    def _text(self, names: list[str], values: list[str]) -> str:
+        if self.values_only:
+            return " ".join(f"{v}." for v in values)
+        return " ".join(f"The {_line(n)} is {v}." for n, v in zip(names, values, strict=True))
+
+    def _json(self, names: list[str], values: list[str]) -> str:
+        typed = [self._json_value(v) for v in values]
+        if self.values_only:
+            return json.dumps(typed, ensure_ascii=False)
+        return json.dumps(dict(zip(names, typed, strict=True)), ensure_ascii=False)
+
+    def _json_value(self, text: str) -> Any:
+        """Numbers as JSON numbers, missing as null, everything else as a string."""
+        if text == self.missing:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return number if math.isfinite(number) else text
+
+    def _markdown(self, names: list[str], values: list[str]) -> str:
+        cells = [_markdown_cell(v) for v in values]
+        row = "| " + " | ".join(cells) + " |"
+        if self.values_only:
+            return row
+        header = "| " + " | ".join(_markdown_cell(n) for n in names) + " |"
+        return "\n".join([header, "|" + "---|" * len(names), row])
+
+    def _csv(self, names: list[str], values: list[str]) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if not self.values_only:
+            writer.writerow(names)
+        writer.writerow(values)
+        return buffer.getvalue().rstrip("\n")
+
+    def _html(self, names: list[str], values: list[str]) -> str:
+        cells = "".join(f"<td>{html.escape(v)}</td>" for v in values)
+        if self.values_only:
+            return f"<table><tr>{cells}</tr></table>"
+        header = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        return f"<table><tr>{header}</tr><tr>{cells}</tr></table>"
+
+
+def _line(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def _markdown_cell(text: str) -> str:
+    return _line(text).replace("\\", "\\\\").replace("|", "\\|")
