@@ -203,6 +203,7 @@ def execute_run(
 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """Fit on the spec's training subset, score on the split's test rows."""
     started = time.perf_counter()
+    base: dict[str, Any] = {"data_fingerprint": task.fingerprint}
     try:
         n_train = resolve_n_train(spec.n_train, split.pool_size)
         subset = split.subset(n_train, task.y, min_per_class=cfg.split.min_per_class)
@@ -225,11 +226,9 @@ def execute_run(
             subset = type(subset)(
                 0, subset.rows, f"method '{spec.method}' needs training rows (n_train=0)"
             )
-        base = {
-            "n_train": n_train,
-            "n_test": len(split.test_rows),
-            "data_fingerprint": task.fingerprint,
-        }
+        base.update(
+            n_train=n_train, n_test=len(split.test_rows), class_labels=list(task.class_labels)
+        )
         if subset.skip_reason:
             return _record(spec, existing, "skipped", error=subset.skip_reason, **base), None
 
@@ -286,6 +285,7 @@ def execute_run(
             error=_describe(error) if status == "failed" else str(error),
             timing=timing,
             traceback=traceback.format_exc(),
+            **base,
         ), None
 
 

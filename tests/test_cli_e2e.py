@@ -39,6 +39,7 @@ USAGE_FIELDS = {
     "cached_tokens",
     "cache_hits",
     "usd",
+    "llm_seconds",
 }
 
 

@@ -74,6 +74,7 @@ def test_write_report_files(results_dir: Path) -> None:
 
 def test_metric_choice(results_dir: Path) -> None:
     runs = load_results(results_dir)
+    assert all(labels == ["no", "yes"] for labels in runs["class_labels"])  # drives `auto`
     assert choose_metric(runs, "auto") == "roc_auc"
     assert choose_metric(runs, "log_loss") == "log_loss"
     with pytest.raises(KeyError, match="Did you mean 'log_loss'"):

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,15 @@ class RequestCache:
         if self._conn is None or self._pid != os.getpid():  # never share a connection across fork
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS responses "
-                "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+            # Switching a new file to WAL needs a moment of exclusive access; SQLite answers
+            # "locked" at once (no busy wait) while another process is creating the same file.
+            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+            _retry_locked(
+                lambda: conn.execute(
+                    "CREATE TABLE IF NOT EXISTS responses "
+                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+                )
             )
             self._conn, self._pid = conn, os.getpid()
         return self._conn
@@ -75,6 +79,18 @@ class RequestCache:
             self._conn = None
 
 
+def _retry_locked(statement: Callable[[], object], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class CachedBackend:
     """Any backend, answering repeated requests from a RequestCache."""
 
@@ -90,6 +106,8 @@ class CachedBackend:
             "base_url": cfg.base_url,
             "model": cfg.model,
             "api": cfg.api,
+            # A smaller window turns an answer into "prompt too long": never serve it from cache.
+            "context": [cfg.context_length, cfg.n_ctx],
         }
 
     def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]:

@@ -14,6 +14,7 @@ import asyncio
 import email.utils
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from bench.llm.backend import (
     LLMConfigError,
     LLMUnavailableError,
     Messages,
+    PromptTooLongError,
     ScoreResult,
     Usage,
     generation_score,
@@ -65,6 +67,7 @@ class OpenAIBackend:
             raise LLMConfigError(f"llm.api must be 'chat' or 'completions', got '{config.api}'")
         self.config = config
         self._key = api_key(config)
+        self._limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
 
     # -- public protocol ------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -169,6 +172,9 @@ class OpenAIBackend:
             except (openai.APIConnectionError, openai.APITimeoutError) as error:  # incl. timeouts
                 last, wait = error, None
             except openai.APIStatusError as error:
+                too_long = _context_overflow(str(error)) if error.status_code == 400 else None
+                if too_long:
+                    raise PromptTooLongError(*too_long, cfg.name) from error
                 if error.status_code not in RETRYABLE_STATUS:
                     raise LLMUnavailableError(
                         f"LLM endpoint {cfg.base_url} (llm '{cfg.name}', model '{cfg.model}') "
@@ -200,7 +206,7 @@ class OpenAIBackend:
         from openai import AsyncOpenAI
 
         cfg = self.config
-        limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        limiter = self._limiter
         gate = asyncio.Semaphore(cfg.max_concurrency)
         client = AsyncOpenAI(
             base_url=cfg.base_url, api_key=self._key, timeout=cfg.timeout_s, max_retries=0
@@ -238,6 +244,23 @@ def _label_mass(top: dict[str, float], labels: Sequence[str]) -> dict[str, float
         return None
     floor = min(math.exp(lp) for lp in top.values()) / 2  # below anything the endpoint listed
     return normalize({label: math.log(m if m > 0 else floor) for label, m in mass.items()})
+
+
+# How servers say a prompt is too long. OpenAI and vLLM: "maximum context length is 8192 tokens
+# ... resulted in 9000 tokens"; llama.cpp: "Requested tokens (9000) exceed context window of 8192".
+_OVERFLOW_PATTERNS = (
+    re.compile(r"maximum context length is (?P<limit>\d+).*?(?P<tokens>\d+) tokens", re.S),
+    re.compile(r"Requested tokens \((?P<tokens>\d+)\) exceed context window of (?P<limit>\d+)"),
+)
+
+
+def _context_overflow(message: str) -> tuple[int, int] | None:
+    """(prompt tokens, context limit) when an error message says the prompt does not fit."""
+    for pattern in _OVERFLOW_PATTERNS:
+        match = pattern.search(message)
+        if match:
+            return int(match["tokens"]), int(match["limit"])
+    return None
 
 
 def _usage(response: Any, seconds: float) -> Usage:

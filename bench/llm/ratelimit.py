@@ -10,18 +10,28 @@ __all__ = ["RateLimiter"]
 
 
 class RateLimiter:
-    """Waits until one more request of `tokens` tokens fits in the last 60 seconds' budget."""
+    """Waits until one more request of `tokens` tokens fits in the last 60 seconds' budget.
+
+    One limiter lives as long as its backend, so the budget holds across calls; each call runs
+    its own event loop, so the lock is made anew for each loop.
+    """
 
     def __init__(self, requests_per_minute: int | None, tokens_per_minute: int | None) -> None:
         self.rpm = requests_per_minute
         self.tpm = tokens_per_minute
         self._events: deque[tuple[float, int]] = deque()  # (time, tokens) of recent requests
-        self._lock = asyncio.Lock()
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def _lock(self) -> asyncio.Lock:
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._locks:
+            self._locks = {loop: asyncio.Lock()}  # earlier loops are closed: forget their locks
+        return self._locks[loop]
 
     async def acquire(self, tokens: int) -> None:
         if not self.rpm and not self.tpm:
             return
-        async with self._lock:
+        async with self._lock():
             while True:
                 now = time.monotonic()
                 while self._events and now - self._events[0][0] >= 60.0:

@@ -15,7 +15,11 @@ from bench.data.splits import make_split
 from bench.methods.base import MethodContext, build_method
 from bench.methods.classical import MAX_FOLDS, ClassicalClassifier, cv_folds
 
-METHODS = config_names("method")
+METHODS = [
+    name
+    for name in config_names("method")
+    if compose_config([f"method={name}"]).method.family == "classical"
+]
 UNTUNED = [name for name in METHODS if not compose_config([f"method={name}"]).method.tune]
 
 

@@ -1,0 +1,89 @@
+"""Which training rows go into an in-context prompt, and in what order.
+
+Static selections pick the same k shots for every query (so every prompt shares its prefix):
+``first`` (the head of the run's nested, stratified training subset), ``random``,
+``stratified`` (class proportions kept), ``balanced`` (equal rows per class, as in TabLLM).
+``knn`` retrieves, for each query, its k nearest training rows (numeric features standardised,
+categoricals one-hot), the most similar placed last, next to the query.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SELECTIONS", "nearest_shots", "static_shots"]
+
+SELECTIONS = ("first", "random", "stratified", "balanced", "knn")
+
+
+def static_shots(y: pd.Series, k: int, selection: str, seed: int) -> np.ndarray:
+    """Positions (into the training rows) of k shots shared by every query."""
+    if selection not in SELECTIONS:
+        raise ValueError(
+            f"Unknown shot selection '{selection}' (method.params.selection); "
+            f"valid: {', '.join(SELECTIONS)}"
+        )
+    n = len(y)
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    if selection in ("first", "knn") or k == n:
+        return np.arange(k)
+    if selection == "random":
+        return np.sort(rng.choice(n, size=k, replace=False))
+    labels = y.to_numpy()
+    classes = np.unique(labels)
+    if selection == "balanced":
+        quota = {c: k // len(classes) + (i < k % len(classes)) for i, c in enumerate(classes)}
+    else:  # stratified: largest-remainder quotas proportional to class counts
+        shares = {c: k * np.mean(labels == c) for c in classes}
+        quota = {c: int(s) for c, s in shares.items()}
+        for c in sorted(classes, key=lambda c: shares[c] - quota[c], reverse=True)[
+            : k - sum(quota.values())
+        ]:
+            quota[c] += 1
+    chosen: list[int] = []
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        take = min(quota[c], len(members))
+        chosen.extend(rng.choice(members, size=take, replace=False))
+    if len(chosen) < k:  # a class ran short (balanced on skewed data): fill from the rest
+        rest = np.setdiff1d(np.arange(n), chosen)
+        chosen.extend(rng.choice(rest, size=k - len(chosen), replace=False))
+    return np.array(sorted(rng.permutation(chosen)), dtype=int)
+
+
+def nearest_shots(pool: pd.DataFrame, queries: pd.DataFrame, k: int) -> list[np.ndarray]:
+    """For each query row, positions of its k nearest pool rows, farthest first."""
+    from sklearn.compose import ColumnTransformer, make_column_selector
+    from sklearn.impute import SimpleImputer
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    k = min(k, len(pool))
+    if k == 0:
+        return [np.array([], dtype=int) for _ in range(len(queries))]
+    encoder = ColumnTransformer(
+        [
+            (
+                "num",
+                make_pipeline(
+                    SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+                ),
+                make_column_selector(dtype_include="number"),
+            ),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="(missing)"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                make_column_selector(dtype_exclude="number"),
+            ),
+        ]
+    )
+    points = encoder.fit_transform(pool)
+    index = NearestNeighbors(n_neighbors=k).fit(points)
+    _, neighbours = index.kneighbors(encoder.transform(queries))
+    return [row[::-1].copy() for row in neighbours]
