@@ -16,7 +16,7 @@ from bench.registry import UnknownNameError
 
 __all__ = ["data_main", "llm_main", "report_main", "run_main"]
 
-CHECKED_GROUPS = ("dataset", "method", "experiment", "llm")
+CHECKED_GROUPS = ("dataset", "method", "experiment", "llm", "serializer")
 
 
 def _check_group_overrides(argv: list[str]) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "FeatureConfig",
     "LLMConfig",
     "MethodConfig",
+    "SerializerConfig",
     "SplitConfig",
     "check_choice",
     "compose_config",
@@ -72,6 +73,19 @@ class SplitConfig:
 
 
 @dataclass
+class SerializerConfig:
+    """How a table row is written into a prompt (bench/llm/serialize.py)."""
+
+    name: str = MISSING
+    format: str = "list"  # list | text | json | markdown | csv | html
+    descriptions: bool = False  # add the column descriptions to the prompt (always for zero-shot)
+    values_only: bool = False  # ablation: no column names
+    permute_names: bool = False  # ablation: column names shuffled across columns
+    precision: int = 4  # significant digits of numbers
+    missing: str = "missing"  # how a missing value is written
+
+
+@dataclass
 class PricesConfig:
     """USD per million tokens; local models may instead set a $/hour for the machine."""
 
@@ -114,6 +128,7 @@ class BenchConfig:
     dataset: DatasetConfig = MISSING
     method: MethodConfig = MISSING
     llm: LLMConfig = MISSING  # used only by the LLM families
+    serializer: SerializerConfig = MISSING  # used only by the LLM families
     split: SplitConfig = field(default_factory=SplitConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     n_train: list[Any] = field(default_factory=lambda: [16, 64, 256, 1024])

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
 from bench.llm.backend import Usage
+from bench.llm.prompts import PROMPT_VERSION
 from bench.methods.base import MethodContext, build_method
 from bench.metrics import compute_metrics
 from bench.results import DONE_STATUSES, ResultsStore
@@ -108,11 +109,13 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
         "method": OmegaConf.to_container(cfg.method, resolve=True),
         "split": OmegaConf.to_container(cfg.split, resolve=True),
     }
-    llm_name = None
+    llm_name = serializer_name = None
     if uses_llm(cfg):
         llm = OmegaConf.to_container(cfg.llm, resolve=True)
         determinants["llm"] = {k: v for k, v in llm.items() if k not in LLM_OPERATIONAL_KEYS}
-        llm_name = cfg.llm.name
+        determinants["serializer"] = OmegaConf.to_container(cfg.serializer, resolve=True)
+        determinants["prompt_version"] = PROMPT_VERSION
+        llm_name, serializer_name = cfg.llm.name, cfg.serializer.name
     return [
         RunSpec(
             experiment=cfg.experiment_name,
@@ -123,6 +126,7 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
             n_train=n if isinstance(n, str) else int(n),
             determinants=determinants,
             llm=llm_name,
+            serializer=serializer_name,
         )
         for seed in cfg.seeds
         for n in cfg.n_train
@@ -175,6 +179,13 @@ def run_job(cfg: DictConfig) -> JobSummary:
     return summary
 
 
+def _llm_extra(cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "llm": OmegaConf.to_container(cfg.llm, resolve=True),
+        "serializer": OmegaConf.to_container(cfg.serializer, resolve=True),
+    }
+
+
 def _split_or_error(task: Task, seed: int, cfg: DictConfig) -> Split | Exception:
     """The seed's split, or the error that prevents it (recorded on each of its runs)."""
     try:
@@ -215,7 +226,8 @@ def execute_run(
             description=task.description,
             seed=spec.seed,
             n_jobs=cfg.n_jobs,
-            extra={"llm": OmegaConf.to_container(cfg.llm, resolve=True)} if uses_llm(cfg) else {},
+            target=task.target,
+            extra=_llm_extra(cfg) if uses_llm(cfg) else {},
         )
         estimator = build_method(cfg.method, context)
         if (

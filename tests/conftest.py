@@ -59,6 +59,7 @@ def method_context() -> Callable[..., MethodContext]:
             class_labels=task.class_labels,
             positive_label=task.positive_label,
             description=task.description,
+            target=task.target,
             seed=seed,
         )
 

@@ -161,6 +161,12 @@ class CachedBackend:
     def count_tokens(self, text: str) -> int:
         return self.backend.count_tokens(text)
 
+    def __getattr__(self, name: str) -> Any:
+        # Optional extras of the wrapped backend (e.g. first_token) pass through.
+        if name == "backend":
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
     def close(self) -> None:
         self.backend.close()
         self.cache.close()

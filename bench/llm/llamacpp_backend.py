@@ -91,6 +91,11 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
 
+    def first_token(self, text: str) -> int | None:
+        """The first token of `text` as a continuation (used to check verbalizers collide)."""
+        tokens = self._tokenize(text, bos=False)
+        return tokens[0] if tokens else None
+
     def _tokenize(self, text: str, bos: bool = True) -> list[int]:
         # special=False: text from the data must not turn into control tokens.
         return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False)

@@ -39,6 +39,7 @@ class MethodContext:
     class_labels: tuple[str, ...]
     positive_label: str | None
     description: str
+    target: str
     seed: int
     n_jobs: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # llm / serializer configs, later

@@ -1,14 +1,21 @@
 """LLM in-context classification: k labelled training rows in the prompt, then the query row.
 
-This is the first consumer of the LLM layer and deliberately plain: rows are written as
-``name: value`` lines, the first `max_shots` rows of the (stratified, nested) training subset are
-the shots, and each class's probability is the model's probability of ``" <class>"`` after
-``Answer:``. The shots come first and the query last, so every query shares the same prompt
-prefix and a serving engine (or the in-process KV cache) evaluates it once.
+The shots come from the run's own training subset (k = n_train unless `max_shots` caps it),
+picked by `selection` (bench/methods/shots.py), written by a row serializer
+(bench/llm/serialize.py) under an instruction built from the dataset card
+(bench/llm/prompts.py). Each class's probability is the model's probability of its answer word
+after ``Answer:``, renormalised over the classes; a backend without log-probabilities answers by
+generation, parsed, with unparseable answers counted. With `queries_per_request` > 1, several
+query rows share one generated request (cheaper on hosted APIs; no probabilities then).
+
+The prompt puts the instruction and the shots first and the query last, so with a static
+selection every query of a run shares one prefix that llama.cpp, vLLM or a hosted prompt cache
+evaluates once.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -17,17 +24,23 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from bench.llm.backend import Usage, make_backend
+from bench.llm.backend import LLMBackend, PromptTooLongError, Usage, make_backend, parse_label
+from bench.llm.prompts import ANSWER, Verbalizer, instruction
+from bench.llm.serialize import RowSerializer
 from bench.methods.base import MethodContext
+from bench.methods.shots import nearest_shots, static_shots
 
 __all__ = ["LLMICLClassifier", "build_llm_icl"]
 
+SERIALIZER_KEYS = ("format", "precision", "missing", "values_only", "permute_names")
+
 
 class LLMICLClassifier(ClassifierMixin, BaseEstimator):
-    """Few-shot (or zero-shot) classification by an LLM; an estimator like any other.
+    """Few-shot (or zero-shot) classification by an LLM; a scikit-learn estimator.
 
-    `llm` is an llm config (see conf/llm/); `class_labels` fixes the label set so that zero
-    training rows (zero-shot) still has classes to score.
+    `llm` is an llm config (conf/llm/*.yaml as a dict); `serializer` a serializer config
+    (conf/serializer/*.yaml); `class_labels` fixes the label set so that zero training rows
+    (zero-shot) still has classes to score.
     """
 
     supports_zero_shot = True
@@ -35,84 +48,196 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         llm: dict[str, Any] | None = None,
+        serializer: dict[str, Any] | None = None,
         class_labels: tuple[str, ...] = (),
-        max_shots: int = 32,
+        target: str = "label",
         task_description: str = "",
         feature_descriptions: dict[str, str] | None = None,
+        max_shots: int | None = None,
+        selection: str = "first",
+        verbalizer: dict[str, str] | None = None,
+        queries_per_request: int = 1,
         batch_size: int = 64,
+        seed: int = 0,
     ) -> None:
         self.llm = llm
+        self.serializer = serializer
         self.class_labels = class_labels
-        self.max_shots = max_shots
+        self.target = target
         self.task_description = task_description
         self.feature_descriptions = feature_descriptions
+        self.max_shots = max_shots
+        self.selection = selection
+        self.verbalizer = verbalizer
+        self.queries_per_request = queries_per_request
         self.batch_size = batch_size
+        self.seed = seed
 
+    # -- estimator API ------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any) -> LLMICLClassifier:
         if not self.llm:
             raise ValueError("LLMICLClassifier needs an llm config (the `llm` parameter)")
-        labels = [str(v) for v in np.asarray(y)]
+        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
         self.classes_ = np.array(sorted(set(self.class_labels) | set(labels)), dtype=object)
         if len(self.classes_) < 2:
             raise ValueError("LLMICLClassifier needs at least two classes (class_labels or y)")
-        shots = X.iloc[: self.max_shots]
-        self.prefix_ = self._prefix(shots, labels[: self.max_shots])
+        self.k_ = len(X) if self.max_shots is None else min(self.max_shots, len(X))
+        self.pool_X_, self.pool_y_ = X.reset_index(drop=True), labels.reset_index(drop=True)
+        self.serializer_ = RowSerializer(**self._serializer_options(), seed=self.seed)
+        self._backend: LLMBackend | None = None
+        backend = self._get_backend()
+        self.verbalizer_ = Verbalizer.build(
+            self.classes_, self.verbalizer, getattr(backend, "first_token", None)
+        )
+        glossary = self.feature_descriptions if self._describe_columns() else None
+        self.instruction_ = instruction(
+            self.task_description, self.target, self.verbalizer_, glossary, self.k_
+        )
+        if self.selection == "knn":
+            self.shots_ = None  # chosen per query
+            self.prefix_ = self.instruction_ + "\n\n"
+        else:
+            self.shots_ = static_shots(self.pool_y_, self.k_, self.selection, self.seed)
+            self.prefix_ = self.instruction_ + "\n\n" + self._shots_text(self.shots_)
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        backend = make_backend(self.llm)
-        answers = [f" {label}" for label in self.classes_]
-        usage, methods, invalid = Usage(), Counter(), 0
-        proba = np.zeros((len(X), len(self.classes_)))
+        backend = self._get_backend()
+        self._usage, self._methods, self._invalid = Usage(), Counter(), 0
         try:
-            for start in range(0, len(X), self.batch_size):
-                rows = X.iloc[start : start + self.batch_size]
-                prompts = [
-                    self.prefix_ + _row_text(row) + "\nAnswer:" for _, row in rows.iterrows()
-                ]
-                for i, result in enumerate(backend.score_many(prompts, answers), start=start):
-                    proba[i] = [result.probs[a] for a in answers]
-                    usage += result.usage
-                    methods[result.method] += 1
-                    invalid += not result.valid
+            if self.queries_per_request > 1:
+                proba = self._predict_grouped(backend, X)
+            else:
+                proba = self._predict_scored(backend, X)
         finally:
             backend.close()
-        self.usage_ = usage.as_dict()
+            self._backend = None
+        self.usage_ = self._usage.as_dict()
         self.fit_info_ = {
-            "shots": self.prefix_.count("\nAnswer:"),
-            "scoring": dict(methods),
-            "invalid_answers": invalid,
+            "shots": self.k_,
+            "selection": self.selection,
+            "verbalizer": dict(zip(self.verbalizer_.classes, self.verbalizer_.words, strict=True)),
+            "scoring": dict(self._methods),
+            "invalid_answers": self._invalid,
         }
         return proba
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
-    def _prefix(self, shots: pd.DataFrame, labels: list[str]) -> str:
-        parts = []
-        if self.task_description:
-            parts.append(" ".join(self.task_description.split()))
-        if self.feature_descriptions:
-            parts.append(
-                "Columns:\n"
-                + "\n".join(f"- {k}: {v}" for k, v in self.feature_descriptions.items())
+    # -- prompts ------------------------------------------------------------------------------
+    def prompts(self, X: pd.DataFrame) -> list[str]:
+        """The full prompt of each query row (for inspection and tests)."""
+        if self.selection != "knn":
+            return [self.prefix_ + self._query_text(row) for _, row in X.iterrows()]
+        neighbours = nearest_shots(self.pool_X_, X, self.k_)
+        return [
+            self.prefix_ + self._shots_text(shots) + self._query_text(row)
+            for shots, (_, row) in zip(neighbours, X.iterrows(), strict=True)
+        ]
+
+    def _shots_text(self, positions: np.ndarray) -> str:
+        blocks = [
+            f"{self.serializer_.record(self.pool_X_.iloc[i].to_dict())}\n{ANSWER} "
+            f"{self.verbalizer_.word(self.pool_y_.iloc[i])}"
+            for i in positions
+        ]
+        return "".join(f"{block}\n\n" for block in blocks)
+
+    def _query_text(self, row: pd.Series) -> str:
+        return f"{self.serializer_.record(row.to_dict())}\n{ANSWER}"
+
+    # -- scoring -----------------------------------------------------------------------------
+    def _predict_scored(self, backend: LLMBackend, X: pd.DataFrame) -> np.ndarray:
+        answers = self.verbalizer_.answers()
+        proba = np.zeros((len(X), len(self.classes_)))
+        for start in range(0, len(X), self.batch_size):
+            prompts = self.prompts(X.iloc[start : start + self.batch_size])
+            self._check_context(backend, prompts)
+            for i, result in enumerate(backend.score_many(prompts, answers), start=start):
+                proba[i] = [result.probs[a] for a in answers]
+                self._usage += result.usage
+                self._methods[result.method] += 1
+                self._invalid += not result.valid
+        return proba
+
+    def _predict_grouped(self, backend: LLMBackend, X: pd.DataFrame) -> np.ndarray:
+        """Several numbered query rows per generated request: one-hot answers, no logprobs."""
+        if self.selection == "knn":
+            raise ValueError(
+                "queries_per_request > 1 needs one shared prefix; not with selection=knn"
             )
-        parts.append(f"Possible answers: {', '.join(self.classes_)}.")
-        for (_, row), label in zip(shots.iterrows(), labels, strict=True):
-            parts.append(_row_text(row) + f"\nAnswer: {label}")
-        return "\n\n".join(parts) + "\n\n"
+        words = list(self.verbalizer_.words)
+        size = self.queries_per_request
+        requests = []
+        for start in range(0, len(X), size):
+            rows = X.iloc[start : start + size]
+            numbered = "\n\n".join(
+                f"[{j + 1}]\n{self.serializer_.record(row.to_dict())}"
+                for j, (_, row) in enumerate(rows.iterrows())
+            )
+            requests.append(
+                f"{self.prefix_}Rows to label:\n\n{numbered}\n\nAnswer each row on its own line as "
+                f"`[number] answer`, with an answer from: {', '.join(words)}.\n"
+            )
+        self._check_context(backend, requests)
+        proba = np.full((len(X), len(words)), 1.0 / len(words))
+        results = backend.generate_many(requests, max_tokens=8 * size + 16)
+        for block, result in enumerate(results):
+            self._usage += result.usage
+            found = _numbered_answers(result.text, words)
+            for j in range(min(size, len(X) - block * size)):
+                self._methods["generation"] += 1
+                word = found.get(j + 1)
+                if word is None:
+                    self._invalid += 1
+                    continue
+                proba[block * size + j] = [float(w == word) for w in words]
+        return proba
+
+    def _check_context(self, backend: LLMBackend, prompts: list[str]) -> None:
+        """Skip the run before sending when the longest prompt cannot fit the context window."""
+        cfg = backend.config
+        limit = (
+            int(cfg.n_ctx or cfg.context_length)
+            if cfg.backend == "llamacpp"
+            else int(cfg.context_length)
+        )
+        longest = max(prompts, key=len)
+        tokens = backend.count_tokens(longest)
+        if tokens > limit:
+            raise PromptTooLongError(tokens, limit, cfg.name)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _serializer_options(self) -> dict[str, Any]:
+        options = dict(self.serializer or {})
+        return {k: options[k] for k in SERIALIZER_KEYS if k in options and options[k] is not None}
+
+    def _describe_columns(self) -> bool:
+        """Column descriptions go in the prompt for zero-shot, or when the serializer asks."""
+        return bool(self.feature_descriptions) and (
+            self.k_ == 0 or bool((self.serializer or {}).get("descriptions", False))
+        )
+
+    def _get_backend(self) -> LLMBackend:
+        if getattr(self, "_backend", None) is None:
+            self._backend = make_backend(self.llm)
+        return self._backend
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_backend", None)  # a loaded model or an open connection is not picklable
+        return state
 
 
-def _row_text(row: pd.Series) -> str:
-    return "\n".join(f"{name}: {_value(value)}" for name, value in row.items())
-
-
-def _value(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "missing"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _numbered_answers(text: str, words: list[str]) -> dict[int, str]:
+    """`[3] yes` lines of a generated answer -> {3: "yes"}."""
+    found = {}
+    for match in re.finditer(r"\[(\d+)\]\s*[:.-]?\s*([^\n]+)", text):
+        word = parse_label(match.group(2), words)
+        if word is not None:
+            found[int(match.group(1))] = word
+    return found
 
 
 def build_llm_icl(cfg: DictConfig, context: MethodContext) -> LLMICLClassifier:
@@ -120,8 +245,11 @@ def build_llm_icl(cfg: DictConfig, context: MethodContext) -> LLMICLClassifier:
     params = OmegaConf.to_container(cfg.params, resolve=True)
     return LLMICLClassifier(
         llm=context.extra["llm"],
+        serializer=context.extra.get("serializer"),
         class_labels=context.class_labels,
+        target=context.target,
         task_description=context.description,
         feature_descriptions={f.name: f.description for f in context.features},
+        seed=context.seed,
         **params,
     )

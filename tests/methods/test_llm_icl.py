@@ -63,6 +63,8 @@ def test_predict_proba_columns_follow_classes(llm: dict[str, Any]) -> None:
     assert usage["cached_tokens"] > 0  # every query reuses the shots' KV cache
     assert estimator.fit_info_ == {
         "shots": 8,
+        "selection": "first",
+        "verbalizer": {"London": "London", "Paris": "Paris"},
         "scoring": {"logprobs": 4},
         "invalid_answers": 0,
     }
