@@ -107,7 +107,7 @@ class LLMConfig:
     # llamacpp only
     model_path: str | None = None  # a .gguf file, or "module:attr" naming a path or a function
     n_ctx: int | None = None  # runtime window (memory); defaults to context_length
-    n_threads: int | None = None  # defaults to the number of cores
+    n_threads: int | None = None  # bench-run: n_jobs; bench-llm and scripts: every core
     # openai only
     base_url: str | None = None
     api: str = "chat"  # chat | completions (which endpoint prompts and scoring use)
@@ -133,7 +133,7 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     n_train: list[Any] = field(default_factory=lambda: [16, 64, 256, 1024])
     results_dir: str = "results/${experiment_name}"
-    n_jobs: int = 1  # threads per model fit; parallel jobs come from the launcher
+    n_jobs: int = 1  # threads per model fit and in-process LLM; parallel jobs from the launcher
     report: bool = True  # write PATH/report/ when bench-run finishes
 
 

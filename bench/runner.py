@@ -180,10 +180,12 @@ def run_job(cfg: DictConfig) -> JobSummary:
 
 
 def _llm_extra(cfg: DictConfig) -> dict[str, Any]:
-    return {
-        "llm": OmegaConf.to_container(cfg.llm, resolve=True),
-        "serializer": OmegaConf.to_container(cfg.serializer, resolve=True),
-    }
+    llm = OmegaConf.to_container(cfg.llm, resolve=True)
+    # An in-process model computes with `n_jobs` threads unless llm.n_threads says otherwise:
+    # parallel jobs that each took every core would oversubscribe it, and llama.cpp's spinning
+    # threads then slow down many times over.
+    llm["n_threads"] = llm.get("n_threads") or cfg.n_jobs
+    return {"llm": llm, "serializer": OmegaConf.to_container(cfg.serializer, resolve=True)}
 
 
 def _split_or_error(task: Task, seed: int, cfg: DictConfig) -> Split | Exception:

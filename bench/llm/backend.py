@@ -148,7 +148,12 @@ def normalize(logprobs: Mapping[str, float]) -> dict[str, float]:
 def parse_label(text: str, labels: Sequence[str]) -> str | None:
     """The label a generated answer names: the longest label its start matches, ignoring case."""
     answer = text.strip().lower()
-    matches = [label for label in labels if answer.startswith(label.strip().lower())]
+    matches = [
+        label
+        for label in labels
+        if answer.startswith(key := label.strip().lower())
+        and not answer[len(key) : len(key) + 1].isalnum()  # "no", not "nothing" or "Not sure"
+    ]
     return max(matches, key=len) if matches else None
 
 

@@ -50,8 +50,9 @@ class Verbalizer:
         unknown = set(overrides) - set(classes)
         if unknown:
             raise ValueError(
-                f"method.params.verbalizer names unknown classes {sorted(unknown)}; "
-                f"classes are {', '.join(classes)}"
+                f"method.params.verbalizer names unknown classes {sorted(map(str, unknown))}; "
+                f"classes are {', '.join(classes)} (in YAML, quote keys such as 'yes' and 'no', "
+                "which YAML otherwise reads as true/false)"
             )
         words = tuple(_clean(overrides.get(c, c)) for c in classes)
         if _distinct(words, first):
@@ -82,6 +83,7 @@ def instruction(
     verbalizer: Verbalizer,
     glossary: Mapping[str, str] | None = None,
     n_shots: int = 0,
+    question: str = "the last row",
 ) -> str:
     """The shared instruction built from the dataset card."""
     parts = []
@@ -95,12 +97,17 @@ def instruction(
     else:
         answer_line = f"Answer with one of: {', '.join(verbalizer.words)}."
     examples = f" {n_shots} labelled examples come first." if n_shots else ""
-    parts.append(f"Predict `{target}` for the last row.{examples} {answer_line}")
+    parts.append(f"Predict `{target}` for {question}.{examples} {answer_line}")
     if glossary:
         parts.append(
-            "Columns:\n" + "\n".join(f"- {name}: {_clean(text)}" for name, text in glossary.items())
+            "Columns:\n"
+            + "\n".join(f"- {name}: {_squash(text)}" for name, text in glossary.items())
         )
     return "\n\n".join(parts)
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip()
 
 
 def _clean(text: str) -> str:

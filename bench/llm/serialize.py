@@ -20,24 +20,26 @@ import csv
 import html
 import io
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = ["FORMATS", "RowSerializer", "format_value"]
 
 FORMATS = ("list", "text", "json", "markdown", "csv", "html")
 _SPACE = re.compile(r"\s+")
+_MARKER = re.compile(r"answer\s*:", re.IGNORECASE)  # the prompt's "Answer:" (bench.llm.prompts)
 
 
 def format_value(value: Any, precision: int = 4, missing: str = "missing") -> str:
     """A cell as compact text: integers without a decimal point, floats to `precision`
-    significant digits without exponent notation, whitespace collapsed."""
-    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+    significant digits without exponent notation, text on one line with the answer marker
+    defused."""
+    if _is_missing(value):
         return missing
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
@@ -49,7 +51,20 @@ def format_value(value: Any, precision: int = 4, missing: str = "missing") -> st
         return np.format_float_positional(
             float(value), precision=precision, unique=True, fractional=False, trim="-"
         )
-    return _SPACE.sub(" ", str(value)).strip()
+    return _line(str(value))
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and other non-scalars
+        return False
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
 
 
 @dataclass(frozen=True)
@@ -70,9 +85,11 @@ class RowSerializer:
 
     def names(self, columns: Sequence[str]) -> list[str]:
         """The column names as shown: as is, or permuted for the ablation."""
-        names = [str(c) for c in columns]
+        names = [_line(str(c)) for c in columns]
         if self.permute_names and len(names) > 1:
             order = np.random.default_rng(self.seed).permutation(len(names))
+            if (order == np.arange(len(names))).all():  # an ablation must actually permute
+                order = np.roll(order, 1)
             names = [names[i] for i in order]
         return names
 
@@ -80,6 +97,8 @@ class RowSerializer:
         """One row as text in this serializer's format."""
         names = self.names(list(row.keys()))
         values = [format_value(v, self.precision, self.missing) for v in row.values()]
+        if self.format == "json":
+            return self._json(names, values, [_is_number(v) for v in row.values()])
         return getattr(self, f"_{self.format}")(names, values)
 
     # -- one method per format ---------------------------------------------------------------
@@ -93,25 +112,15 @@ class RowSerializer:
             return " ".join(f"{v}." for v in values)
         return " ".join(f"The {_line(n)} is {v}." for n, v in zip(names, values, strict=True))
 
-    def _json(self, names: list[str], values: list[str]) -> str:
-        typed = [self._json_value(v) for v in values]
+    def _json(self, names: list[str], values: list[str], numeric: list[bool]) -> str:
+        """Numbers as JSON numbers, missing as null, text as strings (even "007")."""
+        typed = [
+            None if v == self.missing else (json.loads(v) if is_num else v)
+            for v, is_num in zip(values, numeric, strict=True)
+        ]
         if self.values_only:
             return json.dumps(typed, ensure_ascii=False)
         return json.dumps(dict(zip(names, typed, strict=True)), ensure_ascii=False)
-
-    def _json_value(self, text: str) -> Any:
-        """Numbers as JSON numbers, missing as null, everything else as a string."""
-        if text == self.missing:
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            number = float(text)
-        except ValueError:
-            return text
-        return number if math.isfinite(number) else text
 
     def _markdown(self, names: list[str], values: list[str]) -> str:
         cells = [_markdown_cell(v) for v in values]
@@ -138,7 +147,8 @@ class RowSerializer:
 
 
 def _line(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    """One line of text in which the prompt's answer marker cannot appear."""
+    return _MARKER.sub("answer -", _SPACE.sub(" ", text).strip())
 
 
 def _markdown_cell(text: str) -> str:

@@ -90,8 +90,9 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
             self.classes_, self.verbalizer, getattr(backend, "first_token", None)
         )
         glossary = self.feature_descriptions if self._describe_columns() else None
+        question = "each row to label" if self.queries_per_request > 1 else "the last row"
         self.instruction_ = instruction(
-            self.task_description, self.target, self.verbalizer_, glossary, self.k_
+            self.task_description, self.target, self.verbalizer_, glossary, self.k_, question
         )
         if self.selection == "knn":
             self.shots_ = None  # chosen per query
@@ -233,7 +234,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
 def _numbered_answers(text: str, words: list[str]) -> dict[int, str]:
     """`[3] yes` lines of a generated answer -> {3: "yes"}."""
     found = {}
-    for match in re.finditer(r"\[(\d+)\]\s*[:.-]?\s*([^\n]+)", text):
+    for match in re.finditer(r"\[(\d+)\][ \t]*[:.-]?[ \t]*([^\n]+)", text):
         word = parse_label(match.group(2), words)
         if word is not None:
             found[int(match.group(1))] = word

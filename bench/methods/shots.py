@@ -83,7 +83,14 @@ def nearest_shots(pool: pd.DataFrame, queries: pd.DataFrame, k: int) -> list[np.
             ),
         ]
     )
+    # Booleans are categories here (the imputers refuse bool dtype).
+    pool, queries = _bools_as_text(pool), _bools_as_text(queries)
     points = encoder.fit_transform(pool)
     index = NearestNeighbors(n_neighbors=k).fit(points)
     _, neighbours = index.kneighbors(encoder.transform(queries))
     return [row[::-1].copy() for row in neighbours]
+
+
+def _bools_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    bools = [c for c in frame.columns if pd.api.types.is_bool_dtype(frame[c])]
+    return frame.astype({c: str for c in bools}) if bools else frame
