@@ -25,7 +25,7 @@ from sklearn.preprocessing import LabelEncoder, OneHotEncoder, OrdinalEncoder, S
 
 from bench.methods.base import MethodContext
 
-__all__ = ["MODELS", "ClassicalClassifier", "build_classical", "cv_folds"]
+__all__ = ["MODELS", "ClassicalClassifier", "build_classical", "cv_folds", "linear_preprocessor"]
 
 MODELS = ("majority", "logreg", "random_forest", "xgboost", "lightgbm")
 MAX_FOLDS = 5
@@ -108,7 +108,7 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
         if self.model == "logreg":
             return Pipeline(
                 [
-                    ("prep", _linear_preprocessor()),
+                    ("prep", linear_preprocessor()),
                     ("model", LogisticRegression(**{"max_iter": 2000, **params})),
                 ]
             )
@@ -134,7 +134,7 @@ def _categorical() -> Any:
     return make_column_selector(dtype_exclude="number")
 
 
-def _linear_preprocessor() -> ColumnTransformer:
+def linear_preprocessor() -> ColumnTransformer:
     return ColumnTransformer(
         [
             (

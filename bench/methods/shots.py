@@ -55,34 +55,14 @@ def static_shots(y: pd.Series, k: int, selection: str, seed: int) -> np.ndarray:
 
 def nearest_shots(pool: pd.DataFrame, queries: pd.DataFrame, k: int) -> list[np.ndarray]:
     """For each query row, positions of its k nearest pool rows, farthest first."""
-    from sklearn.compose import ColumnTransformer, make_column_selector
-    from sklearn.impute import SimpleImputer
     from sklearn.neighbors import NearestNeighbors
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from bench.methods.classical import linear_preprocessor
 
     k = min(k, len(pool))
     if k == 0:
         return [np.array([], dtype=int) for _ in range(len(queries))]
-    encoder = ColumnTransformer(
-        [
-            (
-                "num",
-                make_pipeline(
-                    SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
-                ),
-                make_column_selector(dtype_include="number"),
-            ),
-            (
-                "cat",
-                make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value="(missing)"),
-                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                ),
-                make_column_selector(dtype_exclude="number"),
-            ),
-        ]
-    )
+    encoder = linear_preprocessor()  # the same encoding logistic regression sees
     # Booleans are categories here (the imputers refuse bool dtype).
     pool, queries = _bools_as_text(pool), _bools_as_text(queries)
     points = encoder.fit_transform(pool)
