@@ -81,6 +81,7 @@ class SerializerConfig:
     descriptions: bool = False  # add the column descriptions to the prompt (always for zero-shot)
     values_only: bool = False  # ablation: no column names
     permute_names: bool = False  # ablation: column names shuffled across columns
+    shared_header: bool = False  # csv/markdown: one header for all rows instead of one per row
     precision: int = 4  # significant digits of numbers
     missing: str = "missing"  # how a missing value is written
 

@@ -8,6 +8,11 @@ break the prompt's structure, e.g. by smuggling in a line ``Answer: yes``. Two a
 `values_only` drops the column names; `permute_names` shuffles names across columns
 (deterministically from `seed`), testing whether the model reads the names at all.
 
+`shared_header` (csv and markdown) writes the column header once, before the first row, and each
+row as its value line: one table whose rows are interleaved with answers. A row then costs a
+third of the tokens of ``list``, which matters because every query row is evaluated afresh
+while the shared prefix is evaluated once.
+
 >>> RowSerializer("list").record({"age": 42.0, "plan": "gold", "calls": float("nan")})
 'age: 42\\nplan: gold\\ncalls: missing'
 >>> RowSerializer("text", precision=3).record({"wait": 12.3456})
@@ -31,6 +36,7 @@ import pandas as pd
 __all__ = ["FORMATS", "RowSerializer", "format_value"]
 
 FORMATS = ("list", "text", "json", "markdown", "csv", "html")
+TABLE_FORMATS = ("markdown", "csv")  # formats whose header can be shared by all rows
 _SPACE = re.compile(r"\s+")
 _MARKER = re.compile(r"answer\s*:", re.IGNORECASE)  # the prompt's "Answer:" (bench.llm.prompts)
 
@@ -74,6 +80,7 @@ class RowSerializer:
     missing: str = "missing"
     values_only: bool = False
     permute_names: bool = False
+    shared_header: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -82,6 +89,22 @@ class RowSerializer:
                 f"Unknown serializer format '{self.format}' (serializer.format); "
                 f"valid: {', '.join(FORMATS)}"
             )
+        if self.shared_header and self.format not in TABLE_FORMATS:
+            raise ValueError(
+                f"serializer.shared_header needs a table format ({', '.join(TABLE_FORMATS)}), "
+                f"not '{self.format}'"
+            )
+
+    def header(self, columns: Sequence[str]) -> str:
+        """The shared column header written once before the rows ("" unless `shared_header`)."""
+        if not self.shared_header or self.values_only:
+            return ""
+        names = self.names(columns)
+        if self.format == "csv":
+            return self._csv_line(names)
+        return "\n".join(
+            ["| " + " | ".join(_markdown_cell(n) for n in names) + " |", "|" + "---|" * len(names)]
+        )
 
     def names(self, columns: Sequence[str]) -> list[str]:
         """The column names as shown: as is, or permuted for the ablation."""
@@ -125,17 +148,20 @@ class RowSerializer:
     def _markdown(self, names: list[str], values: list[str]) -> str:
         cells = [_markdown_cell(v) for v in values]
         row = "| " + " | ".join(cells) + " |"
-        if self.values_only:
+        if self.values_only or self.shared_header:
             return row
         header = "| " + " | ".join(_markdown_cell(n) for n in names) + " |"
         return "\n".join([header, "|" + "---|" * len(names), row])
 
     def _csv(self, names: list[str], values: list[str]) -> str:
+        if self.values_only or self.shared_header:
+            return self._csv_line(values)
+        return self._csv_line(names) + "\n" + self._csv_line(values)
+
+    @staticmethod
+    def _csv_line(cells: list[str]) -> str:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        if not self.values_only:
-            writer.writerow(names)
-        writer.writerow(values)
+        csv.writer(buffer, lineterminator="\n").writerow(cells)
         return buffer.getvalue().rstrip("\n")
 
     def _html(self, names: list[str], values: list[str]) -> str:

@@ -32,7 +32,14 @@ from bench.methods.shots import nearest_shots, static_shots
 
 __all__ = ["LLMICLClassifier", "build_llm_icl"]
 
-SERIALIZER_KEYS = ("format", "precision", "missing", "values_only", "permute_names")
+SERIALIZER_KEYS = (
+    "format",
+    "precision",
+    "missing",
+    "values_only",
+    "permute_names",
+    "shared_header",
+)
 
 
 class LLMICLClassifier(ClassifierMixin, BaseEstimator):
@@ -94,12 +101,13 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         self.instruction_ = instruction(
             self.task_description, self.target, self.verbalizer_, glossary, self.k_, question
         )
+        header = self.serializer_.header(list(X.columns))
+        self.prefix_ = self.instruction_ + "\n\n" + (f"{header}\n" if header else "")
         if self.selection == "knn":
             self.shots_ = None  # chosen per query
-            self.prefix_ = self.instruction_ + "\n\n"
         else:
             self.shots_ = static_shots(self.pool_y_, self.k_, self.selection, self.seed)
-            self.prefix_ = self.instruction_ + "\n\n" + self._shots_text(self.shots_)
+            self.prefix_ += self._shots_text(self.shots_)
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
