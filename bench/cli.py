@@ -70,7 +70,10 @@ def report_main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, ValueError, UnknownNameError) as error:
         print(f"bench-report: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"Report written to {out / 'report.md'} (tables: *.md, *.tex; learning curves: *.png)")
+    print(
+        f"Report written to {out / 'report.html'} (one page) and {out / 'report.md'} "
+        "(tables: *.md, *.tex; plots: *.png)"
+    )
 
 
 def data_main(argv: list[str] | None = None) -> None:

@@ -77,5 +77,4 @@ class SweepSummary(Callback):
             except (OSError, ValueError) as error:
                 print(f"Could not write the report: {error}", flush=True)
                 return
-            where = out / "report.md"
-            print(f"Report:  {where} (tables *.md/*.tex, learning curves *.png)", flush=True)
+            print(f"Report:  {out / 'report.html'} (and report.md, *.tex, *.png)", flush=True)

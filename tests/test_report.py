@@ -1,4 +1,8 @@
-"""bench-report on a real (tiny) sweep: tables, LaTeX, learning curves, errors."""
+"""bench-report on a real (tiny) sweep: tables, LaTeX, figures, HTML, the CLI, errors.
+
+The exact numbers, ranks, Pareto fronts and verdict texts are checked on synthetic results with
+known values in test_report_synthetic.py; here the report must work on what bench-run writes.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import report_main
 from bench.config import compose_config
-from bench.report import write_report
-from bench.report.build import choose_metric
+from bench.report import choose_metric, write_report
 from bench.report.tables import summary_table, to_latex, to_markdown
 from bench.results import load_results
 from bench.runner import run_job
@@ -44,41 +48,56 @@ def test_summary_table_aggregates_over_seeds(results_dir: Path) -> None:
 
 
 def test_best_cell_is_bold_in_markdown_and_latex(results_dir: Path) -> None:
-    table = summary_table(load_results(results_dir), "accuracy")
-    markdown = to_markdown(table, higher_is_better=True)
-    best = table.loc[table[table.n_train == 128]["mean"].idxmax()]
-    best_row = next(line for line in markdown.splitlines() if line.startswith(f"| {best.method} |"))
-    assert f"**{best['mean']:.3f}" in best_row
-    # Lower-is-better metrics bold the minimum instead.
-    flipped = to_markdown(table, higher_is_better=False)
-    worst = table.loc[table[table.n_train == 128]["mean"].idxmin()]
-    worst_row = next(
-        line for line in flipped.splitlines() if line.startswith(f"| {worst.method} |")
-    )
-    assert f"**{worst['mean']:.3f}" in worst_row
-    latex = to_latex(table, True, "a_caption with 50%")
-    assert r"\toprule" in latex and r"\bottomrule" in latex
-    assert r"a\_caption with 50\%" in latex
-    assert r"\textbf{" in latex and "±" not in latex
+    runs = load_results(results_dir)
+    for metric, pick in (("accuracy", "idxmax"), ("log_loss", "idxmin")):
+        table = summary_table(runs, metric)
+        best = table.loc[getattr(table[table.n_train == 128]["mean"], pick)()]
+        markdown = to_markdown(table)
+        best_row = next(line for line in markdown.splitlines() if f"| {best.method} |" in line)
+        assert f"**{best['mean']:.3f}" in best_row, metric
+    latex = to_latex(summary_table(runs, "accuracy"), "callcenter: accuracy")
+    assert r"\toprule" in latex and r"\bottomrule" in latex and r"\textbf{" in latex
 
 
 def test_write_report_files(results_dir: Path) -> None:
     out = write_report(results_dir)
-    for name in ("report.md", "callcenter.md", "callcenter.tex", "callcenter.png"):
+    for name in ("report.md", "report.html", "callcenter.md", "callcenter.tex"):
         assert (out / name).is_file(), name
-    assert (out / "callcenter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("callcenter.png", "callcenter_cost.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     report = (out / "report.md").read_text()
     assert "## callcenter" in report and "roc_auc" in report  # binary task: ROC AUC by default
-    assert re.search(r"\| majority \| classical \| 0\.500 ± 0\.000", report)
+    assert re.search(r"\| classical \| majority \| 0\.500 ± 0\.000", report)
+    # No LLM ran: the verdict says so instead of claiming anything.
+    assert "No LLM-based method has results here: nothing to compare." in report
+    assert "Runs: 8 (8 ok)." in report
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
 
 
 def test_metric_choice(results_dir: Path) -> None:
     runs = load_results(results_dir)
     assert all(labels == ["no", "yes"] for labels in runs["class_labels"])  # drives `auto`
     assert choose_metric(runs, "auto") == "roc_auc"
+    assert choose_metric(runs.assign(class_labels=[["a", "b", "c"]] * len(runs)), "auto") == (
+        "accuracy"
+    )
     assert choose_metric(runs, "log_loss") == "log_loss"
     with pytest.raises(KeyError, match="Did you mean 'log_loss'"):
         choose_metric(runs, "logloss")
+
+
+def test_cli_writes_the_report_with_a_chosen_metric(
+    results_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_main([str(results_dir), "--metric", "log_loss"])
+    assert "Report written to" in capsys.readouterr().out
+    report = (results_dir / "report" / "report.md").read_text()
+    assert "log loss (log_loss, lower is better)" in report
+    with pytest.raises(SystemExit) as exit_info:
+        report_main([str(results_dir), "--metric", "logloss"])
+    assert exit_info.value.code == 2
+    assert "Did you mean 'log_loss'" in capsys.readouterr().err
 
 
 def test_report_on_a_folder_without_runs(tmp_path: Path) -> None:

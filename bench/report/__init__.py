@@ -1,5 +1,12 @@
-"""`bench-report PATH`: paper-style tables and learning curves from a results directory."""
+"""`bench-report PATH`: paper tables, learning curves, cost vs quality, verdicts, one HTML page.
 
-from bench.report.build import write_report
+Modules, one concept each: runs (labels, one run per cell), stats (intervals, paired tests,
+Holm), tables (per-dataset tables), ranks (across datasets), cost (per 1,000 predictions,
+Pareto), verdict (plain-language comparison), summary (run counts, errors, usage), plots,
+grid (Markdown/LaTeX/HTML tables), content (computes everything), markdown and html (render),
+build (writes the files).
+"""
 
-__all__ = ["write_report"]
+from bench.report.build import choose_metric, write_report
+
+__all__ = ["choose_metric", "write_report"]

@@ -1,82 +1,67 @@
-"""Assemble PATH/report/: report.md with a table and a learning curve per dataset."""
+"""Write PATH/report/: report.md, report.html, per-dataset tables (.md/.tex) and figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+from bench.report.content import ReportContent, choose_metric, collect, cost_file, curve_file
+from bench.report.html import render_html
+from bench.report.markdown import render_markdown
+from bench.report.plots import cost_plot, learning_curve, shot_positions
+from bench.report.ranks import RANK_NOTE
+from bench.report.runs import metric_name
+from bench.report.tables import TABLE_NOTE, table_caption
 
-from bench.metrics import higher_is_better
-from bench.registry import METRICS, UnknownNameError, unknown_name_message
-from bench.report.plots import learning_curve
-from bench.report.tables import summary_table, to_latex, to_markdown
-from bench.results import load_results
-
-__all__ = ["write_report"]
-
-
-def choose_metric(runs: pd.DataFrame, requested: str) -> str:
-    """`auto` means ROC AUC for a binary task and accuracy otherwise."""
-    if requested != "auto":
-        if requested not in METRICS:
-            raise UnknownNameError(
-                unknown_name_message("metric", requested, METRICS.names(), "--metric")
-            )
-        return requested
-    labels = [c for c in runs.get("class_labels", pd.Series(dtype=object)).dropna()]
-    n_classes = len(labels[0]) if labels else 2
-    return "roc_auc" if n_classes == 2 else "accuracy"
+__all__ = ["choose_metric", "write_report"]
 
 
 def write_report(path: str | Path, metric: str = "auto") -> Path:
-    """Write report.md, one <dataset>.md/.tex table and <dataset>.png curve per dataset."""
-    path = Path(path)
-    if not (path / "runs").is_dir():
-        raise FileNotFoundError(
-            f"{path} has no runs/ folder: is it a results directory written by bench-run?"
-        )
-    results = load_results(path)
-    if results.empty:
-        raise ValueError(f"{path}/runs holds no run records yet; run bench-run first.")
-    out = path / "report"
+    """Write the report for the results directory `path`; returns PATH/report.
+
+    Files: report.md and report.html (the whole report; the HTML is self-contained), per
+    dataset <dataset>.md and <dataset>.tex (booktabs) tables, <dataset>.png (learning curve)
+    and <dataset>_cost.png (cost vs quality), and ranks.md / ranks.tex (across datasets).
+    `metric` is a metric name or `auto` (ROC AUC for binary tasks, accuracy otherwise).
+    """
+    content = collect(path, metric)
+    out = Path(path) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    status_counts = results["status"].value_counts().to_dict()
-    sections = [
-        "# Benchmark report",
-        "",
-        f"Results directory: `{path.resolve()}`  ",
-        "Runs: " + ", ".join(f"{n} {s}" for s, n in sorted(status_counts.items())),
-        "",
-    ]
-    for dataset, runs in results.groupby("dataset", sort=True):
-        chosen = choose_metric(runs, metric)
-        table = summary_table(runs, chosen)
-        sections.append(f"## {dataset}")
-        if table.empty:
-            sections += ["", "No successful runs.", ""]
-            continue
-        better = higher_is_better(chosen)
-        arrow = "higher is better" if better else "lower is better"
-        caption = f"{dataset}: {chosen} ({arrow}), mean ± std over seeds; best per column in bold."
-        markdown = to_markdown(table, better)
-        (out / f"{dataset}.md").write_text(f"{caption}\n\n{markdown}\n")
-        (out / f"{dataset}.tex").write_text(to_latex(table, better, caption))
-        learning_curve(
-            table, chosen, f"{dataset}: {chosen} vs training rows", out / f"{dataset}.png"
-        )
-        seeds = int(table["seeds"].max())
-        sections += [
-            "",
-            caption + f" Up to {seeds} seed(s) per cell.",
-            "",
-            markdown,
-            "",
-            f"![{dataset}]({dataset}.png)",
-            "",
-        ]
-        problems = runs[runs["status"].isin(["failed", "unavailable"])]
-        if len(problems):
-            sections.append(f"{len(problems)} run(s) did not finish; see their `error` in runs/.")
-            sections.append("")
-    (out / "report.md").write_text("\n".join(sections))
+    _write_figures_and_tables(content, out)
+    (out / "report.md").write_text(render_markdown(content))
+    (out / "report.html").write_text(render_html(content, out))
     return out
+
+
+def _write_figures_and_tables(content: ReportContent, out: Path) -> None:
+    for section in content.datasets:
+        name, chosen = section.name, section.metric
+        if section.grid is not None:
+            caption = table_caption(name, chosen)
+            (out / f"{name}.md").write_text(
+                f"{caption}\n\n{section.grid.to_markdown()}\n\n{TABLE_NOTE}\n"
+            )
+            (out / f"{name}.tex").write_text(
+                section.grid.to_latex(f"{caption} {TABLE_NOTE}", f"tab:{name}")
+            )
+            learning_curve(
+                shot_positions(section.table, section.runs),
+                chosen,
+                f"{name}: {metric_name(chosen)} vs labelled training rows",
+                out / curve_file(name),
+            )
+        if len(section.points) and section.points["cost"].notna().any():
+            cost_plot(
+                section.points,
+                chosen,
+                section.unit,
+                f"{name}: {metric_name(chosen)} vs cost per prediction",
+                out / cost_file(name),
+            )
+    if content.rank_grid is not None:
+        caption = "Mean rank / win rate across datasets by training rows."
+        (out / "ranks.md").write_text(
+            f"{caption}\n\n{content.rank_grid.to_markdown()}\n\n{RANK_NOTE}\n"
+        )
+        (out / "ranks.tex").write_text(
+            content.rank_grid.to_latex(f"{caption} {RANK_NOTE}", "tab:ranks")
+        )

@@ -1,77 +1,126 @@
-"""Methods x n_train tables of mean +- std over seeds, best per column in bold."""
+"""Per-dataset paper tables: methods (grouped by family) x n_train, mean ± 95% CI over seeds.
+
+In each n_train column the best mean is bold; every other method is compared with the best by a
+paired t-test over the seeds both ran (same split per seed), the column's p-values are
+Holm-corrected, and methods whose adjusted p-value is at least 0.05, or that cannot be tested
+(fewer than 2 paired seeds), get a dagger: not significantly worse than the best.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["summary_table", "to_latex", "to_markdown"]
+from bench.metrics import higher_is_better
+from bench.report.grid import Cell, Grid
+from bench.report.runs import metric_name, ok_runs, row_order
+from bench.report.stats import ALPHA, holm, paired_difference, t_half_width
+
+__all__ = [
+    "TABLE_NOTE",
+    "summary_grid",
+    "summary_table",
+    "table_caption",
+    "to_latex",
+    "to_markdown",
+]
+
+TABLE_NOTE = (
+    "Cells: mean ± half-width of the 95% t-interval over seeds (no ± with one seed). "
+    "Bold: best mean in the column. †: not significantly worse than the best — paired t-test "
+    "over the seeds both methods ran (each seed is one shared train/test split), p-values "
+    "Holm-corrected within the column, α = 0.05; a method with fewer than 2 seeds paired with "
+    "the best cannot be tested and is marked too. So an unmarked cell is significantly worse "
+    "than the best, and a marked one is not shown to be (with 3 seeds only large, consistent "
+    "gaps are significant)."
+)
 
 
 def summary_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Mean, std and seed count of `metric` per (method, n_train), from ok runs of one dataset."""
-    ok = runs[runs["status"] == "ok"].dropna(subset=[metric])
-    grouped = ok.groupby(["family", "method", "n_train"])[metric]
-    table = grouped.agg(mean="mean", std="std", seeds="count").reset_index()
-    table["std"] = table["std"].fillna(0.0)
-    return table
+    """One row per (family, method label, n_train) of one dataset's ok runs.
+
+    Columns: family, method (the display label), n_train, mean, std, ci (95% half-width),
+    seeds, best, tied (not significantly worse than the best), p_holm.
+    """
+    ok = ok_runs(runs, metric)
+    better = higher_is_better(metric)
+    columns = ["family", "method", "n_train", "mean", "std", "ci", "seeds", "best", "tied"]
+    if ok.empty:
+        return pd.DataFrame(columns=[*columns, "p_holm"])
+    rows = []
+    for n_train, column in ok.groupby("n_train", sort=True):
+        by_seed = {
+            key: group.set_index("seed")[metric]
+            for key, group in column.groupby(["family", "label"])
+        }
+        means = {key: float(values.mean()) for key, values in by_seed.items()}
+        top = max(means.values()) if better else min(means.values())
+        best = {key for key, mean in means.items() if math.isclose(mean, top, abs_tol=1e-12)}
+        reference = by_seed[min(best)]
+        p_values = {
+            key: paired_difference(values, reference).p_value
+            for key, values in by_seed.items()
+            if key not in best
+        }
+        adjusted = holm(p_values)
+        for key, values in by_seed.items():
+            p = adjusted.get(key, float("nan"))
+            rows.append(
+                {
+                    "family": key[0],
+                    "method": key[1],
+                    "n_train": int(n_train),
+                    "mean": means[key],
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    "ci": t_half_width(values),
+                    "seeds": len(values),
+                    "best": key in best,
+                    # Untestable (fewer than 2 seeds paired with the best) is not "worse" either.
+                    "tied": key not in best and (math.isnan(p) or p >= ALPHA),
+                    "p_holm": p,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
-def _cells(table: pd.DataFrame, higher_is_better: bool, bold: tuple[str, str]) -> pd.DataFrame:
-    """A method x n_train grid of formatted cells; each column's best mean wrapped in `bold`."""
-    means = table.pivot(index=["family", "method"], columns="n_train", values="mean")
-    stds = table.pivot(index=["family", "method"], columns="n_train", values="std")
-    order = sorted(means.index, key=lambda fm: (fm[1] != "majority", fm[0], fm[1]))
-    means, stds = means.loc[order], stds.loc[order]
-    best = means.max() if higher_is_better else means.min()
-    cells = pd.DataFrame(index=means.index, columns=means.columns, dtype=object)
-    for n in means.columns:
-        for key in means.index:
-            mean, std = means.at[key, n], stds.at[key, n]
-            if np.isnan(mean):
-                cells.at[key, n] = "-"
-                continue
-            text = f"{mean:.3f} ± {std:.3f}"
-            cells.at[key, n] = f"{bold[0]}{text}{bold[1]}" if np.isclose(mean, best[n]) else text
-    return cells
+def _format(mean: float, ci: float) -> str:
+    return f"{mean:.3f}" if np.isnan(ci) else f"{mean:.3f} ± {ci:.3f}"
 
 
-def to_markdown(table: pd.DataFrame, higher_is_better: bool) -> str:
-    cells = _cells(table, higher_is_better, ("**", "**"))
-    header = "| method | family | " + " | ".join(f"n={n}" for n in cells.columns) + " |"
-    rule = "|---|---|" + "---|" * len(cells.columns)
-    rows = [
-        f"| {method} | {family} | " + " | ".join(cells.loc[(family, method)]) + " |"
-        for family, method in cells.index
-    ]
-    return "\n".join([header, rule, *rows])
+def summary_grid(table: pd.DataFrame) -> Grid:
+    """The `summary_table` as a grouped grid of formatted cells ("-" where a method has no run)."""
+    sizes = sorted(table["n_train"].unique())
+    indexed = table.set_index(["family", "method", "n_train"])
+    grid = Grid("method", [f"n={n}" for n in sizes])
+    keys = row_order(list({(f, m) for f, m in zip(table["family"], table["method"], strict=True)}))
+    for family in dict.fromkeys(f for f, _ in keys):
+        rows = []
+        for _, method in (k for k in keys if k[0] == family):
+            cells = []
+            for n in sizes:
+                if (family, method, n) not in indexed.index:
+                    cells.append(Cell("-"))
+                    continue
+                row = indexed.loc[(family, method, n)]
+                cells.append(Cell(_format(row["mean"], row["ci"]), row["best"], row["tied"]))
+            rows.append((method, cells))
+        grid.groups.append((family, rows))
+    return grid
 
 
-def to_latex(table: pd.DataFrame, higher_is_better: bool, caption: str) -> str:
-    cells = _cells(table, higher_is_better, (r"\textbf{", "}"))
-    cells = cells.map(lambda c: c.replace("±", r"$\pm$"))
-    columns = "ll" + "r" * len(cells.columns)
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{_escape(caption)}}}",
-        rf"\begin{{tabular}}{{{columns}}}",
-        r"\toprule",
-        "Method & Family & " + " & ".join(f"$n={n}$" for n in cells.columns) + r" \\",
-        r"\midrule",
-    ]
-    for family, method in cells.index:
-        row = [_escape(method), _escape(family), *cells.loc[(family, method)]]
-        lines.append(" & ".join(row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+def table_caption(dataset: str, metric: str) -> str:
+    """`dataset: AUC (roc_auc, higher is better) by training rows.`"""
+    arrow = "higher is better" if higher_is_better(metric) else "lower is better"
+    return f"{dataset}: {metric_name(metric)} ({metric}, {arrow}) by training rows."
 
 
-def _escape(text: str) -> str:
-    return (
-        text.replace("\\", r"\textbackslash{}")
-        .replace("_", r"\_")
-        .replace("&", r"\&")
-        .replace("%", r"\%")
-        .replace("±", r"$\pm$")
-    )
+def to_markdown(table: pd.DataFrame) -> str:
+    """The table as Markdown (bold best, † not significantly worse)."""
+    return summary_grid(table).to_markdown()
+
+
+def to_latex(table: pd.DataFrame, caption: str, label: str = "tab:results") -> str:
+    """The table as a booktabs LaTeX table; the caption carries the statistical note."""
+    return summary_grid(table).to_latex(f"{caption} {TABLE_NOTE}", label)

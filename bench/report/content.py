@@ -1,0 +1,133 @@
+"""Everything the report shows, computed once from a results directory.
+
+`collect` reads the runs and computes tables, ranks, costs, Pareto fronts and verdicts; the
+Markdown and HTML renderers only lay them out, so both always say the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.registry import METRICS, UnknownNameError, unknown_name_message
+from bench.report.cost import cost_per_1k, cost_points, cost_unit, with_pareto
+from bench.report.grid import Grid
+from bench.report.ranks import rank_grid, rank_table
+from bench.report.runs import prepare_runs
+from bench.report.summary import RunSummary, summarize_runs
+from bench.report.tables import summary_grid, summary_table
+from bench.report.verdict import Verdict, dataset_verdict, overall_verdicts
+from bench.results import load_results
+
+__all__ = [
+    "DatasetSection",
+    "ReportContent",
+    "choose_metric",
+    "collect",
+    "cost_file",
+    "curve_file",
+]
+
+
+def choose_metric(runs: pd.DataFrame, requested: str) -> str:
+    """`auto` means ROC AUC for a binary task and accuracy otherwise."""
+    if requested != "auto":
+        if requested not in METRICS:
+            raise UnknownNameError(
+                unknown_name_message("metric", requested, METRICS.names(), "--metric")
+            )
+        return requested
+    labels = [c for c in runs.get("class_labels", pd.Series(dtype=object)).dropna()]
+    n_classes = len(labels[0]) if labels else 2
+    return "roc_auc" if n_classes == 2 else "accuracy"
+
+
+@dataclass
+class DatasetSection:
+    name: str
+    metric: str
+    table: pd.DataFrame  # summary_table
+    grid: Grid | None
+    verdict: Verdict
+    points: pd.DataFrame  # cost_points with cost and pareto
+    unit: str  # usd | seconds
+    runs: pd.DataFrame  # this dataset's prepared runs (with costs)
+    not_finished: int  # failed or unavailable runs
+
+    @property
+    def pareto(self) -> pd.DataFrame:
+        """The Pareto-optimal (method, n_train) points, cheapest first."""
+        if self.points.empty:
+            return self.points
+        return self.points[self.points["pareto"]].sort_values(["cost", "n_train"])
+
+
+@dataclass
+class ReportContent:
+    path: Path
+    summary: RunSummary
+    metrics: dict[str, str]  # dataset -> metric
+    ranks: pd.DataFrame
+    rank_grid: Grid | None
+    overall: list[Verdict]
+    datasets: list[DatasetSection] = field(default_factory=list)
+
+
+def collect(path: str | Path, metric: str = "auto") -> ReportContent:
+    """Read PATH/runs and compute every table, figure input and verdict of the report."""
+    path = Path(path)
+    if not (path / "runs").is_dir():
+        raise FileNotFoundError(
+            f"{path} has no runs/ folder: is it a results directory written by bench-run?"
+        )
+    results = load_results(path)
+    if results.empty:
+        raise ValueError(f"{path}/runs holds no run records yet; run bench-run first.")
+    prepared = prepare_runs(results)
+    runs = cost_per_1k(prepared.runs, path)
+    summary = summarize_runs(prepared.all_runs, prepared.superseded)
+    metrics: dict[str, str] = {}
+    sections = []
+    for dataset, dataset_runs in runs.groupby("dataset", sort=True):
+        chosen = choose_metric(dataset_runs, metric)
+        metrics[str(dataset)] = chosen
+        table = summary_table(dataset_runs, chosen)
+        points = cost_points(dataset_runs, chosen)
+        unit = cost_unit(points)
+        if len(points):
+            points = with_pareto(points, chosen, unit)
+        sections.append(
+            DatasetSection(
+                name=str(dataset),
+                metric=chosen,
+                table=table,
+                grid=summary_grid(table) if len(table) else None,
+                verdict=dataset_verdict(dataset_runs, chosen, str(dataset)),
+                points=points,
+                unit=unit,
+                runs=dataset_runs,
+                not_finished=int(dataset_runs["status"].isin(["failed", "unavailable"]).sum()),
+            )
+        )
+    ranks = rank_table(runs, metrics)
+    return ReportContent(
+        path=path,
+        summary=summary,
+        metrics=metrics,
+        ranks=ranks,
+        rank_grid=rank_grid(ranks) if len(ranks) else None,
+        overall=overall_verdicts(runs, metrics) if len(metrics) > 1 else [],
+        datasets=sections,
+    )
+
+
+def curve_file(dataset: str) -> str:
+    """File name of a dataset's learning curve under report/."""
+    return f"{dataset}.png"
+
+
+def cost_file(dataset: str) -> str:
+    """File name of a dataset's cost-quality figure under report/."""
+    return f"{dataset}_cost.png"

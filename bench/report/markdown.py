@@ -1,0 +1,156 @@
+"""report.md: the whole report as Markdown, figures linked as files next to it."""
+
+from __future__ import annotations
+
+import math
+
+from bench.report.content import DatasetSection, ReportContent, cost_file, curve_file
+from bench.report.cost import COST_NOTE, COST_UNITS
+from bench.report.ranks import RANK_NOTE
+from bench.report.runs import metric_name
+from bench.report.summary import RunSummary
+from bench.report.tables import TABLE_NOTE, table_caption
+from bench.report.verdict import VERDICT_NOTE, Verdict, format_sig
+
+__all__ = ["pareto_lines", "render_markdown", "summary_lines", "usage_line"]
+
+
+def usage_line(summary: RunSummary) -> str:
+    """Totals of LLM usage and compute over all runs, in one sentence."""
+    t = summary.totals
+    tokens = int(t["prompt_tokens"] + t["completion_tokens"])
+    return (
+        f"LLM usage: {int(t['requests']):,} requests, {tokens:,} tokens "
+        f"({int(t['prompt_tokens']):,} prompt, {int(t['completion_tokens']):,} completion, "
+        f"{int(t['cached_tokens']):,} prompt tokens from a prefix cache), "
+        f"{int(t['cache_hits']):,} answers from the request cache, "
+        f"${t['usd']:.4f} in total, {t['llm_seconds']:.1f} s in LLM calls. "
+        f"Wall time of all runs: {t['wall_s']:.1f} s."
+    )
+
+
+def summary_lines(summary: RunSummary) -> list[str]:
+    """The run counts and usage totals."""
+    counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
+    lines = [f"Runs: {summary.total} ({counts}).", "", usage_line(summary)]
+    if summary.superseded:
+        lines += [
+            "",
+            f"{summary.superseded} older run record(s) of a cell (same dataset, method, "
+            "n_train and seed, different settings such as method parameters or the split) were "
+            "replaced by the newest finished one in the tables.",
+        ]
+    return lines
+
+
+def _details(summary: RunSummary) -> list[str]:
+    lines = []
+    if summary.skipped:
+        lines += ["", "Skipped runs by reason:", "", "| runs | reason | dataset/method |"]
+        lines.append("|---:|---|---|")
+        lines += [
+            f"| {n} | {_cell(reason)} | {_cell(where)} |" for reason, n, where in summary.skipped
+        ]
+    if summary.failed:
+        lines += ["", "Runs that did not finish:", ""]
+        lines.append("| dataset | method | n_train | seed | status | error |")
+        lines.append("|---|---|---:|---:|---|---|")
+        for f in summary.failed:
+            lines.append(
+                f"| {f['dataset']} | {f['method']} | {_opt(f['n_train'])} | {_opt(f['seed'])} "
+                f"| {f['status']} | {_cell(str(f['error']))} |"
+            )
+        if summary.failed_unlisted:
+            lines.append(f"\n... and {summary.failed_unlisted} more (see their `error` in runs/).")
+    return lines
+
+
+def _opt(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", r"\|").replace("\n", " ")
+
+
+def verdict_lines(verdict: Verdict) -> list[str]:
+    return [verdict.headline, "", *(f"- {line}" for line in verdict.lines)]
+
+
+def pareto_lines(section: DatasetSection) -> list[str]:
+    """One line per Pareto-optimal point: method @ n_train: cost, metric."""
+    unit = "$" if section.unit == "usd" else ""
+    suffix = "" if section.unit == "usd" else " s"
+    name = metric_name(section.metric)
+    return [
+        f"{row.label} @{row.n_train}: {unit}{format_sig(row.cost)}{suffix} per 1,000 "
+        f"predictions, {getattr(row, section.metric):.3f} {name}"
+        for row in section.pareto.itertuples()
+        if not math.isnan(row.cost)
+    ]
+
+
+def render_markdown(content: ReportContent) -> str:
+    """The report as one Markdown document."""
+    out = [
+        "# Is the LLM good enough yet? Benchmark report",
+        "",
+        f"Results directory: `{content.path.resolve()}`",
+        "",
+        *summary_lines(content.summary),
+        "",
+    ]
+    if content.overall:
+        out += ["## Verdict across datasets", ""]
+        for verdict in content.overall:
+            out += [f"**{verdict.scope}.**", "", *verdict_lines(verdict), ""]
+    if content.rank_grid is not None:
+        out += [
+            "## Mean rank and win rate across datasets",
+            "",
+            content.rank_grid.to_markdown(),
+            "",
+            RANK_NOTE,
+            "",
+        ]
+    for section in content.datasets:
+        out += [f"## {section.name}", "", "### Verdict", "", *verdict_lines(section.verdict), ""]
+        if section.grid is None:
+            out += ["No successful runs.", ""]
+        else:
+            out += [
+                f"### {table_caption(section.name, section.metric)}",
+                "",
+                section.grid.to_markdown(),
+                "",
+                f"Up to {int(section.table['seeds'].max())} seed(s) per cell. See the notes at "
+                "the end for the statistics.",
+                "",
+                f"![learning curve: {section.name}]({curve_file(section.name)})",
+                "",
+            ]
+        if len(section.points) and section.points["cost"].notna().any():
+            out += [
+                f"### Cost vs quality ({COST_UNITS[section.unit]})",
+                "",
+                f"![cost vs quality: {section.name}]({cost_file(section.name)})",
+                "",
+                "Pareto front (cheapest first):",
+                "",
+                *(f"- {line}" for line in pareto_lines(section)),
+                "",
+            ]
+        if section.not_finished:
+            out += [f"{section.not_finished} run(s) did not finish; see Run details.", ""]
+    out += ["## Run details", "", *summary_lines(content.summary), *_details(content.summary)]
+    out += [
+        "",
+        "## How to read this report",
+        "",
+        f"- Tables: {TABLE_NOTE}",
+        f"- Ranks: {RANK_NOTE}",
+        f"- Verdicts: {VERDICT_NOTE}",
+        f"- Cost: {COST_NOTE}",
+        "",
+    ]
+    return "\n".join(out)
