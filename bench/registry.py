@@ -90,6 +90,9 @@ METHODS = Registry(
         "xgboost": "bench.methods.classical:build_classical",
         "lightgbm": "bench.methods.classical:build_classical",
         "llm_icl": "bench.methods.llm_icl:build_llm_icl",
+        "tabpfn": "bench.methods.tabpfn:build_tabpfn",
+        "llm_codegen": "bench.methods.llm_codegen:build_llm_codegen",
+        "llm_distill": "bench.methods.llm_distill:build_llm_distill",
     },
 )
 

@@ -1,0 +1,203 @@
+"""The program that runs *inside* the sandbox (bench/llm/sandbox.py starts it; never import it).
+
+It is a standalone script, started as ``python -I sandbox_child.py WORKDIR`` in a fresh process,
+so that it imports nothing from the harness. It reads ``job.json``, the training rows
+(``train.parquet``) and, when predicting, the test *features* (``test.parquet``: the labels never
+reach the sandbox), then installs an audit hook that confines the generated program: no file
+access outside WORKDIR except reading the Python installation, no sockets, no subprocesses, no
+foreign libraries outside the installation. It then runs ``program.py``, calls its
+``build_model()``, and writes ``result.json`` (and ``proba.npy``) or ``error.json``.
+
+The hook stops accidents and naive misbehaviour of generated code (reading a key file, calling an
+API, shelling out); it is not a boundary against code written to escape. Network isolation also
+comes from a separate network namespace where the host allows one, and resource limits from the
+parent's rlimits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+TARGET = "__target__"  # the label column of train.parquet
+BLOCKED_EVENTS = {
+    "socket.__new__",
+    "socket.connect",
+    "socket.bind",
+    "socket.getaddrinfo",
+    "socket.sendto",
+    "subprocess.Popen",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "pty.spawn",
+    "os.kill",
+    "os.killpg",
+    "webbrowser.open",
+}
+WRITE_EVENTS = {  # events whose first argument is a path the program changes
+    "os.remove",
+    "os.rename",
+    "os.rmdir",
+    "os.mkdir",
+    "os.chmod",
+    "os.chown",
+    "os.link",
+    "os.symlink",
+    "os.truncate",
+    "os.utime",
+    "shutil.rmtree",
+    "shutil.copyfile",
+    "shutil.move",
+}
+LIST_EVENTS = {"os.listdir", "os.scandir", "glob.glob"}
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def main() -> int:
+    workdir = Path(sys.argv[1]).resolve()
+    os.chdir(workdir)
+    job = json.loads(Path("job.json").read_text())
+    try:
+        import numpy as np
+        import pandas as pd
+
+        train = pd.read_parquet("train.parquet")
+        y = train.pop(TARGET).astype(str)
+        X_test = pd.read_parquet("test.parquet") if job["mode"] == "predict" else None
+        # What the harness itself needs, imported before the guard closes the file system.
+        from sklearn.base import clone
+        from sklearn.metrics import accuracy_score, roc_auc_score
+        from sklearn.model_selection import StratifiedKFold
+
+        _install_guard(workdir, job["read_roots"])
+        model = _build(Path("program.py").read_text())
+        result: dict = {}
+        if job["mode"] == "cv":
+            result = _cross_validate(
+                model, train, y, job, clone, StratifiedKFold, accuracy_score, roc_auc_score
+            )
+        else:
+            model.fit(train, y)
+            proba, classes = _proba(model, X_test)
+            np.save("proba.npy", proba)
+            result = {"classes": classes}
+        Path("result.json").write_text(json.dumps(result))
+        return 0
+    except BaseException as error:  # everything, MemoryError and SystemExit included, is reported
+        text = "".join(traceback.format_exception(error))
+        Path("error.json").write_text(
+            json.dumps({"type": type(error).__name__, "message": str(error)[:2000], "tb": text})
+        )
+        return 1
+
+
+def _build(source: str):
+    namespace: dict = {"__name__": "generated_program"}
+    exec(compile(source, "program.py", "exec"), namespace)
+    build = namespace.get("build_model")
+    if not callable(build):
+        raise ValueError("the program does not define a function build_model()")
+    model = build()
+    if not hasattr(model, "fit") or not (
+        hasattr(model, "predict_proba") or hasattr(model, "predict")
+    ):
+        raise TypeError(
+            f"build_model() returned {type(model).__name__}, which has no fit() and "
+            "predict_proba()/predict() methods"
+        )
+    return model
+
+
+def _proba(model, X):
+    """Class probabilities in the order of the model's classes (one-hot from predict())."""
+    import numpy as np
+
+    if hasattr(model, "predict_proba"):
+        proba = np.asarray(model.predict_proba(X), dtype=float)
+        classes = [str(c) for c in getattr(model, "classes_", [])]
+        if len(classes) != proba.shape[1]:
+            raise ValueError(
+                f"predict_proba returned {proba.shape[1]} columns but model.classes_ has "
+                f"{len(classes)} entries"
+            )
+        return proba, classes
+    predicted = np.asarray(model.predict(X)).astype(str)
+    classes = sorted(set(predicted))
+    return (predicted[:, None] == np.array(classes)[None, :]).astype(float), classes
+
+
+def _cross_validate(model, X, y, job, clone, StratifiedKFold, accuracy_score, roc_auc_score):
+    import numpy as np
+
+    folds = min(job["n_folds"], int(y.value_counts().min()))
+    if folds < 2:
+        # Too few rows of a class to cross-validate: check that it fits at all, score unknown.
+        model.fit(X, y)
+        return {"cv_score": None, "fold_scores": [], "note": "too few rows per class for CV"}
+    scores = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=job["seed"])
+    for train_idx, valid_idx in splitter.split(X, y):
+        fold_model = clone(model)
+        fold_model.fit(X.iloc[train_idx], y.iloc[train_idx])
+        proba, classes = _proba(fold_model, X.iloc[valid_idx])
+        truth = y.iloc[valid_idx].to_numpy()
+        if job["metric"] == "roc_auc" and job["positive"] in classes:
+            score = roc_auc_score(
+                truth == job["positive"], proba[:, classes.index(job["positive"])]
+            )
+        else:
+            score = accuracy_score(truth, np.asarray(classes, dtype=object)[proba.argmax(axis=1)])
+        scores.append(float(score))
+    return {"cv_score": float(np.mean(scores)), "fold_scores": scores}
+
+
+def _install_guard(workdir: Path, read_roots: list[str]) -> None:
+    own_proc = f"/proc/{os.getpid()}"
+    readable = [*read_roots, own_proc, "/proc/cpuinfo", "/proc/meminfo", "/proc/stat"]
+    workdir_text = str(workdir)
+
+    def inside(path: str, roots: list[str]) -> bool:
+        return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+    def resolve(raw) -> str:
+        return os.path.realpath(os.fsdecode(raw))
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            raw, mode, flags = args
+            if raw is None or isinstance(raw, int):
+                return
+            path = resolve(raw)
+            if inside(path, [workdir_text]):
+                return
+            writing = any(c in str(mode or "") for c in "wax+") or bool((flags or 0) & WRITE_FLAGS)
+            if not writing and inside(path, readable):
+                return
+            raise PermissionError(f"sandbox: the program may not open {path}")
+        if event in BLOCKED_EVENTS:
+            raise PermissionError(f"sandbox: {event} is not allowed")
+        if event in WRITE_EVENTS or event in LIST_EVENTS:
+            target = args[0] if args else None
+            if target is None or isinstance(target, int):
+                return
+            path = resolve(target)
+            allowed = [workdir_text] if event in WRITE_EVENTS else [workdir_text, *readable]
+            if not inside(path, allowed):
+                raise PermissionError(f"sandbox: {event} on {path} is not allowed")
+        if event == "ctypes.dlopen":
+            name = args[0]
+            if name is None or not inside(resolve(name), readable):
+                raise PermissionError(f"sandbox: loading the library {name!r} is not allowed")
+
+    sys.addaudithook(hook)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""LLM-written models: the LLM writes scikit-learn code, a sandbox runs it.
+
+`fit` asks the LLM for `n_candidates` programs (bench/llm/codegen_prompt.py), cross-validates
+each on the training rows in the sandbox (bench/llm/sandbox.py), sends a failing program's error
+back for up to `repair_rounds` repairs, and keeps the candidate with the best cross-validation
+score. `predict_proba` runs the kept program once more in the sandbox: fitted on all training
+rows, it predicts the test *features*; the test labels never reach the sandbox.
+
+Every attempt (code, error, CV score, tokens, cost) is in ``fit_info_["attempts"]`` and the kept
+program in ``artifacts_["model.py"]``, which the runner saves next to the run's result. When no
+attempt works, `fit` raises `CodegenFailed`: the run is recorded as failed with the reason and
+its attempts, never silently replaced by a fallback model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from bench.llm.backend import LLMBackend, Usage, make_backend
+from bench.llm.codegen_prompt import codegen_prompt, extract_code, repair_prompt
+from bench.llm.sandbox import SandboxLimits, SandboxResult, run_program
+from bench.methods.base import MethodContext
+
+__all__ = ["CodegenFailed", "LLMCodegenClassifier", "build_llm_codegen"]
+
+
+class CodegenFailed(RuntimeError):
+    """No generated program worked; carries what was tried so the run record keeps it."""
+
+    def __init__(self, message: str, details: dict[str, Any], usage: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.details, self.usage = details, usage
+
+
+class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
+    """A classifier whose model code an LLM writes; a scikit-learn estimator."""
+
+    def __init__(
+        self,
+        llm: dict[str, Any] | None = None,
+        target: str = "label",
+        task_description: str = "",
+        feature_descriptions: dict[str, str] | None = None,
+        positive_label: str | None = None,
+        n_candidates: int = 1,
+        repair_rounds: int = 1,
+        example_rows: int = 5,
+        max_tokens: int = 768,
+        temperature: float = 0.0,
+        cv_folds: int = 5,
+        sandbox: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.llm = llm
+        self.target = target
+        self.task_description = task_description
+        self.feature_descriptions = feature_descriptions
+        self.positive_label = positive_label
+        self.n_candidates = n_candidates
+        self.repair_rounds = repair_rounds
+        self.example_rows = example_rows
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.cv_folds = cv_folds
+        self.sandbox = sandbox
+        self.seed = seed
+
+    def fit(self, X: pd.DataFrame, y: Any) -> LLMCodegenClassifier:
+        if not self.llm:
+            raise ValueError("LLMCodegenClassifier needs an llm config (the `llm` parameter)")
+        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
+        self.classes_ = np.array(sorted(set(labels)), dtype=object)
+        if len(self.classes_) < 2:
+            raise ValueError("LLMCodegenClassifier needs at least two classes in y")
+        self.metric_ = "roc_auc" if len(self.classes_) == 2 else "accuracy"
+        self._X, self._y = X, labels
+        self._usage = Usage()
+        attempts: list[dict[str, Any]] = []
+        backend = make_backend(self.llm)
+        try:
+            for candidate in range(self.n_candidates):
+                attempts += self._candidate(backend, X, labels, candidate)
+        finally:
+            backend.close()
+        self.usage_ = self._usage.as_dict()
+        working = [a for a in attempts if a["ok"]]
+        self.fit_info_ = {"attempts": attempts, "metric": self.metric_}
+        if not working:
+            last = attempts[-1]["error"] if attempts else "no attempt was made"
+            raise CodegenFailed(
+                f"none of {len(attempts)} generated program(s) worked "
+                f"({self.n_candidates} candidate(s), {self.repair_rounds} repair round(s)); "
+                f"last error: {_first_line(last)}",
+                self.fit_info_,
+                self.usage_,
+            )
+        # The best by cross-validation; a program that ran but could not be cross-validated
+        # (too few rows of a class) ranks below any scored one.
+        best = max(working, key=lambda a: -np.inf if a["cv_score"] is None else a["cv_score"])
+        self.code_ = best["code"]
+        self.artifacts_ = {"model.py": self.code_}
+        self.fit_info_.update(chosen_attempt=attempts.index(best), cv_score=best["cv_score"])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        result = run_program(self.code_, self._X, self._y, X, seed=self.seed, limits=self._limits())
+        if not result.ok:
+            raise RuntimeError(f"the chosen program failed when predicting: {result.error}")
+        proba = np.zeros((len(X), len(self.classes_)))
+        for j, label in enumerate(result.classes or []):
+            if label not in self.classes_:
+                raise ValueError(f"the generated model predicted an unknown class '{label}'")
+            proba[:, list(self.classes_).index(label)] = result.proba[:, j]
+        self.fit_info_["predict_sandbox_s"] = round(result.seconds, 3)
+        return proba
+
+    # -- one candidate: generate, run, repair ------------------------------------------------
+    def _candidate(
+        self, backend: LLMBackend, X: pd.DataFrame, y: pd.Series, candidate: int
+    ) -> list[dict[str, Any]]:
+        original = codegen_prompt(
+            X,
+            y,
+            target=self.target,
+            task_description=self.task_description,
+            metric="ROC AUC" if self.metric_ == "roc_auc" else "accuracy",
+            descriptions=self.feature_descriptions,
+            example_rows=self.example_rows,
+            candidate=candidate,
+        )
+        prompt, attempts = original, []
+        for round_ in range(self.repair_rounds + 1):
+            text, usage = self._generate(backend, prompt)
+            code = extract_code(text)
+            if code is None:
+                outcome = SandboxResult(ok=False, error="the reply holds no Python code block")
+            else:
+                outcome = run_program(
+                    code,
+                    X,
+                    y,
+                    metric=self.metric_,
+                    positive_label=self.positive_label,
+                    n_folds=self.cv_folds,
+                    seed=self.seed,
+                    limits=self._limits(),
+                )
+            attempts.append(
+                {
+                    "candidate": candidate,
+                    "round": round_,
+                    "code": code if code is not None else text,
+                    **outcome.summary(),
+                    "usage": usage.as_dict(),
+                }
+            )
+            if outcome.ok:
+                break
+            prompt = repair_prompt(original, code if code is not None else text, outcome.error)
+        return attempts
+
+    def _generate(self, backend: LLMBackend, prompt: str) -> tuple[str, Usage]:
+        """Chat endpoints get the prompt as a user message; a completion model (the embedded
+        base models) gets it followed by an opened code fence to continue."""
+        if self._chat():
+            request: Any = [{"role": "user", "content": prompt}]
+            opened, stop = "", None
+        else:  # the code ends where the model closes the fence
+            opened, stop = "```python\n", ["```"]
+            request = f"{prompt}\n\n{opened}"
+        result = backend.generate_many(
+            [request], max_tokens=self.max_tokens, temperature=self.temperature, stop=stop
+        )[0]
+        self._usage += result.usage
+        return opened + result.text, result.usage
+
+    def _chat(self) -> bool:
+        llm = self.llm or {}
+        return llm.get("backend") == "openai" and llm.get("api", "chat") == "chat"
+
+    def _limits(self) -> SandboxLimits:
+        return SandboxLimits(**(self.sandbox or {}))
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else str(text)
+
+
+def build_llm_codegen(cfg: DictConfig, context: MethodContext) -> LLMCodegenClassifier:
+    """METHODS registry entry for `kind: llm_codegen`."""
+    params = OmegaConf.to_container(cfg.params, resolve=True)
+    # Sandboxed fits use the job's share of the cores unless method.params.sandbox says otherwise.
+    params["sandbox"] = {"threads": context.n_jobs, **(params.get("sandbox") or {})}
+    return LLMCodegenClassifier(
+        llm=context.extra["llm"],
+        target=context.target,
+        task_description=context.description,
+        feature_descriptions={f.name: f.description for f in context.features},
+        positive_label=context.positive_label,
+        seed=context.seed,
+        **params,
+    )

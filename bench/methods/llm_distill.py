@@ -1,0 +1,147 @@
+"""LLM distillation: the LLM labels unlabelled rows ("silver labels"), a small model learns them.
+
+The runner hands `fit` the run's labelled rows and `n_unlabelled` further rows of the training
+pool *without* their labels (``X_unlabelled``). The in-context classifier
+(bench/methods/llm_icl.py) labels them, zero-shot or with the labelled rows as shots; a LightGBM
+student is trained on the silver labels (plus the true labels of the labelled rows, unless
+`include_true_labels` is off) and is what predicts the test rows. This is the workflow "label 1k
+rows with an LLM, distil into a cheap model".
+
+Recorded: the silver labels (`silver_labels_`, which the runner scores against the hidden true
+labels as ``details.silver_accuracy``), the labelling cost per 1,000 rows, and the LLM usage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from bench.methods.base import MethodContext
+from bench.methods.classical import ClassicalClassifier
+from bench.methods.llm_icl import LLMICLClassifier
+
+__all__ = ["LLMDistillClassifier", "build_llm_distill"]
+
+
+class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
+    """A LightGBM student trained on an LLM's labels for unlabelled rows."""
+
+    supports_zero_shot = True  # with zero labelled rows the teacher labels zero-shot
+
+    def __init__(
+        self,
+        llm: dict[str, Any] | None = None,
+        serializer: dict[str, Any] | None = None,
+        class_labels: tuple[str, ...] = (),
+        target: str = "label",
+        task_description: str = "",
+        feature_descriptions: dict[str, str] | None = None,
+        n_unlabelled: int = 200,
+        teacher_shots: str = "train",
+        max_shots: int | None = 64,
+        selection: str = "stratified",
+        include_true_labels: bool = True,
+        student: dict[str, Any] | None = None,
+        seed: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        self.llm = llm
+        self.serializer = serializer
+        self.class_labels = class_labels
+        self.target = target
+        self.task_description = task_description
+        self.feature_descriptions = feature_descriptions
+        self.n_unlabelled = n_unlabelled
+        self.teacher_shots = teacher_shots
+        self.max_shots = max_shots
+        self.selection = selection
+        self.include_true_labels = include_true_labels
+        self.student = student
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def fit(
+        self, X: pd.DataFrame, y: Any, X_unlabelled: pd.DataFrame | None = None
+    ) -> LLMDistillClassifier:
+        if X_unlabelled is None or len(X_unlabelled) == 0:
+            raise ValueError(
+                "LLMDistillClassifier.fit needs unlabelled rows (X_unlabelled); bench-run takes "
+                "method.params.n_unlabelled of them from the training pool"
+            )
+        if self.teacher_shots not in ("train", "zero"):
+            raise ValueError(
+                f"method.params.teacher_shots must be 'train' or 'zero', not '{self.teacher_shots}'"
+            )
+        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
+        teacher = LLMICLClassifier(
+            llm=self.llm,
+            serializer=self.serializer,
+            class_labels=self.class_labels,
+            target=self.target,
+            task_description=self.task_description,
+            feature_descriptions=self.feature_descriptions,
+            max_shots=0 if self.teacher_shots == "zero" else self.max_shots,
+            selection=self.selection,
+            seed=self.seed,
+        ).fit(X, labels)
+        silver_proba = teacher.predict_proba(X_unlabelled)
+        self.silver_labels_ = teacher.classes_[silver_proba.argmax(axis=1)]
+        self.usage_ = teacher.usage_
+
+        train_X, train_y = X_unlabelled, pd.Series(self.silver_labels_, dtype=object)
+        if self.include_true_labels and len(X):
+            train_X = pd.concat([X, X_unlabelled], ignore_index=True)
+            train_y = pd.concat([labels, train_y], ignore_index=True)
+        if train_y.nunique() < 2:
+            raise ValueError(
+                f"the student has a single class to learn ('{train_y.iloc[0]}'): the LLM gave "
+                f"every one of {len(X_unlabelled)} unlabelled rows the same label"
+            )
+        self.student_ = ClassicalClassifier(
+            model="lightgbm",
+            params={"verbose": -1, **(self.student or {})},
+            random_state=self.seed,
+            n_jobs=self.n_jobs,
+        ).fit(train_X, train_y)
+        self.classes_ = np.array(
+            sorted(set(self.class_labels) | set(self.student_.classes_)), dtype=object
+        )
+        per_1k = 1000 / len(X_unlabelled)
+        counts = pd.Series(self.silver_labels_).value_counts()
+        self.fit_info_ = {
+            "unlabelled_rows": len(X_unlabelled),
+            "teacher": teacher.fit_info_,
+            "silver_label_counts": {str(k): int(v) for k, v in counts.items()},
+            "student_rows": len(train_X),
+            "labelling_usd_per_1k_rows": self.usage_["usd"] * per_1k,
+            "labelling_seconds_per_1k_rows": self.usage_["llm_seconds"] * per_1k,
+        }
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """The student's probabilities, with a zero column for a class it never saw."""
+        student = self.student_.predict_proba(X)
+        proba = np.zeros((len(X), len(self.classes_)))
+        for j, label in enumerate(self.student_.classes_):
+            proba[:, list(self.classes_).index(label)] = student[:, j]
+        return proba
+
+
+def build_llm_distill(cfg: DictConfig, context: MethodContext) -> LLMDistillClassifier:
+    """METHODS registry entry for `kind: llm_distill`."""
+    params = OmegaConf.to_container(cfg.params, resolve=True)
+    return LLMDistillClassifier(
+        llm=context.extra["llm"],
+        serializer=context.extra.get("serializer"),
+        class_labels=context.class_labels,
+        target=context.target,
+        task_description=context.description,
+        feature_descriptions={f.name: f.description for f in context.features},
+        seed=context.seed,
+        n_jobs=context.n_jobs,
+        **params,
+    )
