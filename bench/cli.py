@@ -43,13 +43,22 @@ def _hydra_run(cfg: DictConfig) -> None:
 
 def run_main() -> None:
     """`bench-run [experiment=NAME] [dataset=NAME] [method=NAME] [seeds=[..]] [n_train=[..]] ...`"""
+    from bench.launchers import LauncherError, check_launcher
+
     try:
         _check_group_overrides(sys.argv[1:])
-    except UnknownNameError as error:
+        check_launcher(sys.argv[1:])
+    except (UnknownNameError, LauncherError) as error:
         print(f"bench-run: {error}", file=sys.stderr)
         sys.exit(2)
     register_configs()
-    _hydra_run()
+    try:
+        _hydra_run()
+    except BaseException:
+        from bench.sweep import finish_interrupted
+
+        finish_interrupted()
+        raise
 
 
 def report_main(argv: list[str] | None = None) -> None:

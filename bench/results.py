@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "skipped", "failed", "unavailable")
 DONE_STATUSES = ("ok", "skipped")  # a rerun skips these and retries the others
+RUNNING = "running"  # a marker written when a run starts; replaced by its result
 LEADING_COLUMNS = [
     "experiment",
     "dataset",
@@ -88,6 +90,7 @@ class ResultsStore:
         self.runs_dir = self.root / "runs"
         self.predictions_dir = self.root / "predictions"
         self.failures_dir = self.root / "failures"
+        self.artifacts_dir = self.root / "artifacts"
 
     def record_path(self, stem: str) -> Path:
         return self.runs_dir / f"{stem}.json"
@@ -120,6 +123,12 @@ class ResultsStore:
             buffer = predictions.to_parquet(index=False)
             write_atomic(self.predictions_dir / f"{stem}.parquet", buffer)
             record["predictions_file"] = f"predictions/{stem}.parquet"
+        artifacts = record.pop("_artifacts", None) or {}
+        if artifacts:  # e.g. the program an LLM wrote: artifacts/<stem>/model.py
+            folder = self.artifacts_dir / stem
+            for name, text in artifacts.items():
+                write_atomic(folder / Path(name).name, str(text).encode())
+            record["artifacts"] = [f"artifacts/{stem}/{Path(n).name}" for n in artifacts]
         write_atomic(target, json.dumps(record, indent=2, default=_json_default).encode())
         return target
 
@@ -132,8 +141,42 @@ class ResultsStore:
                 log.warning("Skipping unreadable run record %s: %s", path, error)
         return out
 
+    def settle_orphans(self) -> int:
+        """Mark runs whose process died mid-run (a `running` marker of a dead process on this
+        host) as failed, saying what is known; returns how many. Markers of live processes, or
+        of other hosts (a cluster node), are left alone."""
+        host, settled = socket.gethostname(), 0
+        for record in self.records():
+            if record.get("status") != RUNNING or record.get("host") != host:
+                continue
+            if _process_alive(int(record.get("pid", 0))):
+                continue
+            record.update(
+                status="failed",
+                error=(
+                    f"the job died while this run was executing (killed, out of memory, or its "
+                    f"launcher worker crashed): started {record.get('finished_at')} on host "
+                    f"{host}, pid {record.get('pid')}; rerun the sweep to retry it"
+                ),
+            )
+            self.save(record)
+            settled += 1
+        return settled
+
     def predictions(self, record: dict[str, Any]) -> pd.DataFrame:
         return pd.read_parquet(self.root / record["predictions_file"])
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _json_default(value: Any) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
 import traceback
 from collections import Counter
@@ -25,11 +27,14 @@ from threadpoolctl import threadpool_limits
 
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
+from bench.errors import RunSkipped
 from bench.llm.backend import Usage
+from bench.llm.codegen_prompt import CODEGEN_PROMPT_VERSION
 from bench.llm.prompts import PROMPT_VERSION
 from bench.methods.base import MethodContext, build_method
 from bench.metrics import compute_metrics
-from bench.results import DONE_STATUSES, ResultsStore
+from bench.progress import SweepProgress
+from bench.results import DONE_STATUSES, RUNNING, ResultsStore
 
 __all__ = ["PROTOCOL_VERSION", "JobSummary", "RunSpec", "run_job"]
 
@@ -39,6 +44,7 @@ log = logging.getLogger("bench")
 PROTOCOL_VERSION = 1
 ZERO_USAGE = Usage().as_dict()
 LLM_FAMILIES = ("llm_icl", "llm_codegen", "llm_distill")
+SERIALIZING_FAMILIES = ("llm_icl", "llm_distill")  # families that write rows into prompts
 # llm settings that change how requests are made, not what they answer: not part of a run's id.
 LLM_OPERATIONAL_KEYS = (
     "cache",
@@ -113,9 +119,13 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
     if uses_llm(cfg):
         llm = OmegaConf.to_container(cfg.llm, resolve=True)
         determinants["llm"] = {k: v for k, v in llm.items() if k not in LLM_OPERATIONAL_KEYS}
-        determinants["serializer"] = OmegaConf.to_container(cfg.serializer, resolve=True)
-        determinants["prompt_version"] = PROMPT_VERSION
-        llm_name, serializer_name = cfg.llm.name, cfg.serializer.name
+        llm_name = cfg.llm.name
+        if cfg.method.family in SERIALIZING_FAMILIES:
+            determinants["serializer"] = OmegaConf.to_container(cfg.serializer, resolve=True)
+            determinants["prompt_version"] = PROMPT_VERSION
+            serializer_name = cfg.serializer.name
+        else:
+            determinants["prompt_version"] = f"codegen-{CODEGEN_PROMPT_VERSION}"
     return [
         RunSpec(
             experiment=cfg.experiment_name,
@@ -152,11 +162,13 @@ def run_job(cfg: DictConfig) -> JobSummary:
         log.info(summary.line(label))
         return summary
 
+    progress = SweepProgress(store.root, len(specs))
     pending = []
     for spec, existing in specs:
         # A finished run is reused only if it was computed on the same data (file, package version).
         if _is_done(existing, task.fingerprint):
             summary.already_done += 1
+            progress.tick(spec.stem, new=False)
         else:
             pending.append((spec, existing))
     if not pending:
@@ -165,18 +177,27 @@ def run_job(cfg: DictConfig) -> JobSummary:
 
     splits: dict[int, Split | Exception] = {}
     for spec, existing in pending:
+        log.info("[%s] seed=%s n_train=%s: running", label, spec.seed, spec.n_train)
         if spec.seed not in splits:
             splits[spec.seed] = _split_or_error(task, spec.seed, cfg)
         split = splits[spec.seed]
         if isinstance(split, Exception):
             record, predictions = _record(spec, existing, "failed", error=_describe(split)), None
         else:
+            # A marker that says the run started: if the process dies here (killed, out of
+            # memory), the sweep's summary can tell the run died instead of losing it.
+            if not (existing and existing.get("status") in DONE_STATUSES):
+                _save(store, _record(spec, existing, RUNNING, **_whereabouts()), None)
             record, predictions = execute_run(spec, existing, task, split, cfg)
         _save(store, record, predictions)
         summary.executed[record["status"]] += 1
-        _log_run(label, record)
+        _log_run(label, record, progress.tick(spec.stem, new=True))
     log.info(summary.line(label))
     return summary
+
+
+def _whereabouts() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 def _llm_extra(cfg: DictConfig) -> dict[str, Any]:
@@ -217,6 +238,7 @@ def execute_run(
     """Fit on the spec's training subset, score on the split's test rows."""
     started = time.perf_counter()
     base: dict[str, Any] = {"data_fingerprint": task.fingerprint}
+    estimator = None
     try:
         n_train = resolve_n_train(spec.n_train, split.pool_size)
         subset = split.subset(n_train, task.y, min_per_class=cfg.split.min_per_class)
@@ -248,11 +270,12 @@ def execute_run(
 
         X_train, y_train = task.X.iloc[subset.rows], task.y.iloc[subset.rows]
         X_test = task.X.iloc[split.test_rows]  # the test labels never reach the method
+        fit_params, unlabelled = _unlabelled_rows(estimator, split, n_train, task)
         cpu0, t0 = time.process_time(), time.perf_counter()
         # Native thread pools (BLAS, OpenMP) follow n_jobs: small fits are slower with idle threads
         # spinning, and parallel jobs would oversubscribe the cores.
         with threadpool_limits(limits=cfg.n_jobs):
-            estimator.fit(X_train, y_train)
+            estimator.fit(X_train, y_train, **fit_params)
             t1 = time.perf_counter()
             raw_proba = estimator.predict_proba(X_test)
             t2 = time.perf_counter()
@@ -276,6 +299,11 @@ def execute_run(
             "wall_s": time.perf_counter() - started,
             "cpu_s": time.process_time() - cpu0,
         }
+        details = dict(getattr(estimator, "fit_info_", None) or {})
+        if unlabelled is not None and hasattr(estimator, "silver_labels_"):
+            # Scored here, where the labels are: the method never saw the unlabelled rows' labels.
+            truth = task.y.iloc[unlabelled].to_numpy()
+            details["silver_accuracy"] = float(np.mean(estimator.silver_labels_ == truth))
         record = _record(
             spec,
             existing,
@@ -283,24 +311,56 @@ def execute_run(
             metrics=metrics,
             timing=timing,
             usage={**ZERO_USAGE, **(getattr(estimator, "usage_", None) or {})},
-            details=getattr(estimator, "fit_info_", None) or {},
+            details=details,
             **base,
         )
+        _attach_artifacts(record, estimator)
         return record, _predictions_frame(split.test_rows, task, proba)
     except Exception as error:
         # RunSkipped / RunUnavailable (bench.errors) carry their own status; the rest failed.
         status = getattr(error, "status", None)
         status = status if status in ("skipped", "unavailable") else "failed"
         timing = {"wall_s": time.perf_counter() - started}
-        return _record(
+        # What was spent and tried before the error (LLM tokens, generated programs) is kept.
+        usage = getattr(error, "usage", None) or getattr(estimator, "usage_", None) or {}
+        details = getattr(error, "details", None) or getattr(estimator, "fit_info_", None) or {}
+        record = _record(
             spec,
             existing,
             status,
             error=_describe(error) if status == "failed" else str(error),
             timing=timing,
+            usage={**ZERO_USAGE, **usage},
+            details=details,
             traceback=traceback.format_exc(),
             **base,
-        ), None
+        )
+        _attach_artifacts(record, estimator)
+        return record, None
+
+
+def _unlabelled_rows(
+    estimator: Any, split: Split, n_train: int, task: Task
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """For a method that learns from unlabelled rows (`n_unlabelled` > 0, e.g. distillation):
+    the next rows of the training pool after the labelled subset, features only."""
+    wanted = int(getattr(estimator, "n_unlabelled", 0) or 0)
+    if wanted <= 0:
+        return {}, None
+    rows = split.pool_order[n_train : n_train + wanted]
+    if len(rows) == 0:
+        raise RunSkipped(
+            f"no unlabelled rows left in the training pool of {split.pool_size} after "
+            f"n_train={n_train} (method.params.n_unlabelled={wanted})"
+        )
+    return {"X_unlabelled": task.X.iloc[rows]}, rows
+
+
+def _attach_artifacts(record: dict[str, Any], estimator: Any) -> None:
+    """Files a method produced (e.g. generated code), saved next to the record by the store."""
+    artifacts = getattr(estimator, "artifacts_", None)
+    if artifacts:
+        record["_artifacts"] = dict(artifacts)
 
 
 def _align_proba(proba: np.ndarray, classes: Any, class_labels: tuple[str, ...]) -> np.ndarray:
@@ -363,8 +423,8 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _log_run(label: str, record: dict[str, Any]) -> None:
-    where = f"[{label}] seed={record['seed']} n_train={record['n_train_requested']}"
+def _log_run(label: str, record: dict[str, Any], progress: str = "") -> None:
+    where = f"{progress} [{label}] seed={record['seed']} n_train={record['n_train_requested']}"
     if record["status"] == "ok":
         m = record["metrics"]
         log.info(

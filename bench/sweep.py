@@ -11,9 +11,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from bench.progress import write_plan
 from bench.results import ResultsStore
 
-__all__ = ["SweepSummary", "summarize_since"]
+__all__ = ["SweepSummary", "finish_interrupted", "summarize_since"]
 
 log = logging.getLogger("bench")
 
@@ -44,21 +45,41 @@ def summarize_since(results_dir: Path, since: datetime) -> str:
     return "\n".join(lines)
 
 
+# The sweep this process launched, so that bench-run can still summarize it when a launcher
+# aborts (a worker killed by the OS makes joblib, submitit or Ray raise, and Hydra then skips
+# the end-of-sweep callbacks).
+_ACTIVE: dict[str, Any] = {}
+
+
+def finish_interrupted() -> None:
+    """After a sweep ended by an error: settle runs whose process died, then summarize."""
+    if not _ACTIVE:
+        return
+    results_dir = _ACTIVE["results_dir"]
+    died = ResultsStore(results_dir).settle_orphans()
+    print("The sweep stopped early (see the error above).", flush=True)
+    if died:
+        print(f"{died} run(s) died with their job and are recorded as failed.", flush=True)
+    print(summarize_since(results_dir, _ACTIVE["start"]), flush=True)
+
+
 class SweepSummary(Callback):
     """Prints `summarize_since` once at the end of a single run or a multirun sweep."""
 
     def __init__(self) -> None:
         self._start = datetime.now(UTC)
 
-    def _mark(self) -> None:
+    def _mark(self, config: DictConfig, multirun: bool) -> None:
         # Records store whole seconds; drop ours so a run finishing this second still counts.
         self._start = datetime.now(UTC).replace(microsecond=0)
+        _ACTIVE.update(results_dir=Path(config.results_dir).resolve(), start=self._start)
+        write_plan(config, multirun=multirun)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._mark()
+        self._mark(config, multirun=False)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._mark()
+        self._mark(config, multirun=True)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._report(config)
@@ -67,7 +88,9 @@ class SweepSummary(Callback):
         self._report(config)
 
     def _report(self, config: DictConfig) -> None:
+        _ACTIVE.clear()
         results_dir = Path(config.results_dir).resolve()
+        ResultsStore(results_dir).settle_orphans()
         print(summarize_since(results_dir, self._start), flush=True)
         if config.get("report", False):
             from bench.report import write_report
