@@ -63,7 +63,8 @@ def check_launcher(argv: list[str]) -> None:
             raise UnknownNameError(
                 unknown_name_message("launcher", chosen, usable + missing, key="hydra/launcher")
             )
-    if not relevant:
+    # A sweep over experiments (or launchers) has no single launcher to compose: names only.
+    if not relevant or any("," in a.partition("=")[2] for a in relevant):
         return
     launcher = _composed_launcher(relevant)
     target = str(launcher.get("_target_", ""))
@@ -76,6 +77,12 @@ def check_launcher(argv: list[str]) -> None:
         )
     if target.endswith("RayLauncher"):
         address = _ray_address(launcher)
+        if chosen == "ray_cluster" and not address:
+            raise LauncherError(
+                "hydra/launcher=ray_cluster needs the cluster's address: set "
+                "hydra.launcher.ray.init.address=ray://HEAD:10001 or the RAY_ADDRESS variable "
+                "(hydra/launcher=ray_local starts a local cluster instead)"
+            )
         if address and address != "auto":
             _probe(address)
 

@@ -153,12 +153,15 @@ def run_job(cfg: DictConfig) -> JobSummary:
         task = load_task(cfg.dataset)
     except Exception as error:  # a bad card or unreachable data: record the pending runs as failed
         log.error("[%s] cannot load dataset '%s': %s", label, cfg.dataset.name, error)
+        progress = SweepProgress(store.root, len(specs))
         for spec, existing in specs:
             if existing and existing.get("status") in DONE_STATUSES:
                 summary.already_done += 1
+                progress.tick(spec.stem, new=False)
                 continue
             _save(store, _record(spec, existing, "failed", error=_describe(error)), None)
             summary.executed["failed"] += 1
+            progress.tick(spec.stem, new=True)
         log.info(summary.line(label))
         return summary
 
@@ -348,10 +351,10 @@ def _unlabelled_rows(
     if wanted <= 0:
         return {}, None
     rows = split.pool_order[n_train : n_train + wanted]
-    if len(rows) == 0:
+    if len(rows) < wanted:  # labelling fewer rows than asked would be a different experiment
         raise RunSkipped(
-            f"no unlabelled rows left in the training pool of {split.pool_size} after "
-            f"n_train={n_train} (method.params.n_unlabelled={wanted})"
+            f"method.params.n_unlabelled={wanted} unlabelled rows requested, but the training "
+            f"pool of {split.pool_size} rows has only {len(rows)} left after n_train={n_train}"
         )
     return {"X_unlabelled": task.X.iloc[rows]}, rows
 

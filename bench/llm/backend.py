@@ -13,7 +13,7 @@ and a cached answer shows up as a cache hit with no tokens billed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ __all__ = [
     "LLMConfigError",
     "LLMUnavailableError",
     "Messages",
+    "OnResult",
     "PromptTooLongError",
     "ScoreResult",
     "Usage",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}]
+# Called with (index of the request, its result) as each request completes, e.g. so the cache
+# stores every answer at once and a crash mid-batch loses none that were paid for.
+OnResult = Callable[[int, Any], None]
 
 
 class LLMConfigError(ValueError):
@@ -92,7 +96,12 @@ class GenerateResult:
 class LLMBackend(Protocol):
     config: DictConfig
 
-    def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]: ...
+    def score_many(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        on_result: OnResult | None = None,
+    ) -> list[ScoreResult]: ...
 
     def generate_many(
         self,
@@ -100,6 +109,7 @@ class LLMBackend(Protocol):
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
+        on_result: OnResult | None = None,
     ) -> list[GenerateResult]: ...
 
     def count_tokens(self, text: str) -> int: ...

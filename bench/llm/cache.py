@@ -19,7 +19,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.llm.backend import GenerateResult, LLMBackend, Messages, ScoreResult, Usage
+from bench.llm.backend import (
+    GenerateResult,
+    LLMBackend,
+    Messages,
+    OnResult,
+    ScoreResult,
+    Usage,
+)
 
 __all__ = ["CACHE_VERSION", "CachedBackend", "RequestCache"]
 
@@ -110,16 +117,26 @@ class CachedBackend:
             "context": [cfg.context_length, cfg.n_ctx],
         }
 
-    def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]:
+    def score_many(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        on_result: OnResult | None = None,
+    ) -> list[ScoreResult]:
         params = {"op": "score", "labels": list(labels), "top_logprobs": self.config.top_logprobs}
         keys = [self.cache.key(**self._identity(), **params, prompt=p) for p in prompts]
         results: list[ScoreResult | None] = [self._cached_score(k) for k in keys]
         missing = [i for i, r in enumerate(results) if r is None]
+
+        def store(j: int, result: ScoreResult) -> None:  # as each answer arrives
+            self.cache.put(keys[missing[j]], {**asdict(result), "usage": None})
+            results[missing[j]] = result
+
         if missing:
-            fresh = self.backend.score_many([prompts[i] for i in missing], labels)
-            for i, result in zip(missing, fresh, strict=True):
-                self.cache.put(keys[i], {**asdict(result), "usage": None})
-                results[i] = result
+            self.backend.score_many([prompts[i] for i in missing], labels, on_result=store)
+        if on_result is not None:
+            for i, result in enumerate(results):
+                on_result(i, result)
         return results  # type: ignore[return-value]
 
     def _cached_score(self, key: str) -> ScoreResult | None:
@@ -134,6 +151,7 @@ class CachedBackend:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
+        on_result: OnResult | None = None,
     ) -> list[GenerateResult]:
         params = {
             "op": "generate",
@@ -149,13 +167,18 @@ class CachedBackend:
                 None if hit is None else GenerateResult(hit["text"], Usage(cache_hits=1))
             )
         missing = [i for i, r in enumerate(results) if r is None]
+
+        def store(j: int, result: GenerateResult) -> None:  # as each answer arrives
+            self.cache.put(keys[missing[j]], {"text": result.text})
+            results[missing[j]] = result
+
         if missing:
-            fresh = self.backend.generate_many(
-                [requests[i] for i in missing], max_tokens, temperature, stop
+            self.backend.generate_many(
+                [requests[i] for i in missing], max_tokens, temperature, stop, on_result=store
             )
-            for i, result in zip(missing, fresh, strict=True):
-                self.cache.put(keys[i], {"text": result.text})
-                results[i] = result
+        if on_result is not None:
+            for i, result in enumerate(results):
+                on_result(i, result)
         return results  # type: ignore[return-value]
 
     def count_tokens(self, text: str) -> int:

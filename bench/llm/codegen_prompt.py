@@ -37,7 +37,9 @@ APPROACHES = (
     "Use a random forest or extra-trees ensemble with simple, robust preprocessing.",
     "Use gradient boosting (LightGBM or XGBoost) with categorical columns encoded explicitly.",
 )
-_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+# A fenced block: its info string (language tag) and its body, up to the closing fence.
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([^\n`]*)\n(.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE)
+_PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
 
 
 def schema_lines(
@@ -73,7 +75,11 @@ def codegen_prompt(
     classes = ", ".join(f"{label} {share:.0%}" for label, share in balance.items())
     sample = X.head(example_rows).copy()
     sample[target] = y.head(example_rows).to_numpy()
-    approach = APPROACHES[candidate % len(APPROACHES)]
+    approach = (
+        APPROACHES[candidate]
+        if candidate < len(APPROACHES)
+        else f"Candidate {candidate + 1}: use an approach unlike the usual defaults."
+    )
     parts = [
         "You are an expert data scientist. Write a Python module for this tabular "
         "classification task.",
@@ -108,7 +114,11 @@ def repair_prompt(original: str, code: str, error: str) -> str:
 def extract_code(text: str) -> str | None:
     """The Python code of a reply: the fenced block that defines build_model (else the longest
     fenced block), or the whole reply when it has no fence but defines build_model."""
-    blocks = [match.group(1) for match in _FENCE.finditer(text)]
+    blocks = [
+        match.group(2)
+        for match in _FENCE.finditer(text)
+        if match.group(1).strip().lower() in _PYTHON_TAGS
+    ]
     if blocks:
         with_build = [b for b in blocks if "def build_model" in b]
         return max(with_build or blocks, key=len)

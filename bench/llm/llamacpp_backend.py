@@ -21,6 +21,7 @@ from bench.llm.backend import (
     GenerateResult,
     LLMConfigError,
     Messages,
+    OnResult,
     PromptTooLongError,
     ScoreResult,
     Usage,
@@ -81,6 +82,9 @@ class LlamaCppBackend:
                     model_path=str(path),
                     n_ctx=self.n_ctx,
                     n_threads=threads,
+                    # Prompt evaluation has its own thread count, which defaults to every core:
+                    # parallel jobs would then oversubscribe the machine many times over.
+                    n_threads_batch=threads,
                     n_batch=512,
                     logits_all=False,
                     verbose=False,
@@ -154,8 +158,18 @@ class LlamaCppBackend:
         )
         return ScoreResult(normalize(logprobs), "logprobs", usage=priced(usage, self.config.prices))
 
-    def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]:
-        return [self._score_one(prompt, labels) for prompt in prompts]
+    def score_many(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        on_result: OnResult | None = None,
+    ) -> list[ScoreResult]:
+        results = []
+        for index, prompt in enumerate(prompts):
+            results.append(self._score_one(prompt, labels))
+            if on_result is not None:
+                on_result(index, results[-1])
+        return results
 
     def generate_many(
         self,
@@ -163,9 +177,10 @@ class LlamaCppBackend:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
+        on_result: OnResult | None = None,
     ) -> list[GenerateResult]:
         results = []
-        for request in requests:
+        for index, request in enumerate(requests):
             start = time.perf_counter()
             size = self.count_tokens(request if isinstance(request, str) else _joined(request))
             if size + max_tokens > self.n_ctx:
@@ -188,6 +203,8 @@ class LlamaCppBackend:
                 llm_seconds=time.perf_counter() - start,
             )
             results.append(GenerateResult(text, priced(usage, self.config.prices)))
+            if on_result is not None:
+                on_result(index, results[-1])
         return results
 
     def close(self) -> None:

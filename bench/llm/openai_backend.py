@@ -26,6 +26,7 @@ from bench.llm.backend import (
     LLMConfigError,
     LLMUnavailableError,
     Messages,
+    OnResult,
     PromptTooLongError,
     ScoreResult,
     Usage,
@@ -73,9 +74,14 @@ class OpenAIBackend:
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)  # the server's tokenizer is not available here; an estimate
 
-    def score_many(self, prompts: Sequence[str], labels: Sequence[str]) -> list[ScoreResult]:
+    def score_many(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        on_result: OnResult | None = None,
+    ) -> list[ScoreResult]:
         jobs = [(self._estimate(p, 8), lambda c, p=p: self._score(c, p, labels)) for p in prompts]
-        return self._run_all(jobs)
+        return self._run_all(jobs, on_result)
 
     def generate_many(
         self,
@@ -83,6 +89,7 @@ class OpenAIBackend:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
+        on_result: OnResult | None = None,
     ) -> list[GenerateResult]:
         def job(request: str | Messages) -> Callable[[Any], Awaitable[GenerateResult]]:
             async def run(client: Any) -> GenerateResult:
@@ -93,7 +100,8 @@ class OpenAIBackend:
 
             return run
 
-        return self._run_all([(self._estimate(r, max_tokens), job(r)) for r in requests])
+        jobs = [(self._estimate(r, max_tokens), job(r)) for r in requests]
+        return self._run_all(jobs, on_result)
 
     def _estimate(self, request: str | Messages, max_tokens: int) -> int:
         """Tokens a request may use, for the tokens-per-minute limit."""
@@ -191,18 +199,22 @@ class OpenAIBackend:
         ) from last
 
     # -- concurrency ----------------------------------------------------------------------------
-    def _run_all(self, jobs: list[tuple[int, Callable[[Any], Awaitable[T]]]]) -> list[T]:
+    def _run_all(
+        self, jobs: list[tuple[int, Callable[[Any], Awaitable[T]]]], on_result: OnResult | None
+    ) -> list[T]:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._gather(jobs))
+            return asyncio.run(self._gather(jobs, on_result))
         # Called from code that already runs an event loop (a notebook): use a worker thread.
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, self._gather(jobs)).result()
+            return pool.submit(asyncio.run, self._gather(jobs, on_result)).result()
 
-    async def _gather(self, jobs: list[tuple[int, Callable[[Any], Awaitable[T]]]]) -> list[T]:
+    async def _gather(
+        self, jobs: list[tuple[int, Callable[[Any], Awaitable[T]]]], on_result: OnResult | None
+    ) -> list[T]:
         from openai import AsyncOpenAI
 
         cfg = self.config
@@ -212,13 +224,17 @@ class OpenAIBackend:
             base_url=cfg.base_url, api_key=self._key, timeout=cfg.timeout_s, max_retries=0
         )
 
-        async def bounded(tokens: int, job: Callable[[Any], Awaitable[T]]) -> T:
+        async def bounded(index: int, tokens: int, job: Callable[[Any], Awaitable[T]]) -> T:
             async with gate:
                 await limiter.acquire(tokens)
-                return await job(client)
+                result = await job(client)
+            if on_result is not None:  # e.g. the cache stores each answer as it arrives
+                on_result(index, result)
+            return result
 
         try:
-            return list(await asyncio.gather(*(bounded(t, j) for t, j in jobs)))
+            calls = (bounded(i, t, j) for i, (t, j) in enumerate(jobs))
+            return list(await asyncio.gather(*calls))
         finally:
             await client.close()
 

@@ -6,11 +6,12 @@ bench/llm/sandbox_child.py there in a separate Python process with:
 
 * CPU-time, address-space and file-size limits (rlimits) and a wall-clock timeout that kills the
   whole process group;
-* no network: a separate network namespace (``unshare -rn``) where the host allows it, and an
-  audit hook that refuses sockets in any case;
-* an environment holding no variables of the parent (API keys stay outside), a HOME and TMPDIR
-  inside the directory, and no access to files outside it except reading the Python
-  installation;
+* where the host allows unprivileged namespaces (``unshare -rnmpf``): no network at all, and a
+  minimal root file system holding only the Python installation and /usr (read-only) and the
+  working directory (bench/llm/sandbox_confine.sh), so no library can reach other files;
+* in any case, an audit hook (bench/llm/sandbox_child.py) that refuses sockets, subprocesses and
+  Python-level access to files outside the directory, and an environment holding no variables
+  of the parent (API keys stay outside), with HOME and TMPDIR inside the directory;
 * stdout and stderr written to files (only their tails are kept), so a program that prints
   megabytes cannot flood the harness.
 
@@ -39,9 +40,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["SandboxLimits", "SandboxResult", "network_isolation_available", "run_program"]
+__all__ = ["SandboxLimits", "SandboxResult", "namespaces_available", "run_program"]
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
+CONFINE = Path(__file__).with_name("sandbox_confine.sh")
 TARGET = "__target__"  # must match sandbox_child.TARGET
 TAIL_CHARS = 4000
 
@@ -66,7 +68,7 @@ class SandboxResult:
     stdout_tail: str = ""
     stderr_tail: str = ""
     seconds: float = 0.0
-    network_isolated: bool = False
+    isolation: str = "audit-hook"  # or "namespaces" (own network, file system and processes)
 
     def summary(self) -> dict:
         """A JSON-able record of this attempt (no probabilities)."""
@@ -78,7 +80,7 @@ class SandboxResult:
             "stdout_tail": self.stdout_tail[-1000:],
             "stderr_tail": self.stderr_tail[-1000:],
             "seconds": round(self.seconds, 3),
-            "network_isolated": self.network_isolated,
+            "isolation": self.isolation,
         }
 
 
@@ -97,8 +99,9 @@ def run_program(
     """Cross-validate (no `X_test`) or fit and predict (with `X_test`) the program's model."""
     limits = limits or SandboxLimits()
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "tmp").mkdir()
+        workdir = Path(tmp) / "work"  # tmp/root is where a confined run mounts its file system
+        (workdir / "tmp").mkdir(parents=True)
+        (Path(tmp) / "root").mkdir()
         (workdir / "program.py").write_text(source)
         train = X_train.reset_index(drop=True).copy()
         train[TARGET] = pd.Series(y_train).astype(str).to_numpy()
@@ -118,11 +121,14 @@ def run_program(
 
 
 def _execute(workdir: Path, limits: SandboxLimits) -> SandboxResult:
-    isolated = network_isolation_available()
-    command = [sys.executable, "-I", str(CHILD), str(workdir)]
+    # The child runs from a copy inside the directory: in a confined run nothing else is visible.
+    shutil.copyfile(CHILD, workdir / CHILD.name)
+    command = [sys.executable, "-I", str(workdir / CHILD.name), str(workdir)]
+    isolated = namespaces_available()
     if isolated:
-        command = ["unshare", "-rn", *command]
+        command = _confined(command, workdir)
     started = time.perf_counter()
+    cpu_before = _children_cpu()
     timed_out = False
     with open(workdir / "stdout.txt", "wb") as out, open(workdir / "stderr.txt", "wb") as err:
         process = subprocess.Popen(
@@ -141,12 +147,15 @@ def _execute(workdir: Path, limits: SandboxLimits) -> SandboxResult:
             timed_out = True
             _kill_group(process)
     seconds = time.perf_counter() - started
+    # CPU time of the finished child and its descendants: through `unshare`, a child killed at
+    # the CPU limit shows up as unshare's own exit code, not as SIGXCPU.
+    cpu_used = _children_cpu() - cpu_before
     result = SandboxResult(
         ok=False,
         stdout_tail=_tail(workdir / "stdout.txt"),
         stderr_tail=_tail(workdir / "stderr.txt"),
         seconds=seconds,
-        network_isolated=isolated,
+        isolation="namespaces" if isolated else "audit-hook",
     )
     returncode = process.returncode
     if timed_out:
@@ -161,6 +170,8 @@ def _execute(workdir: Path, limits: SandboxLimits) -> SandboxResult:
             result.proba = np.load(workdir / "proba.npy")
     elif (workdir / "error.json").exists():
         result.error = _error_text(json.loads((workdir / "error.json").read_text()), limits)
+    elif cpu_used >= limits.cpu_s - 0.5:
+        result.error = f"stopped at the CPU-time limit of {limits.cpu_s} s (sandbox.cpu_s)"
     else:
         result.error = _signal_text(returncode, limits, result.stderr_tail)
     return result
@@ -196,6 +207,11 @@ def _signal_text(returncode: int, limits: SandboxLimits, stderr_tail: str) -> st
     )
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _apply_limits(limits: SandboxLimits) -> None:
     """Runs in the child between fork and exec."""
     cpu = int(limits.cpu_s)
@@ -211,7 +227,7 @@ def _environment(workdir: Path, limits: SandboxLimits) -> dict[str, str]:
     """A fresh environment: nothing of the parent's (API keys included) is inherited."""
     threads = str(limits.threads)
     return {
-        "PATH": "/usr/bin:/bin",
+        "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",  # mount and chroot, for the confinement
         "HOME": str(workdir),
         "TMPDIR": str(workdir / "tmp"),
         "LANG": "C.UTF-8",
@@ -251,13 +267,35 @@ def _read_roots() -> list[str]:
     return sorted(roots)
 
 
+def _confined(command: list[str], workdir: Path) -> list[str]:
+    """`command` in new user, network, mount and pid namespaces, chrooted into a minimal root."""
+    read_dirs = sorted({sys.prefix, sys.base_prefix, os.path.realpath(sys.base_prefix), "/usr"})
+    return [
+        "unshare",
+        "-rnmpf",
+        "sh",
+        str(CONFINE),
+        str(workdir.parent / "root"),
+        str(workdir),
+        ":".join(read_dirs),
+        *command,
+    ]
+
+
 @cache
-def network_isolation_available() -> bool:
-    """Whether this host lets an unprivileged process get its own empty network namespace."""
-    if shutil.which("unshare") is None:
+def namespaces_available() -> bool:
+    """Whether this host lets an unprivileged process confine a Python child as `_confined` does
+    (user namespaces may be disabled, e.g. in some containers); checked once per process."""
+    if shutil.which("unshare") is None or shutil.which("chroot") is None:
         return False
-    try:
-        probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
+    with tempfile.TemporaryDirectory(prefix="bench-sandbox-probe-") as tmp:
+        workdir = Path(tmp) / "work"
+        workdir.mkdir()
+        (Path(tmp) / "root").mkdir()
+        probe = _confined([sys.executable, "-I", "-c", "import numpy"], workdir)
+        env = _environment(workdir, SandboxLimits())
+        try:
+            done = subprocess.run(probe, capture_output=True, timeout=60, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return done.returncode == 0

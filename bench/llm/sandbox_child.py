@@ -91,9 +91,22 @@ def main() -> int:
         Path("result.json").write_text(json.dumps(result))
         return 0
     except BaseException as error:  # everything, MemoryError and SystemExit included, is reported
-        text = "".join(traceback.format_exception(error))
+        # The program's own frames only (the harness's are noise to a reader and to the LLM),
+        # with the random directory written as ".", so that the same failure always reads the
+        # same (a repair request quoting it is then served from the request cache on a rerun).
+        summary = traceback.TracebackException.from_exception(error)
+        summary.stack = traceback.StackSummary.from_list(
+            [frame for frame in summary.stack if not frame.filename.endswith("sandbox_child.py")]
+        )
+        text = "".join(summary.format()).replace(str(workdir), ".")
         Path("error.json").write_text(
-            json.dumps({"type": type(error).__name__, "message": str(error)[:2000], "tb": text})
+            json.dumps(
+                {
+                    "type": type(error).__name__,
+                    "message": str(error)[:2000].replace(str(workdir), "."),
+                    "tb": text,
+                }
+            )
         )
         return 1
 

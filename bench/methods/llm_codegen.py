@@ -78,6 +78,8 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError("LLMCodegenClassifier needs at least two classes in y")
         self.metric_ = "roc_auc" if len(self.classes_) == 2 else "accuracy"
+        # ROC AUC needs a positive class; without one, the last class (sorted), as in sklearn.
+        self.positive_ = self.positive_label or str(self.classes_[-1])
         self._X, self._y = X, labels
         self._usage = Usage()
         attempts: list[dict[str, Any]] = []
@@ -119,6 +121,9 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         self.fit_info_["predict_sandbox_s"] = round(result.seconds, 3)
         return proba
 
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
     # -- one candidate: generate, run, repair ------------------------------------------------
     def _candidate(
         self, backend: LLMBackend, X: pd.DataFrame, y: pd.Series, candidate: int
@@ -145,7 +150,7 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
                     X,
                     y,
                     metric=self.metric_,
-                    positive_label=self.positive_label,
+                    positive_label=self.positive_,
                     n_folds=self.cv_folds,
                     seed=self.seed,
                     limits=self._limits(),

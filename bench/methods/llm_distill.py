@@ -130,6 +130,9 @@ class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
             proba[:, list(self.classes_).index(label)] = student[:, j]
         return proba
 
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
 
 def build_llm_distill(cfg: DictConfig, context: MethodContext) -> LLMDistillClassifier:
     """METHODS registry entry for `kind: llm_distill`."""
