@@ -237,7 +237,7 @@ def test_a_killed_sweep_resumes_without_redoing_finished_work(tmp_path: Path) ->
     # Every LLM answer computed before the kill is served from the cache, none twice.
     assert sum(r["usage"]["cache_hits"] for r in rerun) == cached_at_kill - billed
     resumed = after[in_flight[0]["run_stem"]]
-    assert resumed["usage"]["cache_hits"] >= 2  # at least one batch of the killed run
+    assert resumed["usage"]["cache_hits"] >= 1  # answers of the killed run, kept one by one
     assert resumed["attempts"] == 2
     assert cache_rows(cache) == 3 * TEST_ROWS
 

@@ -147,7 +147,11 @@ def test_a_table_too_wide_for_the_context_is_skipped_with_its_token_count(
     compose_run: Compose, tmp_path: Path
 ) -> None:
     cfg = compose_run(
-        *JOB, "n_train=[64]", "llm.n_ctx=128", f"llm.cache_path={tmp_path / 'c.sqlite'}"
+        *JOB,
+        "n_train=[64]",
+        "serializer=list",
+        "llm.n_ctx=128",
+        f"llm.cache_path={tmp_path / 'c.sqlite'}",
     )
     assert dict(run_job(cfg).executed) == {"skipped": 1}
     record = records(cfg)[64]

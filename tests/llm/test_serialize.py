@@ -260,6 +260,25 @@ def test_every_serializer_config_composes_and_builds(name: str) -> None:
     assert set(cfg) - {"name", "descriptions"} <= set(SERIALIZER_KEYS) <= serializer_fields()
     serializer = RowSerializer(**{k: cfg[k] for k in SERIALIZER_KEYS if k in cfg})
     assert serializer.format in FORMATS
-    text = serializer.record(dict(ROW))
+    # A shared header (csv_table, markdown_table) carries the names once, outside the rows.
+    text = serializer.header(list(ROW)) + "\n" + serializer.record(dict(ROW))
     assert ("null" if serializer.format == "json" else "missing") in text
     assert ("plan" in text) != bool(cfg.get("values_only"))
+    assert ("plan" in serializer.record(dict(ROW))) != bool(
+        cfg.get("values_only") or cfg.get("shared_header")
+    )
+
+
+def test_a_shared_header_is_written_once_before_the_rows() -> None:
+    for fmt in ("csv", "markdown"):
+        serializer = RowSerializer(fmt, shared_header=True)
+        header, row = serializer.header(list(ROW)), serializer.record(dict(ROW))
+        assert "plan" in header and "plan" not in row
+        assert "missing" in row and "missing" not in header
+        per_row = RowSerializer(fmt).record(dict(ROW))
+        assert per_row == f"{header}\n{row}"  # the same table, its header factored out
+
+
+def test_a_shared_header_needs_a_table_format() -> None:
+    with pytest.raises(ValueError, match="shared_header"):
+        RowSerializer("list", shared_header=True)

@@ -374,3 +374,21 @@ def test_a_word_that_merely_starts_with_a_label_is_no_answer(text: str, words: l
 
 def test_an_empty_answer_does_not_swallow_the_next_row() -> None:
     assert _numbered_answers("[1]\n[2] yes", ["no", "yes"]) == {2: "yes"}
+
+
+@pytest.mark.parametrize("name", ["csv_table", "markdown_table"])
+def test_a_table_serializer_writes_the_header_once_and_rows_without_names(
+    llm: dict[str, Any], name: str
+) -> None:
+    X, y = TRAIN
+    model = LLMICLClassifier(llm=llm, serializer=serializer(name), max_shots=6).fit(X, y)
+    prompt = model.prompts(TEST[0])[0]
+    header = model.serializer_.header(list(X.columns))
+    assert prompt.count(header) == 1
+    assert prompt.index(header) < prompt.index("train-")  # before the first shot
+    blocks = shot_blocks(prompt)
+    assert len(blocks) == 6 and blocks[0].startswith(header + "\n")  # the table starts there
+    assert all("wait_s" not in block for block in [blocks[0][len(header) :], *blocks[1:]])
+    query = prompt.rsplit("\n\n", 1)[-1]
+    assert query.startswith("| test-000" if name == "markdown_table" else "test-000")
+    assert "wait_s" not in query and query.endswith(ANSWER)
