@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from bench.methods.base import MethodContext
 from bench.methods.classical import ClassicalClassifier
-from bench.methods.llm_icl import LLMICLClassifier
+from bench.methods.llm_icl import LLMICLClassifier, prompt_context
 
 __all__ = ["LLMDistillClassifier", "build_llm_distill"]
 
@@ -137,14 +137,4 @@ class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
 def build_llm_distill(cfg: DictConfig, context: MethodContext) -> LLMDistillClassifier:
     """METHODS registry entry for `kind: llm_distill`."""
     params = OmegaConf.to_container(cfg.params, resolve=True)
-    return LLMDistillClassifier(
-        llm=context.extra["llm"],
-        serializer=context.extra.get("serializer"),
-        class_labels=context.class_labels,
-        target=context.target,
-        task_description=context.description,
-        feature_descriptions={f.name: f.description for f in context.features},
-        seed=context.seed,
-        n_jobs=context.n_jobs,
-        **params,
-    )
+    return LLMDistillClassifier(**prompt_context(context), n_jobs=context.n_jobs, **params)

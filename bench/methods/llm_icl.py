@@ -30,7 +30,7 @@ from bench.llm.serialize import RowSerializer
 from bench.methods.base import MethodContext
 from bench.methods.shots import nearest_shots, static_shots
 
-__all__ = ["LLMICLClassifier", "build_llm_icl"]
+__all__ = ["LLMICLClassifier", "build_llm_icl", "prompt_context"]
 
 SERIALIZER_KEYS = (
     "format",
@@ -249,16 +249,20 @@ def _numbered_answers(text: str, words: list[str]) -> dict[int, str]:
     return found
 
 
+def prompt_context(context: MethodContext) -> dict[str, Any]:
+    """What an estimator that writes table rows into prompts takes from the run's context."""
+    return {
+        "llm": context.extra["llm"],
+        "serializer": context.extra.get("serializer"),
+        "class_labels": context.class_labels,
+        "target": context.target,
+        "task_description": context.description,
+        "feature_descriptions": {f.name: f.description for f in context.features},
+        "seed": context.seed,
+    }
+
+
 def build_llm_icl(cfg: DictConfig, context: MethodContext) -> LLMICLClassifier:
     """METHODS registry entry for `kind: llm_icl`."""
     params = OmegaConf.to_container(cfg.params, resolve=True)
-    return LLMICLClassifier(
-        llm=context.extra["llm"],
-        serializer=context.extra.get("serializer"),
-        class_labels=context.class_labels,
-        target=context.target,
-        task_description=context.description,
-        feature_descriptions={f.name: f.description for f in context.features},
-        seed=context.seed,
-        **params,
-    )
+    return LLMICLClassifier(**prompt_context(context), **params)
