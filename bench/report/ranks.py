@@ -14,8 +14,9 @@ import pandas as pd
 
 from bench.metrics import higher_is_better
 from bench.report.grid import Cell, Grid
-from bench.report.runs import ok_runs, row_order
+from bench.report.runs import ok_runs
 from bench.report.stats import ALPHA, holm, wilcoxon_p
+from bench.report.tables import method_grid
 
 __all__ = ["RANK_NOTE", "oriented_scores", "rank_grid", "rank_table"]
 
@@ -121,26 +122,14 @@ def _pairs(scores: pd.DataFrame, n_train: int, key: tuple[str, str]) -> pd.Serie
 
 def rank_grid(table: pd.DataFrame) -> Grid:
     """The `rank_table` as a grouped grid: `mean rank / win rate` per n_train."""
-    sizes = sorted(table["n_train"].unique())
-    indexed = table.set_index(["family", "method", "n_train"])
-    grid = Grid("method", [f"n={n}" for n in sizes])
-    keys = row_order(list({(f, m) for f, m in zip(table["family"], table["method"], strict=True)}))
-    for family in dict.fromkeys(f for f, _ in keys):
-        rows = []
-        for _, method in (k for k in keys if k[0] == family):
-            cells = []
-            for n in sizes:
-                if (family, method, n) not in indexed.index:
-                    cells.append(Cell("-"))
-                    continue
-                row = indexed.loc[(family, method, n)]
-                text = f"{row['mean_rank']:.2f} / {_percent(row['win_rate'])}"
-                if row["datasets"] < row["datasets_total"]:
-                    text += f" ({row['datasets']}/{row['datasets_total']})"
-                cells.append(Cell(text, bool(row["best"]), bool(row["tied"])))
-            rows.append((method, cells))
-        grid.groups.append((family, rows))
-    return grid
+
+    def cell(row: pd.Series) -> Cell:
+        text = f"{row['mean_rank']:.2f} / {_percent(row['win_rate'])}"
+        if row["datasets"] < row["datasets_total"]:
+            text += f" ({row['datasets']}/{row['datasets_total']})"
+        return Cell(text, bool(row["best"]), bool(row["tied"]))
+
+    return method_grid(table, cell)
 
 
 def _percent(value: float) -> str:

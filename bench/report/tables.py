@@ -9,6 +9,7 @@ Holm-corrected, and methods whose adjusted p-value is at least 0.05, or that can
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from bench.report.stats import ALPHA, holm, paired_difference, t_half_width
 
 __all__ = [
     "TABLE_NOTE",
+    "method_grid",
     "summary_grid",
     "summary_table",
     "table_caption",
@@ -91,6 +93,14 @@ def _format(mean: float, ci: float) -> str:
 
 def summary_grid(table: pd.DataFrame) -> Grid:
     """The `summary_table` as a grouped grid of formatted cells ("-" where a method has no run)."""
+    return method_grid(
+        table, lambda row: Cell(_format(row["mean"], row["ci"]), row["best"], row["tied"])
+    )
+
+
+def method_grid(table: pd.DataFrame, cell: Callable[[pd.Series], Cell]) -> Grid:
+    """A family-grouped grid with a row per method and a column per n_train; `cell` formats one
+    (family, method, n_train) row of `table`, and "-" stands where a method has none."""
     sizes = sorted(table["n_train"].unique())
     indexed = table.set_index(["family", "method", "n_train"])
     grid = Grid("method", [f"n={n}" for n in sizes])
@@ -98,13 +108,12 @@ def summary_grid(table: pd.DataFrame) -> Grid:
     for family in dict.fromkeys(f for f, _ in keys):
         rows = []
         for _, method in (k for k in keys if k[0] == family):
-            cells = []
-            for n in sizes:
-                if (family, method, n) not in indexed.index:
-                    cells.append(Cell("-"))
-                    continue
-                row = indexed.loc[(family, method, n)]
-                cells.append(Cell(_format(row["mean"], row["ci"]), row["best"], row["tied"]))
+            cells = [
+                cell(indexed.loc[(family, method, n)])
+                if (family, method, n) in indexed.index
+                else Cell("-")
+                for n in sizes
+            ]
             rows.append((method, cells))
         grid.groups.append((family, rows))
     return grid
