@@ -1,9 +1,10 @@
 """One generic registry of named, lazily imported objects.
 
-Dataset sources, methods and metrics all live in a `Registry`. Entries are ``"module:attr"``
-strings, so listing names never imports heavy libraries; the object is imported on first
-``get``. A name that is not registered but looks like ``"module:attr"`` is imported directly,
-which lets a researcher point a config at a class in their own file without editing this one.
+Dataset sources and methods live in a `Registry` (metrics are one list in bench.metrics).
+Entries are ``"module:attr"`` strings, so listing names never imports heavy libraries; the
+object is imported on first ``get``. A name that is not registered but looks like
+``"module:attr"`` is imported directly, which lets a researcher point a config at an object in
+their own file without editing this one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import difflib
 import importlib
 from typing import Any
 
-__all__ = ["METHODS", "METRICS", "SOURCES", "Registry", "UnknownNameError", "unknown_name_message"]
+__all__ = ["METHODS", "SOURCES", "Registry", "UnknownNameError", "unknown_name_message"]
 
 
 class UnknownNameError(KeyError):
@@ -80,34 +81,18 @@ SOURCES = Registry(
     },
 )
 
-# A method entry builds an unfitted estimator from (MethodConfig, MethodContext).
+# A method entry is a bench.methods.base.MethodKind: its builder and its declared tags.
 METHODS = Registry(
     "method kind",
     {
-        "majority": "bench.methods.classical:build_classical",
-        "logreg": "bench.methods.classical:build_classical",
-        "random_forest": "bench.methods.classical:build_classical",
-        "xgboost": "bench.methods.classical:build_classical",
-        "lightgbm": "bench.methods.classical:build_classical",
-        "llm_icl": "bench.methods.llm_icl:build_llm_icl",
-        "tabpfn": "bench.methods.tabpfn:build_tabpfn",
-        "llm_codegen": "bench.methods.llm_codegen:build_llm_codegen",
-        "llm_distill": "bench.methods.llm_distill:build_llm_distill",
-    },
-)
-
-METRICS = Registry(
-    "metric",
-    {
-        name: f"bench.metrics:{name}"
-        for name in (
-            "accuracy",
-            "balanced_accuracy",
-            "f1_macro",
-            "roc_auc",
-            "log_loss",
-            "brier",
-            "ece",
-        )
+        "majority": "bench.methods.classical:CLASSICAL",
+        "logreg": "bench.methods.classical:CLASSICAL",
+        "random_forest": "bench.methods.classical:CLASSICAL",
+        "xgboost": "bench.methods.classical:CLASSICAL",
+        "lightgbm": "bench.methods.classical:CLASSICAL",
+        "llm_icl": "bench.methods.llm_icl:LLM_ICL",
+        "tabpfn": "bench.methods.tabpfn:TABPFN",
+        "llm_codegen": "bench.methods.llm_codegen:LLM_CODEGEN",
+        "llm_distill": "bench.methods.llm_distill:LLM_DISTILL",
     },
 )

@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.metrics import METRIC_NAMES
+
 __all__ = [
     "DONE_STATUSES",
     "LEADING_COLUMNS",
@@ -47,15 +49,7 @@ LEADING_COLUMNS = [
     "seed",
     "status",
 ]
-METRIC_COLUMNS = [
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "roc_auc",
-    "log_loss",
-    "brier",
-    "ece",
-]
+METRIC_COLUMNS = list(METRIC_NAMES)
 TIMING_COLUMNS = ["fit_s", "predict_s", "wall_s", "cpu_s"]
 USAGE_COLUMNS = [
     "requests",

@@ -15,7 +15,7 @@ import socket
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,17 @@ from threadpoolctl import threadpool_limits
 
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
-from bench.errors import RunSkipped
+from bench.errors import MethodFailed, RunSkipped, RunUnavailable
 from bench.llm.backend import Usage
-from bench.llm.codegen_prompt import CODEGEN_PROMPT_VERSION
-from bench.llm.prompts import PROMPT_VERSION
-from bench.methods.base import MethodContext, build_method
+from bench.methods.base import (
+    MethodContext,
+    MethodReport,
+    MethodTags,
+    build_method,
+    method_kind,
+    method_report,
+    unlabelled_details,
+)
 from bench.metrics import compute_metrics
 from bench.progress import SweepProgress
 from bench.results import DONE_STATUSES, RUNNING, ResultsStore
@@ -43,8 +49,6 @@ log = logging.getLogger("bench")
 # Bump when a change to splitting or scoring makes old results incomparable; it is in every run id.
 PROTOCOL_VERSION = 1
 ZERO_USAGE = Usage().as_dict()
-LLM_FAMILIES = ("llm_icl", "llm_codegen", "llm_distill")
-SERIALIZING_FAMILIES = ("llm_icl", "llm_distill")  # families that write rows into prompts
 # llm settings that change how requests are made, not what they answer: not part of a run's id.
 LLM_OPERATIONAL_KEYS = (
     "cache",
@@ -62,7 +66,9 @@ LLM_OPERATIONAL_KEYS = (
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that determines one run's result, and its identity in the store."""
+    """Everything that determines one run, resolved once from the configs: its identity in the
+    store (`determinants`, hashed into `run_id`) and the settings it executes with. A run reads
+    nothing else besides its task and split."""
 
     experiment: str
     dataset: str
@@ -70,9 +76,16 @@ class RunSpec:
     family: str
     seed: int
     n_train: int | str  # as requested: an integer or "all"
-    determinants: dict[str, Any]  # resolved dataset/method/split (and later llm/serializer) configs
+    determinants: dict[str, Any]  # resolved dataset/method/split (and llm/serializer) configs
     llm: str | None = None
     serializer: str | None = None
+    # How the run executes; resolved from the same configs, not part of its identity.
+    tags: MethodTags = field(default_factory=MethodTags, compare=False)
+    method_config: dict[str, Any] = field(default_factory=dict, compare=False)
+    split: SplitSettings = field(default_factory=lambda: SplitSettings(), compare=False)
+    n_jobs: int = 1
+    llm_config: dict[str, Any] | None = field(default=None, compare=False)
+    serializer_config: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def run_id(self) -> str:
@@ -89,6 +102,32 @@ class RunSpec:
     def stem(self) -> str:
         return f"{self.dataset}__{self.method}__n{self.n_train}__s{self.seed}__{self.run_id}"
 
+    @property
+    def n_unlabelled(self) -> int:
+        """Unlabelled pool rows the method learns from (tag `wants_unlabelled`), else 0."""
+        if not self.tags.wants_unlabelled:
+            return 0
+        return int(self.method_config.get("params", {}).get("n_unlabelled") or 0)
+
+    def context(self, task: Task) -> MethodContext:
+        return MethodContext.for_task(
+            task,
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            llm=self.llm_config,
+            serializer=self.serializer_config,
+        )
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """The split configuration (conf: `split`)."""
+
+    test_size: float = 0.2
+    max_test_rows: int = 1000
+    sampling: str = "stratified"
+    min_per_class: int = 1
+
 
 @dataclass
 class JobSummary:
@@ -104,28 +143,29 @@ class JobSummary:
         )
 
 
-def uses_llm(cfg: DictConfig) -> bool:
-    return cfg.method.family in LLM_FAMILIES
-
-
 def specs_for(cfg: DictConfig) -> list[RunSpec]:
-    """The runs one job is responsible for, in seed-major order."""
-    determinants = {
+    """The runs one job is responsible for, in seed-major order, each resolved once."""
+    tags = method_kind(cfg.method.kind).tags
+    split = OmegaConf.to_container(cfg.split, resolve=True)
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    determinants: dict[str, Any] = {
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        "method": OmegaConf.to_container(cfg.method, resolve=True),
-        "split": OmegaConf.to_container(cfg.split, resolve=True),
+        "method": method,
+        "split": split,
     }
-    llm_name = serializer_name = None
-    if uses_llm(cfg):
+    llm = serializer = None
+    if tags.uses_llm:
         llm = OmegaConf.to_container(cfg.llm, resolve=True)
         determinants["llm"] = {k: v for k, v in llm.items() if k not in LLM_OPERATIONAL_KEYS}
-        llm_name = cfg.llm.name
-        if cfg.method.family in SERIALIZING_FAMILIES:
-            determinants["serializer"] = OmegaConf.to_container(cfg.serializer, resolve=True)
-            determinants["prompt_version"] = PROMPT_VERSION
-            serializer_name = cfg.serializer.name
-        else:
-            determinants["prompt_version"] = f"codegen-{CODEGEN_PROMPT_VERSION}"
+        # An in-process model computes with `n_jobs` threads unless llm.n_threads says otherwise:
+        # parallel jobs that each took every core would oversubscribe it, and llama.cpp's
+        # spinning threads then slow down many times over.
+        llm["n_threads"] = llm.get("n_threads") or cfg.n_jobs
+    if tags.serializes_rows:
+        serializer = OmegaConf.to_container(cfg.serializer, resolve=True)
+        determinants["serializer"] = serializer
+    if tags.prompt_version:
+        determinants["prompt_version"] = tags.prompt_version
     return [
         RunSpec(
             experiment=cfg.experiment_name,
@@ -135,8 +175,14 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
             seed=int(seed),
             n_train=n if isinstance(n, str) else int(n),
             determinants=determinants,
-            llm=llm_name,
-            serializer=serializer_name,
+            llm=llm["name"] if llm else None,
+            serializer=serializer["name"] if serializer else None,
+            tags=tags,
+            method_config=method,
+            split=SplitSettings(**split),
+            n_jobs=int(cfg.n_jobs),
+            llm_config=llm,
+            serializer_config=serializer,
         )
         for seed in cfg.seeds
         for n in cfg.n_train
@@ -182,7 +228,7 @@ def run_job(cfg: DictConfig) -> JobSummary:
     for spec, existing in pending:
         log.info("[%s] seed=%s n_train=%s: running", label, spec.seed, spec.n_train)
         if spec.seed not in splits:
-            splits[spec.seed] = _split_or_error(task, spec.seed, cfg)
+            splits[spec.seed] = _split_or_error(task, spec)
         split = splits[spec.seed]
         if isinstance(split, Exception):
             record, predictions = _record(spec, existing, "failed", error=_describe(split)), None
@@ -191,7 +237,7 @@ def run_job(cfg: DictConfig) -> JobSummary:
             # memory), the sweep's summary can tell the run died instead of losing it.
             if not (existing and existing.get("status") in DONE_STATUSES):
                 _save(store, _record(spec, existing, RUNNING, **_whereabouts()), None)
-            record, predictions = execute_run(spec, existing, task, split, cfg)
+            record, predictions = execute_run(spec, existing, task, split)
         _save(store, record, predictions)
         summary.executed[record["status"]] += 1
         _log_run(label, record, progress.tick(spec.stem, new=True))
@@ -203,25 +249,16 @@ def _whereabouts() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _llm_extra(cfg: DictConfig) -> dict[str, Any]:
-    llm = OmegaConf.to_container(cfg.llm, resolve=True)
-    # An in-process model computes with `n_jobs` threads unless llm.n_threads says otherwise:
-    # parallel jobs that each took every core would oversubscribe it, and llama.cpp's spinning
-    # threads then slow down many times over.
-    llm["n_threads"] = llm.get("n_threads") or cfg.n_jobs
-    return {"llm": llm, "serializer": OmegaConf.to_container(cfg.serializer, resolve=True)}
-
-
-def _split_or_error(task: Task, seed: int, cfg: DictConfig) -> Split | Exception:
+def _split_or_error(task: Task, spec: RunSpec) -> Split | Exception:
     """The seed's split, or the error that prevents it (recorded on each of its runs)."""
     try:
         return make_split(
             task.y,
             task.name,
-            seed,
-            test_size=cfg.split.test_size,
-            max_test_rows=cfg.split.max_test_rows,
-            sampling=cfg.split.sampling,
+            spec.seed,
+            test_size=spec.split.test_size,
+            max_test_rows=spec.split.max_test_rows,
+            sampling=spec.split.sampling,
         )
     except ValueError as error:
         return error
@@ -235,135 +272,166 @@ def _is_done(existing: dict | None, fingerprint: str) -> bool:
     )
 
 
+@dataclass
+class PreparedRun:
+    """A run ready to fit: its estimator and the rows it may see (never the test labels)."""
+
+    estimator: Any
+    n_train: int
+    X_train: pd.DataFrame
+    y_train: pd.Series
+    X_test: pd.DataFrame
+    unlabelled_rows: np.ndarray | None  # pool rows handed over without their labels
+    fit_params: dict[str, Any]
+
+
 def execute_run(
-    spec: RunSpec, existing: dict | None, task: Task, split: Split, cfg: DictConfig
+    spec: RunSpec, existing: dict | None, task: Task, split: Split
 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """Fit on the spec's training subset, score on the split's test rows."""
+    """prepare -> fit and predict (timed) -> score -> record; never raises for the run's error."""
     started = time.perf_counter()
-    base: dict[str, Any] = {"data_fingerprint": task.fingerprint}
+    base: dict[str, Any] = {"data_fingerprint": task.fingerprint, "tags": asdict(spec.tags)}
     estimator = None
     try:
-        n_train = resolve_n_train(spec.n_train, split.pool_size)
-        subset = split.subset(n_train, task.y, min_per_class=cfg.split.min_per_class)
-        context = MethodContext(
-            dataset=task.name,
-            features=task.features,
-            class_labels=task.class_labels,
-            positive_label=task.positive_label,
-            description=task.description,
-            seed=spec.seed,
-            n_jobs=cfg.n_jobs,
-            target=task.target,
-            extra=_llm_extra(cfg) if uses_llm(cfg) else {},
-        )
-        estimator = build_method(cfg.method, context)
-        if (
-            subset.skip_reason is None
-            and n_train == 0
-            and not getattr(estimator, "supports_zero_shot", False)
-        ):
-            subset = type(subset)(
-                0, subset.rows, f"method '{spec.method}' needs training rows (n_train=0)"
-            )
-        base.update(
-            n_train=n_train, n_test=len(split.test_rows), class_labels=list(task.class_labels)
-        )
-        if subset.skip_reason:
-            return _record(spec, existing, "skipped", error=subset.skip_reason, **base), None
-
-        X_train, y_train = task.X.iloc[subset.rows], task.y.iloc[subset.rows]
-        X_test = task.X.iloc[split.test_rows]  # the test labels never reach the method
-        fit_params, unlabelled = _unlabelled_rows(estimator, split, n_train, task)
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        # Native thread pools (BLAS, OpenMP) follow n_jobs: small fits are slower with idle threads
-        # spinning, and parallel jobs would oversubscribe the cores.
-        with threadpool_limits(limits=cfg.n_jobs):
-            estimator.fit(X_train, y_train, **fit_params)
-            t1 = time.perf_counter()
-            raw_proba = estimator.predict_proba(X_test)
-            t2 = time.perf_counter()
-        proba = _align_proba(
-            np.asarray(raw_proba, dtype=float), estimator.classes_, task.class_labels
-        )
-        y_codes = (
-            task.y.iloc[split.test_rows]
-            .map({c: i for i, c in enumerate(task.class_labels)})
-            .to_numpy()
-        )
-        positive = (
-            task.class_labels.index(task.positive_label)
-            if task.positive_label
-            else task.n_classes - 1
-        )
-        metrics = compute_metrics(y_codes, proba, positive)
-        timing = {
-            "fit_s": t1 - t0,
-            "predict_s": t2 - t1,
-            "wall_s": time.perf_counter() - started,
-            "cpu_s": time.process_time() - cpu0,
-        }
-        details = dict(getattr(estimator, "fit_info_", None) or {})
-        if unlabelled is not None and hasattr(estimator, "silver_labels_"):
-            # Scored here, where the labels are: the method never saw the unlabelled rows' labels.
-            truth = task.y.iloc[unlabelled].to_numpy()
-            details["silver_accuracy"] = float(np.mean(estimator.silver_labels_ == truth))
+        prepared = _prepare(spec, task, split, base)
+        if isinstance(prepared, str):  # a skip reason
+            return _record(spec, existing, "skipped", error=prepared, **base), None
+        estimator = prepared.estimator
+        proba, timing = _fit_predict(prepared, spec.n_jobs)
+        proba = _align_proba(proba, estimator.classes_, task.class_labels)
+        metrics, details = _score(task, split, prepared, proba)
+        timing["wall_s"] = time.perf_counter() - started
+        report = method_report(estimator)
         record = _record(
             spec,
             existing,
             "ok",
             metrics=metrics,
             timing=timing,
-            usage={**ZERO_USAGE, **(getattr(estimator, "usage_", None) or {})},
-            details=details,
+            usage={**ZERO_USAGE, **report.usage},
+            details={**report.details, **details},
             **base,
         )
-        _attach_artifacts(record, estimator)
+        _attach_artifacts(record, report)
         return record, _predictions_frame(split.test_rows, task, proba)
     except Exception as error:
-        # RunSkipped / RunUnavailable (bench.errors) carry their own status; the rest failed.
-        status = getattr(error, "status", None)
-        status = status if status in ("skipped", "unavailable") else "failed"
-        timing = {"wall_s": time.perf_counter() - started}
-        # What was spent and tried before the error (LLM tokens, generated programs) is kept.
-        usage = getattr(error, "usage", None) or getattr(estimator, "usage_", None) or {}
-        details = getattr(error, "details", None) or getattr(estimator, "fit_info_", None) or {}
-        record = _record(
-            spec,
-            existing,
-            status,
-            error=_describe(error) if status == "failed" else str(error),
-            timing=timing,
-            usage={**ZERO_USAGE, **usage},
-            details=details,
-            traceback=traceback.format_exc(),
-            **base,
-        )
-        _attach_artifacts(record, estimator)
-        return record, None
+        return _failed_record(spec, existing, error, estimator, started, base), None
 
 
-def _unlabelled_rows(
-    estimator: Any, split: Split, n_train: int, task: Task
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """For a method that learns from unlabelled rows (`n_unlabelled` > 0, e.g. distillation):
-    the next rows of the training pool after the labelled subset, features only."""
-    wanted = int(getattr(estimator, "n_unlabelled", 0) or 0)
-    if wanted <= 0:
-        return {}, None
+def _prepare(spec: RunSpec, task: Task, split: Split, base: dict[str, Any]) -> PreparedRun | str:
+    """The training subset, the estimator and its inputs; or the reason the run is skipped."""
+    n_train = resolve_n_train(spec.n_train, split.pool_size)
+    subset = split.subset(n_train, task.y, min_per_class=spec.split.min_per_class)
+    base.update(n_train=n_train, n_test=len(split.test_rows), class_labels=list(task.class_labels))
+    if subset.skip_reason:
+        return subset.skip_reason
+    if n_train == 0 and not spec.tags.zero_shot:
+        return f"method '{spec.method}' needs training rows (n_train=0)"
+    estimator = build_method(OmegaConf.create(spec.method_config), spec.context(task))
+    fit_params: dict[str, Any] = {}
+    unlabelled = None
+    if spec.n_unlabelled > 0:
+        unlabelled = _unlabelled_rows(spec.n_unlabelled, split, n_train)
+        fit_params["X_unlabelled"] = task.X.iloc[unlabelled]
+    return PreparedRun(
+        estimator=estimator,
+        n_train=n_train,
+        X_train=task.X.iloc[subset.rows],
+        y_train=task.y.iloc[subset.rows],
+        X_test=task.X.iloc[split.test_rows],  # the test labels never reach the method
+        unlabelled_rows=unlabelled,
+        fit_params=fit_params,
+    )
+
+
+def _fit_predict(prepared: PreparedRun, n_jobs: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Fit, then predict the test rows; fit and predict seconds (wall and CPU)."""
+    estimator = prepared.estimator
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    # Native thread pools (BLAS, OpenMP) follow n_jobs: small fits are slower with idle threads
+    # spinning, and parallel jobs would oversubscribe the cores.
+    with threadpool_limits(limits=n_jobs):
+        estimator.fit(prepared.X_train, prepared.y_train, **prepared.fit_params)
+        t1 = time.perf_counter()
+        proba = estimator.predict_proba(prepared.X_test)
+        t2 = time.perf_counter()
+    timing = {"fit_s": t1 - t0, "predict_s": t2 - t1, "cpu_s": time.process_time() - cpu0}
+    return np.asarray(proba, dtype=float), timing
+
+
+def _score(
+    task: Task, split: Split, prepared: PreparedRun, proba: np.ndarray
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metrics on the test labels, and details scored on labels the method never saw."""
+    y_codes = (
+        task.y.iloc[split.test_rows]
+        .map({c: i for i, c in enumerate(task.class_labels)})
+        .to_numpy()
+    )
+    positive = (
+        task.class_labels.index(task.positive_label) if task.positive_label else task.n_classes - 1
+    )
+    details: dict[str, Any] = {}
+    if prepared.unlabelled_rows is not None:
+        truth = task.y.iloc[prepared.unlabelled_rows].to_numpy()
+        details = unlabelled_details(prepared.estimator, truth)
+    return compute_metrics(y_codes, proba, positive), details
+
+
+def _failed_record(
+    spec: RunSpec,
+    existing: dict | None,
+    error: Exception,
+    estimator: Any,
+    started: float,
+    base: dict[str, Any],
+) -> dict[str, Any]:
+    """The record of a run that raised: skipped / unavailable by design, else failed; what was
+    spent and tried before the error (LLM tokens, generated programs) is kept."""
+    if isinstance(error, RunSkipped | RunUnavailable):
+        status, message = error.status, str(error)
+    else:
+        status, message = "failed", _describe(error)
+    report = error.report if isinstance(error, MethodFailed) else _report_after_error(estimator)
+    record = _record(
+        spec,
+        existing,
+        status,
+        error=message,
+        timing={"wall_s": time.perf_counter() - started},
+        usage={**ZERO_USAGE, **report.usage},
+        details=report.details,
+        traceback=traceback.format_exc(),
+        **base,
+    )
+    _attach_artifacts(record, report)
+    return record
+
+
+def _report_after_error(estimator: Any) -> MethodReport:
+    """The report of a method that failed midway; one that cannot report is recorded without."""
+    try:
+        return method_report(estimator)
+    except Exception as error:  # the run's own error is what the record must say
+        return MethodReport(details={"report_error": _describe(error)})
+
+
+def _unlabelled_rows(wanted: int, split: Split, n_train: int) -> np.ndarray:
+    """The next `wanted` rows of the training pool after the labelled subset (for a method
+    tagged `wants_unlabelled`, e.g. distillation); their labels stay with the runner."""
     rows = split.pool_order[n_train : n_train + wanted]
     if len(rows) < wanted:  # labelling fewer rows than asked would be a different experiment
         raise RunSkipped(
             f"method.params.n_unlabelled={wanted} unlabelled rows requested, but the training "
             f"pool of {split.pool_size} rows has only {len(rows)} left after n_train={n_train}"
         )
-    return {"X_unlabelled": task.X.iloc[rows]}, rows
+    return rows
 
 
-def _attach_artifacts(record: dict[str, Any], estimator: Any) -> None:
+def _attach_artifacts(record: dict[str, Any], report: MethodReport) -> None:
     """Files a method produced (e.g. generated code), saved next to the record by the store."""
-    artifacts = getattr(estimator, "artifacts_", None)
-    if artifacts:
-        record["_artifacts"] = dict(artifacts)
+    if report.artifacts:
+        record["_artifacts"] = dict(report.artifacts)
 
 
 def _align_proba(proba: np.ndarray, classes: Any, class_labels: tuple[str, ...]) -> np.ndarray:

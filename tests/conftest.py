@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -52,16 +53,8 @@ def mixed_task(request: pytest.FixtureRequest, load_dataset: Callable[[str], Tas
 def method_context() -> Callable[..., MethodContext]:
     """Build the context the runner gives a method: the task's metadata, never its data."""
 
-    def build(task: Task, seed: int = 0) -> MethodContext:
-        return MethodContext(
-            dataset=task.name,
-            features=task.features,
-            class_labels=task.class_labels,
-            positive_label=task.positive_label,
-            description=task.description,
-            target=task.target,
-            seed=seed,
-        )
+    def build(task: Task, seed: int = 0, **settings: Any) -> MethodContext:
+        return MethodContext.for_task(task, seed, **settings)
 
     return build
 

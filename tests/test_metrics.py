@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from bench.metrics import Metric, compute_metrics, expected_calibration_error, higher_is_better
-from bench.registry import METRICS
+from bench.metrics import (
+    METRICS,
+    Metric,
+    compute_metrics,
+    expected_calibration_error,
+    get_metric,
+    higher_is_better,
+    metric_label,
+)
+from bench.registry import UnknownNameError
 from bench.results import METRIC_COLUMNS
 
 
@@ -115,13 +123,21 @@ def test_constant_scores_have_chance_auc() -> None:
     assert got["balanced_accuracy"] == pytest.approx(0.5)
 
 
-def test_every_metric_is_registered_declares_its_direction_and_is_stored() -> None:
-    assert sorted(METRICS.names()) == sorted(METRIC_COLUMNS)
-    for name in METRICS.names():
-        metric = METRICS.get(name)
+def test_every_metric_is_listed_once_declares_its_direction_and_is_stored() -> None:
+    names = [m.name for m in METRICS]
+    assert len(set(names)) == len(names)
+    assert names == METRIC_COLUMNS  # the results frame's metric columns are the same list
+    for metric in METRICS:
         assert isinstance(metric, Metric)
-        assert metric.name == name
+        assert get_metric(metric.name) is metric
+        assert metric_label(metric.name) == metric.label
+    assert metric_label("roc_auc") == "AUC"
     assert higher_is_better("accuracy") and higher_is_better("roc_auc")
     assert not higher_is_better("log_loss")
     assert not higher_is_better("brier")
     assert not higher_is_better("ece")
+
+
+def test_an_unknown_metric_names_the_option_and_the_closest_name() -> None:
+    with pytest.raises(UnknownNameError, match=r"--metric.*Did you mean 'roc_auc'"):
+        get_metric("roc_acu", key="--metric")

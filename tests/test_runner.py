@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from bench.data.dataset import Task
 from bench.data.splits import make_split
-from bench.methods.base import MethodContext
+from bench.methods.base import MethodContext, MethodReport
 from bench.methods.classical import MAX_FOLDS
 from bench.results import METRIC_COLUMNS, ResultsStore
 from bench.runner import run_job, specs_for
@@ -51,8 +51,10 @@ class RowRecorder(ClassifierMixin, BaseEstimator):
         self._log("predict", X)
         # What an LLM method reports: one request per row, a token per feature value.
         self.usage_ = {"requests": len(X), "prompt_tokens": X.size}
-        self.fit_info_ = {"n_fit": self.n_fit_}
         return np.tile(self.priors_, (len(X), 1))
+
+    def run_report(self) -> MethodReport:
+        return MethodReport(details={"n_fit": self.n_fit_}, usage=self.usage_)
 
     def _log(self, stage: str, X: pd.DataFrame) -> None:
         # The runner keeps the task's row positions as the index of the frames it passes.

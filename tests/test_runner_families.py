@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from bench.config import compose_config
 from bench.data.dataset import Task, load_task
@@ -20,7 +20,7 @@ from bench.data.splits import Split, make_split
 from bench.llm.backend import GenerateResult, Usage, as_llm_config
 from bench.llm.cache import CachedBackend, RequestCache
 from bench.llm.codegen_prompt import codegen_prompt
-from bench.methods.base import MethodContext, build_method
+from bench.methods.base import build_method
 from bench.results import METRIC_COLUMNS, ResultsStore
 from bench.runner import run_job, specs_for
 
@@ -73,21 +73,9 @@ def split_of(cfg: DictConfig, task: Task) -> Split:
 
 
 def method_for(cfg: DictConfig, task: Task) -> Any:
-    """The estimator the runner builds for the job (the same context, the same llm config)."""
-    llm = OmegaConf.to_container(cfg.llm, resolve=True)
-    llm["n_threads"] = llm.get("n_threads") or cfg.n_jobs
-    context = MethodContext(
-        dataset=task.name,
-        features=task.features,
-        class_labels=task.class_labels,
-        positive_label=task.positive_label,
-        description=task.description,
-        target=task.target,
-        seed=SEED,
-        n_jobs=cfg.n_jobs,
-        extra={"llm": llm, "serializer": OmegaConf.to_container(cfg.serializer, resolve=True)},
-    )
-    return build_method(cfg.method, context)
+    """The estimator the runner builds for the job (the same spec, hence the same context)."""
+    spec = specs_for(cfg)[0]
+    return build_method(cfg.method, spec.context(task))
 
 
 def replay_program(cfg: DictConfig, program: str) -> None:

@@ -23,9 +23,16 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from bench.methods.base import MethodContext
+from bench.methods.base import MethodContext, MethodKind, MethodReport
 
-__all__ = ["MODELS", "ClassicalClassifier", "build_classical", "cv_folds", "linear_preprocessor"]
+__all__ = [
+    "CLASSICAL",
+    "MODELS",
+    "ClassicalClassifier",
+    "build_classical",
+    "cv_folds",
+    "linear_preprocessor",
+]
 
 MODELS = ("majority", "logreg", "random_forest", "xgboost", "lightgbm")
 MAX_FOLDS = 5
@@ -100,6 +107,10 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def run_report(self) -> MethodReport:
+        """The tuning outcome (folds, best parameters), if any."""
+        return MethodReport(details=dict(getattr(self, "fit_info_", {})))
 
     def _pipeline(self) -> Pipeline:
         params = dict(self.params or {})
@@ -187,3 +198,6 @@ def build_classical(cfg: DictConfig, context: MethodContext) -> ClassicalClassif
         random_state=context.seed,
         n_jobs=context.n_jobs,
     )
+
+
+CLASSICAL = MethodKind(build=build_classical)

@@ -21,19 +21,25 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from bench.errors import MethodFailed
 from bench.llm.backend import LLMBackend, Usage, make_backend
-from bench.llm.codegen_prompt import codegen_prompt, extract_code, repair_prompt
+from bench.llm.codegen_prompt import (
+    CODEGEN_PROMPT_VERSION,
+    codegen_prompt,
+    extract_code,
+    repair_prompt,
+)
 from bench.llm.sandbox import SandboxLimits, SandboxResult, run_program
-from bench.methods.base import MethodContext
+from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
 
-__all__ = ["CodegenFailed", "LLMCodegenClassifier", "build_llm_codegen"]
+__all__ = ["LLM_CODEGEN", "CodegenFailed", "LLMCodegenClassifier", "build_llm_codegen"]
 
 
-class CodegenFailed(RuntimeError):
+class CodegenFailed(MethodFailed):
     """No generated program worked; carries what was tried so the run record keeps it."""
 
     def __init__(self, message: str, details: dict[str, Any], usage: dict[str, Any]) -> None:
-        super().__init__(message)
+        super().__init__(message, MethodReport(details=details, usage=usage))
         self.details, self.usage = details, usage
 
 
@@ -124,6 +130,17 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
+    def run_report(self) -> MethodReport:
+        """Every attempt and the kept program; usage so far even when fit did not finish."""
+        usage = getattr(self, "usage_", None) or (
+            self._usage.as_dict() if hasattr(self, "_usage") else {}
+        )
+        return MethodReport(
+            details=dict(getattr(self, "fit_info_", {})),
+            usage=usage,
+            artifacts=dict(getattr(self, "artifacts_", {})),
+        )
+
     # -- one candidate: generate, run, repair ------------------------------------------------
     def _candidate(
         self, backend: LLMBackend, X: pd.DataFrame, y: pd.Series, candidate: int
@@ -203,7 +220,7 @@ def build_llm_codegen(cfg: DictConfig, context: MethodContext) -> LLMCodegenClas
     # Sandboxed fits use the job's share of the cores unless method.params.sandbox says otherwise.
     params["sandbox"] = {"threads": context.n_jobs, **(params.get("sandbox") or {})}
     return LLMCodegenClassifier(
-        llm=context.extra["llm"],
+        llm=context.llm,
         target=context.target,
         task_description=context.description,
         feature_descriptions={f.name: f.description for f in context.features},
@@ -211,3 +228,17 @@ def build_llm_codegen(cfg: DictConfig, context: MethodContext) -> LLMCodegenClas
         seed=context.seed,
         **params,
     )
+
+
+LLM_CODEGEN = MethodKind(
+    build=build_llm_codegen,
+    tags=MethodTags(uses_llm=True, prompt_version=f"codegen-{CODEGEN_PROMPT_VERSION}"),
+    param_ranges={
+        "n_candidates": Range(low=1),
+        "repair_rounds": Range(low=0),
+        "example_rows": Range(low=0),
+        "max_tokens": Range(low=1),
+        "temperature": Range(low=0, high=2, integer=False),
+        "cv_folds": Range(low=2),
+    },
+)

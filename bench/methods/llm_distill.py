@@ -7,8 +7,9 @@ student is trained on the silver labels (plus the true labels of the labelled ro
 `include_true_labels` is off) and is what predicts the test rows. This is the workflow "label 1k
 rows with an LLM, distil into a cheap model".
 
-Recorded: the silver labels (`silver_labels_`, which the runner scores against the hidden true
-labels as ``details.silver_accuracy``), the labelling cost per 1,000 rows, and the LLM usage.
+Recorded: the silver labels (`silver_labels_`; the runner hands their hidden true labels to
+`unlabelled_details` after the run, which reports ``details.silver_accuracy``), the labelling
+cost per 1,000 rows, and the LLM usage.
 """
 
 from __future__ import annotations
@@ -18,47 +19,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from bench.methods.base import MethodContext
+from bench.llm.prompts import PROMPT_VERSION
+from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
 from bench.methods.classical import ClassicalClassifier
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
 
-__all__ = ["LLMDistillClassifier", "build_llm_distill"]
+__all__ = ["LLM_DISTILL", "LLMDistillClassifier", "build_llm_distill"]
 
 
 class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
-    """A LightGBM student trained on an LLM's labels for unlabelled rows."""
+    """A LightGBM student trained on the labels an LLM teacher gives unlabelled rows.
 
-    supports_zero_shot = True  # with zero labelled rows the teacher labels zero-shot
+    `teacher` is an unfitted in-context classifier (`LLMICLClassifier`); `fit` clones it, as
+    scikit-learn meta-estimators do, so the estimator's parameters are never changed by fitting.
+    """
 
     def __init__(
         self,
-        llm: dict[str, Any] | None = None,
-        serializer: dict[str, Any] | None = None,
-        class_labels: tuple[str, ...] = (),
-        target: str = "label",
-        task_description: str = "",
-        feature_descriptions: dict[str, str] | None = None,
+        teacher: LLMICLClassifier | None = None,
         n_unlabelled: int = 200,
         teacher_shots: str = "train",
-        max_shots: int | None = 64,
-        selection: str = "stratified",
         include_true_labels: bool = True,
         student: dict[str, Any] | None = None,
         seed: int = 0,
         n_jobs: int = 1,
     ) -> None:
-        self.llm = llm
-        self.serializer = serializer
-        self.class_labels = class_labels
-        self.target = target
-        self.task_description = task_description
-        self.feature_descriptions = feature_descriptions
+        self.teacher = teacher
         self.n_unlabelled = n_unlabelled
         self.teacher_shots = teacher_shots
-        self.max_shots = max_shots
-        self.selection = selection
         self.include_true_labels = include_true_labels
         self.student = student
         self.seed = seed
@@ -67,6 +57,8 @@ class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
     def fit(
         self, X: pd.DataFrame, y: Any, X_unlabelled: pd.DataFrame | None = None
     ) -> LLMDistillClassifier:
+        if self.teacher is None:
+            raise ValueError("LLMDistillClassifier needs a teacher (an LLMICLClassifier)")
         if X_unlabelled is None or len(X_unlabelled) == 0:
             raise ValueError(
                 "LLMDistillClassifier.fit needs unlabelled rows (X_unlabelled); bench-run takes "
@@ -77,17 +69,10 @@ class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
                 f"method.params.teacher_shots must be 'train' or 'zero', not '{self.teacher_shots}'"
             )
         labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
-        teacher = LLMICLClassifier(
-            llm=self.llm,
-            serializer=self.serializer,
-            class_labels=self.class_labels,
-            target=self.target,
-            task_description=self.task_description,
-            feature_descriptions=self.feature_descriptions,
-            max_shots=0 if self.teacher_shots == "zero" else self.max_shots,
-            selection=self.selection,
-            seed=self.seed,
-        ).fit(X, labels)
+        teacher = clone(self.teacher)
+        if self.teacher_shots == "zero":
+            teacher.set_params(max_shots=0)
+        self.teacher_ = teacher.fit(X, labels)
         silver_proba = teacher.predict_proba(X_unlabelled)
         self.silver_labels_ = teacher.classes_[silver_proba.argmax(axis=1)]
         self.usage_ = teacher.usage_
@@ -108,7 +93,7 @@ class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
             n_jobs=self.n_jobs,
         ).fit(train_X, train_y)
         self.classes_ = np.array(
-            sorted(set(self.class_labels) | set(self.student_.classes_)), dtype=object
+            sorted(set(teacher.classes_) | set(self.student_.classes_)), dtype=object
         )
         per_1k = 1000 / len(X_unlabelled)
         counts = pd.Series(self.silver_labels_).value_counts()
@@ -133,8 +118,37 @@ class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
+    def run_report(self) -> MethodReport:
+        """Labelling details and cost, and the teacher's LLM usage."""
+        return MethodReport(
+            details=dict(getattr(self, "fit_info_", {})), usage=dict(getattr(self, "usage_", {}))
+        )
+
+    def unlabelled_details(self, y_unlabelled: np.ndarray) -> dict[str, Any]:
+        """Silver-label accuracy, scored by the runner against labels this method never saw."""
+        truth = np.asarray([str(v) for v in y_unlabelled], dtype=object)
+        return {"silver_accuracy": float(np.mean(self.silver_labels_ == truth))}
+
 
 def build_llm_distill(cfg: DictConfig, context: MethodContext) -> LLMDistillClassifier:
-    """METHODS registry entry for `kind: llm_distill`."""
+    """METHODS registry entry for `kind: llm_distill`: the teacher takes the shot settings."""
     params = OmegaConf.to_container(cfg.params, resolve=True)
-    return LLMDistillClassifier(**prompt_context(context), n_jobs=context.n_jobs, **params)
+    teacher = LLMICLClassifier(
+        **prompt_context(context),
+        max_shots=params.pop("max_shots", 64),
+        selection=params.pop("selection", "stratified"),
+    )
+    return LLMDistillClassifier(teacher=teacher, n_jobs=context.n_jobs, seed=context.seed, **params)
+
+
+LLM_DISTILL = MethodKind(
+    build=build_llm_distill,
+    tags=MethodTags(
+        zero_shot=True,  # with zero labelled rows the teacher labels zero-shot
+        uses_llm=True,
+        serializes_rows=True,
+        wants_unlabelled=True,
+        prompt_version=PROMPT_VERSION,
+    ),
+    param_ranges={"n_unlabelled": Range(low=1), "max_shots": Range(low=0, allow_none=True)},
+)

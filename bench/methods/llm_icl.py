@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -25,21 +26,15 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from bench.llm.backend import LLMBackend, PromptTooLongError, Usage, make_backend, parse_label
-from bench.llm.prompts import ANSWER, Verbalizer, instruction
+from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
-from bench.methods.base import MethodContext
+from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
 from bench.methods.shots import nearest_shots, static_shots
 
-__all__ = ["LLMICLClassifier", "build_llm_icl", "prompt_context"]
+__all__ = ["LLM_ICL", "SERIALIZER_KEYS", "LLMICLClassifier", "build_llm_icl", "prompt_context"]
 
-SERIALIZER_KEYS = (
-    "format",
-    "precision",
-    "missing",
-    "values_only",
-    "permute_names",
-    "shared_header",
-)
+# The serializer config's keys that are RowSerializer options (`seed` comes from the run).
+SERIALIZER_KEYS = tuple(f.name for f in fields(RowSerializer) if f.name != "seed")
 
 
 class LLMICLClassifier(ClassifierMixin, BaseEstimator):
@@ -49,8 +44,6 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
     (conf/serializer/*.yaml); `class_labels` fixes the label set so that zero training rows
     (zero-shot) still has classes to score.
     """
-
-    supports_zero_shot = True
 
     def __init__(
         self,
@@ -133,6 +126,13 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def run_report(self) -> MethodReport:
+        """Shots, scoring and invalid answers, and the LLM usage (so far, if predicting failed)."""
+        usage = getattr(self, "usage_", None) or (
+            self._usage.as_dict() if hasattr(self, "_usage") else {}
+        )
+        return MethodReport(details=dict(getattr(self, "fit_info_", {})), usage=usage)
 
     # -- prompts ------------------------------------------------------------------------------
     def prompts(self, X: pd.DataFrame) -> list[str]:
@@ -252,8 +252,8 @@ def _numbered_answers(text: str, words: list[str]) -> dict[int, str]:
 def prompt_context(context: MethodContext) -> dict[str, Any]:
     """What an estimator that writes table rows into prompts takes from the run's context."""
     return {
-        "llm": context.extra["llm"],
-        "serializer": context.extra.get("serializer"),
+        "llm": context.llm,
+        "serializer": context.serializer,
         "class_labels": context.class_labels,
         "target": context.target,
         "task_description": context.description,
@@ -266,3 +266,16 @@ def build_llm_icl(cfg: DictConfig, context: MethodContext) -> LLMICLClassifier:
     """METHODS registry entry for `kind: llm_icl`."""
     params = OmegaConf.to_container(cfg.params, resolve=True)
     return LLMICLClassifier(**prompt_context(context), **params)
+
+
+LLM_ICL = MethodKind(
+    build=build_llm_icl,
+    tags=MethodTags(
+        zero_shot=True, uses_llm=True, serializes_rows=True, prompt_version=PROMPT_VERSION
+    ),
+    param_ranges={
+        "max_shots": Range(low=0, allow_none=True),
+        "queries_per_request": Range(low=1),
+        "batch_size": Range(low=1),
+    },
+)

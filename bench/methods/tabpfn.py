@@ -31,11 +31,12 @@ from sklearn.preprocessing import LabelEncoder, OrdinalEncoder
 from sklearn.utils.validation import check_is_fitted
 
 from bench.errors import RunSkipped, RunUnavailable
-from bench.methods.base import MethodContext
+from bench.methods.base import MethodContext, MethodKind, MethodReport, Range
 from bench.paths import resolve_project_path
 
 __all__ = [
     "MODEL_PATH_KEY",
+    "TABPFN",
     "TabPFNMethod",
     "build_tabpfn",
     "classifier_checkpoint_names",
@@ -181,6 +182,10 @@ class TabPFNMethod(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def run_report(self) -> MethodReport:
+        """Device, rows and features used, and any subsampling."""
+        return MethodReport(details=dict(getattr(self, "fit_info_", {})))
 
     def encode(self, X: pd.DataFrame) -> np.ndarray:
         """The float matrix TabPFN sees: numeric columns as they are, categorical ones as
@@ -396,3 +401,13 @@ def build_tabpfn(cfg: DictConfig, context: MethodContext) -> TabPFNMethod:
         random_state=context.seed,
         n_jobs=context.n_jobs,
     )
+
+
+TABPFN = MethodKind(
+    build=build_tabpfn,
+    param_ranges={
+        "n_estimators": Range(low=1),
+        "max_train_rows": Range(low=1, allow_none=True),
+        "max_features": Range(low=1, allow_none=True),
+    },
+)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.registry import METRICS, UnknownNameError, unknown_name_message
+from bench.metrics import get_metric
 from bench.report.cost import cost_per_1k, cost_points, cost_unit, with_pareto
 from bench.report.grid import Grid
 from bench.report.ranks import rank_grid, rank_table
@@ -34,11 +34,7 @@ __all__ = [
 def choose_metric(runs: pd.DataFrame, requested: str) -> str:
     """`auto` means ROC AUC for a binary task and accuracy otherwise."""
     if requested != "auto":
-        if requested not in METRICS:
-            raise UnknownNameError(
-                unknown_name_message("metric", requested, METRICS.names(), "--metric")
-            )
-        return requested
+        return get_metric(requested, key="--metric").name
     labels = [c for c in runs.get("class_labels", pd.Series(dtype=object)).dropna()]
     n_classes = len(labels[0]) if labels else 2
     return "roc_auc" if n_classes == 2 else "accuracy"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.runs import is_llm_family
+from bench.report.runs import uses_llm
 
 __all__ = [
     "COST_NOTE",
@@ -87,12 +87,12 @@ def cost_per_1k(runs: pd.DataFrame, root: Path | None = None) -> pd.DataFrame:
     cpu = _column(runs, "cpu_s")
     llm = _column(runs, "llm_seconds").fillna(0)
     family = runs["family"].astype(str)
-    llm_family = family.map(is_llm_family).astype(bool)
+    llm_family = uses_llm(runs)
     seconds = wall.copy()
     classical = family.eq("classical") & cpu.notna()
     seconds[classical] = cpu[classical]
-    uses_llm = llm_family & (llm > 0)
-    seconds[uses_llm] = llm[uses_llm]
+    called_llm = llm_family & (llm > 0)
+    seconds[called_llm] = llm[called_llm]
 
     usd = _column(runs, "usd").fillna(0)
     return runs.assign(

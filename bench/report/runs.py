@@ -11,40 +11,35 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.metrics import metric_label
+
 __all__ = [
     "BASELINE",
     "FAMILY_ORDER",
     "PreparedRuns",
     "family_key",
-    "is_llm_family",
     "method_labels",
     "metric_name",
     "ok_runs",
     "prepare_runs",
     "row_order",
+    "uses_llm",
 ]
 
 FAMILY_ORDER = ("classical", "tabpfn", "llm_icl", "llm_codegen", "llm_distill")
 BASELINE = "majority"  # the floor every method must beat; drawn and listed first
-_METRIC_NAMES = {
-    "roc_auc": "AUC",
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "f1_macro": "macro F1",
-    "log_loss": "log loss",
-    "brier": "Brier score",
-    "ece": "ECE",
-}
 
 
 def metric_name(metric: str) -> str:
     """How a metric reads in prose: `roc_auc` -> `AUC`."""
-    return _METRIC_NAMES.get(metric, metric)
+    return metric_label(metric)
 
 
-def is_llm_family(family: object) -> bool:
-    """LLM-based families are named `llm_*` (llm_icl, llm_codegen, llm_distill)."""
-    return str(family).startswith("llm_")
+def uses_llm(runs: pd.DataFrame) -> pd.Series:
+    """Per run: did it call an LLM? (its record names the llm it used)."""
+    if "llm" not in runs.columns:
+        return pd.Series(False, index=runs.index)
+    return runs["llm"].map(lambda v: isinstance(v, str) and bool(v)).astype(bool)
 
 
 def family_key(family: object) -> tuple[int, str]:

@@ -1,6 +1,6 @@
 """The plain-language verdict: the best LLM-based method against the best classical method.
 
-For each n_train the best LLM-based method (families `llm_*`) and the best classical method
+For each n_train the best LLM-based method (methods that call an LLM) and the best classical method
 (by mean) are compared by the paired 95% t-interval of their difference (LLM - classical) over
 the seeds both ran; pooled over datasets, over (dataset, seed) pairs. A side "wins" only where
 the interval excludes 0; otherwise the text says "not significantly different". Classical
@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.metrics import higher_is_better
 from bench.report.ranks import rank_table
-from bench.report.runs import is_llm_family, metric_name, ok_runs
+from bench.report.runs import metric_name, ok_runs, uses_llm
 from bench.report.stats import PairedDifference, paired_difference
 
 __all__ = [
@@ -106,7 +106,7 @@ def dataset_verdict(runs: pd.DataFrame, metric: str, dataset: str) -> Verdict:
     comparisons = []
     zero_shot = None
     for n_train, at_n in ok.groupby("n_train", sort=True):
-        llm_runs = at_n[at_n["family"].map(is_llm_family).astype(bool)]
+        llm_runs = at_n[uses_llm(at_n)]
         classical_runs = at_n[at_n["family"].eq("classical")]
         if llm_runs.empty:
             continue
@@ -163,7 +163,7 @@ def overall_verdicts(runs: pd.DataFrame, metrics: Mapping[str, str]) -> list[Ver
 
 def _pooled_comparison(at_n: pd.DataFrame, metric: str, n_train: int) -> Comparison | None:
     """Best-ranked LLM-based vs classical method over the datasets where both families ran."""
-    llm_family = at_n["family"].map(is_llm_family).astype(bool)
+    llm_family = uses_llm(at_n)
     both = set(at_n.loc[llm_family, "dataset"]) & set(
         at_n.loc[at_n["family"].eq("classical"), "dataset"]
     )
@@ -173,7 +173,8 @@ def _pooled_comparison(at_n: pd.DataFrame, metric: str, n_train: int) -> Compari
     ranks = rank_table(at_n, {d: metric for d in sorted(both)})
     # Lowest mean rank; ties go to the first name alphabetically.
     ranks = ranks.sort_values(["mean_rank", "method"])
-    llm_label = ranks[ranks["family"].map(is_llm_family).astype(bool)].iloc[0]["method"]
+    llm_labels = set(at_n.loc[llm_family, "label"])
+    llm_label = ranks[ranks["method"].isin(llm_labels)].iloc[0]["method"]
     classical_label = ranks[ranks["family"].eq("classical")].iloc[0]["method"]
     llm_rows = at_n[at_n["label"].eq(llm_label)]
     classical_rows = at_n[at_n["label"].eq(classical_label)]
@@ -215,7 +216,7 @@ def _verdict(
     ok: pd.DataFrame,
     pairs: tuple[str, str],
 ) -> Verdict:
-    has_llm = bool(ok["family"].map(is_llm_family).any()) if len(ok) else False
+    has_llm = bool(uses_llm(ok).any()) if len(ok) else False
     has_classical = bool(ok["family"].eq("classical").any()) if len(ok) else False
     lines = [_sentence(c, metric, pairs) for c in comparisons]
     if not has_llm:

@@ -8,7 +8,6 @@ the classifier makes, as a real model's answer would be, and the classifier is r
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -319,7 +318,7 @@ def test_clone_and_the_registry_build_it_from_the_task_metadata(
     callcenter_task: Task, method_context: Callable[..., MethodContext], llm: dict[str, Any]
 ) -> None:
     cfg = compose_config(["method=llm_codegen"]).method
-    context = dataclasses.replace(method_context(callcenter_task), n_jobs=2, extra={"llm": llm})
+    context = method_context(callcenter_task, n_jobs=2, llm=llm)
     model = build_method(cfg, context)
     assert isinstance(model, LLMCodegenClassifier)
     assert model.positive_label == callcenter_task.positive_label

@@ -16,9 +16,10 @@ from sklearn.base import clone
 from bench.config import compose_config
 from bench.data.dataset import Task
 from bench.data.splits import make_split
-from bench.methods.base import MethodContext, build_method
+from bench.methods.base import MethodContext, build_method, method_kind
 from bench.methods.classical import ClassicalClassifier
 from bench.methods.llm_distill import LLMDistillClassifier
+from bench.methods.llm_icl import LLMICLClassifier
 
 LABELLED, UNLABELLED = 4, 6
 
@@ -39,11 +40,12 @@ def distiller(
             *overrides,
         ]
     )
-    extra = {
-        "llm": OmegaConf.to_container(cfg.llm, resolve=True),
-        "serializer": OmegaConf.to_container(cfg.serializer, resolve=True),
-    }
-    return build_method(cfg.method, dataclasses.replace(context(task), extra=extra))
+    resolved = context(
+        task,
+        llm=OmegaConf.to_container(cfg.llm, resolve=True),
+        serializer=OmegaConf.to_container(cfg.serializer, resolve=True),
+    )
+    return build_method(cfg.method, resolved)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,8 @@ def fitted(
 def test_the_teacher_labels_every_unlabelled_row(fitted: Fitted, callcenter_task: Task) -> None:
     model = fitted.model
     assert len(model.silver_labels_) == UNLABELLED
+    # Learned state only in fit: the teacher parameter stays unfitted, its clone learned.
+    assert not hasattr(model.teacher, "prefix_") and hasattr(model.teacher_, "prefix_")
     assert set(model.silver_labels_) <= set(callcenter_task.class_labels)
     usage = model.usage_
     assert usage["requests"] == UNLABELLED  # one question per unlabelled row
@@ -147,11 +151,16 @@ def test_clone_and_the_registry_build_it_from_the_task_metadata(
     model = distiller(callcenter_task, method_context, tmp_path / "c.sqlite")
     cfg = compose_config(["method=llm_distill"]).method
     assert isinstance(model, LLMDistillClassifier)
-    assert model.class_labels == callcenter_task.class_labels
+    # The teacher is an estimator parameter: the ICL classifier with the shot settings.
+    assert isinstance(model.teacher, LLMICLClassifier)
+    assert model.teacher.class_labels == callcenter_task.class_labels
+    assert model.teacher.max_shots == cfg.params.max_shots
+    assert model.teacher.selection == cfg.params.selection
+    assert model.teacher.llm["model"] == "SmolLM2-135M-Instruct"
     assert model.n_unlabelled == cfg.params.n_unlabelled
     assert model.student == dict(cfg.params.student)
-    assert model.supports_zero_shot
-    assert model.llm["model"] == "SmolLM2-135M-Instruct"
+    assert method_kind("llm_distill").tags.zero_shot
+    assert method_kind("llm_distill").tags.wants_unlabelled
     copy = clone(model)
-    assert copy.get_params() == model.get_params()
+    assert copy.get_params()["teacher"] is not model.teacher  # cloned, not shared
     assert not hasattr(copy, "student_")

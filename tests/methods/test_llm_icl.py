@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,7 +100,7 @@ def test_the_registry_builds_it_from_the_task_metadata(
     callcenter_task: Task, method_context: Callable[..., MethodContext], llm: dict[str, Any]
 ) -> None:
     cfg = compose_config(["method=llm_icl"]).method
-    context = dataclasses.replace(method_context(callcenter_task), extra={"llm": llm})
+    context = method_context(callcenter_task, llm=llm)
     estimator = build_method(cfg, context)
     assert isinstance(estimator, LLMICLClassifier)
     assert estimator.class_labels == callcenter_task.class_labels

@@ -8,7 +8,6 @@ request, and a prompt too long for the context window.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -84,9 +83,7 @@ def card_estimator(
     *overrides: str,
 ) -> LLMICLClassifier:
     """The estimator as the runner builds it from the dataset card and the configs."""
-    context = dataclasses.replace(
-        method_context(task), extra={"llm": llm, "serializer": serializer(serializer_name)}
-    )
+    context = method_context(task, llm=llm, serializer=serializer(serializer_name))
     return build_method(compose_config(["method=llm_icl", *overrides]).method, context)
 
 
