@@ -17,6 +17,10 @@ from bench.registry import UnknownNameError
 __all__ = ["data_main", "llm_main", "report_main", "run_main"]
 
 CHECKED_GROUPS = ("dataset", "method", "experiment", "llm", "serializer")
+# bench-run's exit status (README "Nothing is lost or done twice"): 0 every run ok or skipped,
+# EXIT_RUNS_FAILED some run failed or was unavailable, EXIT_REFUSED nothing ran (bad settings).
+EXIT_RUNS_FAILED = 1
+EXIT_REFUSED = 2
 
 
 def _check_group_overrides(argv: list[str]) -> None:
@@ -44,21 +48,37 @@ def _hydra_run(cfg: DictConfig) -> None:
 def run_main() -> None:
     """`bench-run [experiment=NAME] [dataset=NAME] [method=NAME] [seeds=[..]] [n_train=[..]] ...`"""
     from bench.launchers import LauncherError, check_launcher
+    from bench.lifeline import mark_parent
+    from bench.preflight import sweep_problems
+    from bench.sweep import OUTCOME, finish_interrupted
 
+    argv = sys.argv[1:]
     try:
-        _check_group_overrides(sys.argv[1:])
-        check_launcher(sys.argv[1:])
+        _check_group_overrides(argv)
+        check_launcher(argv)
+        problems = [] if _asks_for_help(argv) else sweep_problems(argv)
     except (UnknownNameError, LauncherError) as error:
         print(f"bench-run: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_REFUSED)
+    if problems:
+        print("bench-run: nothing was run; these settings can never work:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        sys.exit(EXIT_REFUSED)
     register_configs()
+    OUTCOME.clear()
+    mark_parent()  # launcher workers watch this process and stop when it dies
     try:
         _hydra_run()
     except BaseException:
-        from bench.sweep import finish_interrupted
-
         finish_interrupted()
         raise
+    if OUTCOME.get("failed") or OUTCOME.get("unavailable"):
+        sys.exit(EXIT_RUNS_FAILED)
+
+
+def _asks_for_help(argv: list[str]) -> bool:
+    return any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv)
 
 
 def report_main(argv: list[str] | None = None) -> None:

@@ -25,9 +25,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
+from bench.claims import RunClaims
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
 from bench.errors import MethodFailed, RunSkipped, RunUnavailable
+from bench.lifeline import set_interrupt_record, watch_parent
 from bench.llm.backend import Usage
 from bench.methods.base import (
     MethodContext,
@@ -133,13 +135,15 @@ class SplitSettings:
 class JobSummary:
     executed: Counter = field(default_factory=Counter)  # status -> runs executed now
     already_done: int = 0
+    elsewhere: int = 0  # runs another process was executing (claimed)
 
     def line(self, label: str) -> str:
         new = sum(self.executed.values())
         detail = ", ".join(f"{n} {status}" for status, n in sorted(self.executed.items()))
+        busy = f", {self.elsewhere} being executed by another process" if self.elsewhere else ""
         return (
             f"[{label}] {new} new run(s){f' ({detail})' if detail else ''}, "
-            f"{self.already_done} already done"
+            f"{self.already_done} already done{busy}"
         )
 
 
@@ -166,7 +170,7 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
         determinants["serializer"] = serializer
     if tags.prompt_version:
         determinants["prompt_version"] = tags.prompt_version
-    return [
+    specs = [
         RunSpec(
             experiment=cfg.experiment_name,
             dataset=cfg.dataset.name,
@@ -187,10 +191,14 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
         for seed in cfg.seeds
         for n in cfg.n_train
     ]
+    # `seeds=[0,0]` or `n_train=[16,16]` names one run twice: execute it once.
+    unique = {spec.stem: spec for spec in reversed(specs)}
+    return [spec for spec in specs if unique.pop(spec.stem, None) is not None]
 
 
 def run_job(cfg: DictConfig) -> JobSummary:
     """Execute (or skip) every run of one dataset x method job; never raises for a run's error."""
+    watch_parent()  # a job in a launcher's worker process dies with the bench-run that started it
     store = ResultsStore(Path(cfg.results_dir).resolve())
     label = f"{cfg.dataset.name} | {cfg.method.name}"
     summary = JobSummary()
@@ -224,25 +232,75 @@ def run_job(cfg: DictConfig) -> JobSummary:
         log.info(summary.line(label) + ": nothing to do")
         return summary
 
+    claims = RunClaims(store.root)
     splits: dict[int, Split | Exception] = {}
     for spec, existing in pending:
-        log.info("[%s] seed=%s n_train=%s: running", label, spec.seed, spec.n_train)
-        if spec.seed not in splits:
-            splits[spec.seed] = _split_or_error(task, spec)
-        split = splits[spec.seed]
-        if isinstance(split, Exception):
-            record, predictions = _record(spec, existing, "failed", error=_describe(split)), None
-        else:
-            # A marker that says the run started: if the process dies here (killed, out of
-            # memory), the sweep's summary can tell the run died instead of losing it.
-            if not (existing and existing.get("status") in DONE_STATUSES):
-                _save(store, _record(spec, existing, RUNNING, **_whereabouts()), None)
-            record, predictions = execute_run(spec, existing, task, split)
-        _save(store, record, predictions)
+        if not claims.claim(spec.stem):  # another process is executing this very run
+            summary.elsewhere += 1
+            log.info(
+                "[%s] seed=%s n_train=%s: being executed by another process (%s)",
+                label,
+                spec.seed,
+                spec.n_train,
+                claims.path(spec.stem),
+            )
+            progress.tick(spec.stem, new=False)
+            continue
+        try:
+            existing = store.load(spec.stem)  # it may have finished since the sweep started
+            if _is_done(existing, task.fingerprint):
+                summary.already_done += 1
+                progress.tick(spec.stem, new=False)
+                continue
+            record = _execute_claimed(store, spec, existing, task, splits, label)
+        finally:
+            claims.release(spec.stem)
         summary.executed[record["status"]] += 1
         _log_run(label, record, progress.tick(spec.stem, new=True))
     log.info(summary.line(label))
     return summary
+
+
+def _execute_claimed(
+    store: ResultsStore,
+    spec: RunSpec,
+    existing: dict | None,
+    task: Task,
+    splits: dict[int, Split | Exception],
+    label: str,
+) -> dict[str, Any]:
+    """Execute one claimed run and store its record; an interruption (Ctrl-C, SIGTERM, the
+    launching bench-run dying) is recorded as failed before it propagates."""
+    log.info("[%s] seed=%s n_train=%s: running", label, spec.seed, spec.n_train)
+    if spec.seed not in splits:
+        splits[spec.seed] = _split_or_error(task, spec)
+    split = splits[spec.seed]
+    if isinstance(split, Exception):
+        record = _record(spec, existing, "failed", error=_describe(split))
+        _save(store, record, None)
+        return record
+    # A marker that says the run started: if the process dies here (killed, out of memory),
+    # the sweep's summary can tell the run died instead of losing it.
+    marker = _record(spec, existing, RUNNING, **_whereabouts())
+    if not (existing and existing.get("status") in DONE_STATUSES):
+        _save(store, marker, None)
+
+    def interrupted(reason: str) -> None:
+        _save(store, {**marker, "status": "failed", "error": reason, "finished_at": _now()}, None)
+
+    set_interrupt_record(interrupted)
+    try:
+        record, predictions = execute_run(spec, existing, task, split)
+    except BaseException as error:  # KeyboardInterrupt, SystemExit: record, then stop
+        interrupted(
+            f"interrupted ({type(error).__name__}) while this run was executing; "
+            "rerun the sweep to retry it"
+        )
+        raise
+    finally:
+        set_interrupt_record(None)
+    _save(store, record, predictions)
+    return record
 
 
 def _whereabouts() -> dict[str, Any]:
@@ -364,9 +422,7 @@ def _score(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Metrics on the test labels, and details scored on labels the method never saw."""
     y_codes = (
-        task.y.iloc[split.test_rows]
-        .map({c: i for i, c in enumerate(task.class_labels)})
-        .to_numpy()
+        task.y.iloc[split.test_rows].map({c: i for i, c in enumerate(task.class_labels)}).to_numpy()
     )
     positive = (
         task.class_labels.index(task.positive_label) if task.positive_label else task.n_classes - 1
@@ -456,8 +512,12 @@ def _predictions_frame(test_rows: np.ndarray, task: Task, proba: np.ndarray) -> 
     return frame
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def _record(spec: RunSpec, existing: dict | None, status: str, **fields: Any) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = _now()
     record: dict[str, Any] = {
         "experiment": spec.experiment,
         "dataset": spec.dataset,

@@ -11,12 +11,26 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from bench.claims import RunClaims
 from bench.progress import write_plan
 from bench.results import ResultsStore
 
-__all__ = ["SweepSummary", "finish_interrupted", "summarize_since"]
+__all__ = ["OUTCOME", "SweepSummary", "finish_interrupted", "statuses_since", "summarize_since"]
 
 log = logging.getLogger("bench")
+
+
+def statuses_since(results_dir: Path, since: datetime) -> Counter:
+    """Runs recorded since `since`, by status."""
+    return Counter(
+        record["status"]
+        for record in ResultsStore(results_dir).records()
+        if datetime.fromisoformat(record.get("finished_at", "1970-01-01T00:00:00+00:00")) >= since
+    )
+
+
+# What the last sweep of this process recorded, by status: bench-run's exit code reads it.
+OUTCOME: Counter = Counter()
 
 
 def summarize_since(results_dir: Path, since: datetime) -> str:
@@ -42,6 +56,12 @@ def summarize_since(results_dir: Path, since: datetime) -> str:
         )
     if new.get("failed") or new.get("unavailable"):
         lines.append("Some runs did not finish; their `error` field says why. Rerun to retry them.")
+    elsewhere = RunClaims(results_dir).held_by_others()
+    if elsewhere:
+        lines.append(
+            f"{elsewhere} run(s) were being executed by another process "
+            f"(claims in {results_dir}/claims); its sweep records them."
+        )
     return "\n".join(lines)
 
 
@@ -91,6 +111,8 @@ class SweepSummary(Callback):
         _ACTIVE.clear()
         results_dir = Path(config.results_dir).resolve()
         ResultsStore(results_dir).settle_orphans()
+        OUTCOME.clear()
+        OUTCOME.update(statuses_since(results_dir, self._start))
         print(summarize_since(results_dir, self._start), flush=True)
         if config.get("report", False):
             from bench.report import write_report

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import signal
 import subprocess
 import time
 
@@ -10,6 +12,8 @@ from bench.config import compose_config
 from bench.llm.backend import LLMConfigError, LLMUnavailableError, make_backend
 
 __all__ = ["check_llm", "serve_llm"]
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 CHECK_PROMPT = "Question: Is water wet? Answer yes or no.\nAnswer:"
 CHECK_LABELS = [" yes", " no"]
@@ -50,5 +54,29 @@ def serve_llm(name: str, overrides: list[str] | None, host: str, port: int) -> N
         f"llm.model={cfg.model}",
         flush=True,
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(command, check=False)
+    # The server is this command's child: it stops when bench-llm is stopped (SIGTERM, Ctrl-C)
+    # and, through a parent-death signal, even when bench-llm is killed outright.
+    server = subprocess.Popen(command, preexec_fn=_die_with_parent)
+
+    def stop(signum: int, _frame: object) -> None:
+        server.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before exec: SIGTERM it when its parent dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -1,0 +1,105 @@
+"""bench-run refuses settings that can never work before anything runs, and its exit status
+says whether every run of the sweep worked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.preflight import sweep_jobs, sweep_problems
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+
+
+def bench_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "bench-run"), *args, "report=false"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("n_train=[-5,16]", "n_train: -5 is not a row count"),
+        ("split.test_size=1.5", "split.test_size=1.5 must be between 0 and 1"),
+        ("split.sampling=foo", "split.sampling='foo' must be one of stratified, balanced"),
+        ("method.params.max_shots=-1", "method.params.max_shots=-1 is out of range"),
+    ],
+)
+def test_values_that_can_never_work_are_refused_before_anything_runs(
+    tmp_path: Path, override: str, says: str
+) -> None:
+    results = tmp_path / "results"
+    done = bench_run(
+        "dataset=callcenter",
+        "method=llm_icl",
+        "seeds=[0]",
+        "n_train=[16]",
+        override,
+        f"results_dir={results}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert says in done.stderr
+    assert "nothing was run" in done.stderr
+    assert not (results / "runs").exists() or not list((results / "runs").iterdir())
+
+
+def test_a_bad_value_in_one_job_of_a_sweep_refuses_the_whole_sweep(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    done = bench_run(
+        "-m",
+        "dataset=callcenter",
+        "method=majority,llm_icl",
+        "method.params.max_shots=-1",
+        "seeds=[0]",
+        "n_train=[16]",
+        f"results_dir={results}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert not (results / "runs").exists()
+
+
+def test_the_exit_status_is_non_zero_when_a_run_failed(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    ok = bench_run(
+        "dataset=callcenter",
+        "method=majority",
+        "seeds=[0]",
+        "n_train=[16]",
+        f"results_dir={results}",
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    # A dataset whose file is missing: every run fails, and the status says so.
+    failed = bench_run(
+        "dataset=callcenter",
+        "method=majority",
+        "seeds=[0]",
+        "n_train=[16]",
+        "dataset.source=csv",
+        f"+dataset.params.path={tmp_path / 'missing.csv'}",
+        f"results_dir={results}",
+        cwd=tmp_path,
+    )
+    assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
+
+
+def test_the_sweep_is_expanded_as_hydra_would() -> None:
+    jobs = sweep_jobs(["experiment=classical"])
+    assert len(jobs) > 1
+    assert len({tuple(sorted(job)) for job in jobs}) == len(jobs)
+    assert sweep_problems(["experiment=classical"]) == []
+    assert sweep_problems(["dataset=callcenter", "method=logreg,llm_icl", "n_train=[x]"]) == [
+        "n_train: 'x' is not a row count (an integer >= 0, or 'all')"
+    ]
