@@ -61,11 +61,22 @@ USAGE_COLUMNS = [
 ]
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see either the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600 files; colleagues sharing a results folder need the umask's mode.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -85,6 +96,7 @@ class ResultsStore:
         self.predictions_dir = self.root / "predictions"
         self.failures_dir = self.root / "failures"
         self.artifacts_dir = self.root / "artifacts"
+        self.unreadable: list[tuple[str, str]] = []  # (file, why) skipped by the last records()
 
     def record_path(self, stem: str) -> Path:
         return self.runs_dir / f"{stem}.json"
@@ -127,12 +139,22 @@ class ResultsStore:
         return target
 
     def records(self) -> list[dict[str, Any]]:
-        out = []
+        """Every readable run record; unreadable files are skipped, named in a warning and
+        listed in `unreadable` (path, reason) until the next call."""
+        out: list[dict[str, Any]] = []
+        self.unreadable = []
         for path in sorted(self.runs_dir.glob("*.json")):
             try:
-                out.append(json.loads(path.read_text()))
+                record = json.loads(path.read_text())
             except (OSError, ValueError) as error:
-                log.warning("Skipping unreadable run record %s: %s", path, error)
+                reason = f"{type(error).__name__}: {error}"
+            else:
+                if isinstance(record, dict) and "status" in record:
+                    out.append(record)
+                    continue
+                reason = f"not a run record (a JSON {type(record).__name__})"
+            log.warning("Skipping unreadable run record %s: %s", path, reason)
+            self.unreadable.append((str(path), reason))
         return out
 
     def settle_orphans(self) -> int:
@@ -187,11 +209,18 @@ def load_results(path: str | Path) -> pd.DataFrame:
     The leading columns are always experiment, dataset, method, family, serializer, llm,
     n_train, seed, status; then metrics, timings, LLM usage, and the remaining fields.
 
-    >>> load_results("/nonexistent").columns[:3].tolist()
-    ['experiment', 'dataset', 'method']
+    Unreadable files in runs/ are skipped and listed in ``frame.attrs["unreadable"]``; a
+    `path` that does not exist is an error (a typo would otherwise read as "no results").
+
+    >>> load_results("/nonexistent")
+    Traceback (most recent call last):
+    FileNotFoundError: results directory /nonexistent does not exist (load_results)
     """
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"results directory {path} does not exist (load_results)")
+    store = ResultsStore(path)
     rows = []
-    for record in ResultsStore(path).records():
+    for record in store.records():
         row = {k: v for k, v in record.items() if k not in ("metrics", "timing", "usage", "spec")}
         for group in ("metrics", "timing", "usage"):
             row.update(record.get(group) or {})
@@ -205,4 +234,6 @@ def load_results(path: str | Path) -> pd.DataFrame:
     frame = frame[fixed + rest]
     if len(frame):
         frame = frame.sort_values(["dataset", "method", "n_train", "seed"], kind="stable")
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    frame.attrs["unreadable"] = list(store.unreadable)
+    return frame

@@ -108,11 +108,12 @@ def test_a_successful_retry_replaces_a_failed_run(tmp_path: Path) -> None:
     assert not (tmp_path / "failures").exists()
 
 
-@pytest.mark.parametrize("exists", [True, False])
-def test_load_results_of_no_runs_has_the_fixed_columns(tmp_path: Path, exists: bool) -> None:
+@pytest.mark.parametrize("runs_folder", [True, False])
+def test_load_results_of_no_runs_has_the_fixed_columns(tmp_path: Path, runs_folder: bool) -> None:
     path = tmp_path / "results"
-    if exists:
-        (path / "runs").mkdir(parents=True)
+    path.mkdir()
+    if runs_folder:
+        (path / "runs").mkdir()
     frame = load_results(path)
     assert frame.empty
     assert list(frame.columns[: len(LEADING_COLUMNS)]) == LEADING_COLUMNS

@@ -83,7 +83,9 @@ def collect(path: str | Path, metric: str = "auto") -> ReportContent:
         raise ValueError(f"{path}/runs holds no run records yet; run bench-run first.")
     prepared = prepare_runs(results)
     runs = cost_per_1k(prepared.runs, path)
-    summary = summarize_runs(prepared.all_runs, prepared.superseded)
+    summary = summarize_runs(
+        prepared.all_runs, prepared.superseded, results.attrs.get("unreadable")
+    )
     metrics: dict[str, str] = {}
     sections = []
     for dataset, dataset_runs in runs.groupby("dataset", sort=True):

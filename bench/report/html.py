@@ -85,6 +85,14 @@ def _summary(summary: RunSummary) -> str:
             f'<p class="note">{summary.superseded} older run record(s) of a cell were replaced '
             "by the newest finished one.</p>"
         )
+    if summary.unreadable:
+        items = "".join(
+            f"<li><code>{_e(path)}</code>: {_e(why)}</li>" for path, why in summary.unreadable
+        )
+        parts.append(
+            f'<p class="note">{len(summary.unreadable)} unreadable file(s) in runs/ were '
+            f"skipped:</p><ul class=\"note\">{items}</ul>"
+        )
     if summary.skipped:
         rows = "".join(
             f"<tr><td>{n}</td><td>{_e(reason)}</td><td>{_e(where)}</td></tr>"

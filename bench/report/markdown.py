@@ -40,6 +40,9 @@ def summary_lines(summary: RunSummary) -> list[str]:
             "n_train and seed, different settings such as method parameters or the split) were "
             "replaced by the newest finished one in the tables.",
         ]
+    if summary.unreadable:
+        lines += ["", f"{len(summary.unreadable)} unreadable file(s) in runs/ were skipped:"]
+        lines += [f"- `{path}`: {why}" for path, why in summary.unreadable]
     return lines
 
 

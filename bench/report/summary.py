@@ -23,6 +23,7 @@ class RunSummary:
     totals: dict[str, float]  # requests, tokens, cached tokens, cache hits, usd, seconds
     superseded: int = 0
     notes: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, why) in runs/
 
     @property
     def total(self) -> int:
@@ -40,7 +41,9 @@ def _first_line(error: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def summarize_runs(runs: pd.DataFrame, superseded: int = 0) -> RunSummary:
+def summarize_runs(
+    runs: pd.DataFrame, superseded: int = 0, unreadable: list[tuple[str, str]] | None = None
+) -> RunSummary:
     """Counts per status, skip reasons (grouped), failures (listed), and usage totals."""
     counts = {s: int(n) for s, n in runs["status"].value_counts().sort_index().items()}
     skipped_runs = runs[runs["status"].eq("skipped")]
@@ -73,4 +76,12 @@ def summarize_runs(runs: pd.DataFrame, superseded: int = 0) -> RunSummary:
         "llm_seconds": _sum(runs, "llm_seconds"),
         "wall_s": _sum(runs, "wall_s"),
     }
-    return RunSummary(counts, skipped, failed, max(0, len(bad) - MAX_LISTED), totals, superseded)
+    return RunSummary(
+        counts,
+        skipped,
+        failed,
+        max(0, len(bad) - MAX_LISTED),
+        totals,
+        superseded,
+        unreadable=list(unreadable or []),
+    )
