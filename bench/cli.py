@@ -18,9 +18,27 @@ __all__ = ["data_main", "llm_main", "report_main", "run_main"]
 
 CHECKED_GROUPS = ("dataset", "method", "experiment", "llm", "serializer")
 # bench-run's exit status (README "Nothing is lost or done twice"): 0 every run ok or skipped,
-# EXIT_RUNS_FAILED some run failed or was unavailable, EXIT_REFUSED nothing ran (bad settings).
+# EXIT_RUNS_FAILED some run failed, was unavailable or could not be stored, EXIT_REFUSED nothing
+# ran (bad settings).
 EXIT_RUNS_FAILED = 1
 EXIT_REFUSED = 2
+USAGE = """\
+bench-run: run a sweep of datasets x methods x training sizes x seeds; every method is trained
+and scored on the very same rows. Results go to results_dir (one file per run), then a report.
+
+  bench-run [experiment=NAME] [dataset=NAME] [method=NAME] [llm=NAME] [serializer=NAME]
+            [seeds=[0,1,2]] [n_train=[16,64,256]] [results_dir=PATH] [-m for comma lists]
+
+  examples:
+    bench-run experiment=quick                          the default sweep (./scripts/run.sh)
+    bench-run dataset=callcenter method=lightgbm        one dataset, one method (results/adhoc)
+    bench-run -m dataset=callcenter method=logreg,llm_icl n_train=[16,64]
+  names:  bench-data list; ls conf/{dataset,method,llm,serializer,experiment}
+  status: 0 every run ok or skipped, 1 some run failed or was unavailable, 2 refused settings
+  README: "Running sweeps" and "Nothing is lost or done twice".
+
+Hydra's own options follow.
+"""
 
 
 def _check_group_overrides(argv: list[str]) -> None:
@@ -49,17 +67,22 @@ def run_main() -> None:
     """`bench-run [experiment=NAME] [dataset=NAME] [method=NAME] [seeds=[..]] [n_train=[..]] ...`"""
     from bench.launchers import LauncherError, check_launcher
     from bench.lifeline import mark_parent
-    from bench.preflight import sweep_problems
-    from bench.sweep import OUTCOME, finish_interrupted
+    from bench.preflight import SweepPlan, plan_sweep
+    from bench.sweep import OUTCOME, PLANNED, finish_interrupted
 
     argv = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)  # the harness's own usage first; Hydra's help follows
     try:
         _check_group_overrides(argv)
         check_launcher(argv)
-        problems = [] if _asks_for_help(argv) else sweep_problems(argv)
+        plan = SweepPlan([], frozenset()) if _asks_for_help(argv) else plan_sweep(argv)
     except (UnknownNameError, LauncherError) as error:
         print(f"bench-run: {error}", file=sys.stderr)
         sys.exit(EXIT_REFUSED)
+    problems = plan.problems
+    PLANNED.clear()
+    PLANNED.update(plan.run_stems)
     if problems:
         print("bench-run: nothing was run; these settings can never work:", file=sys.stderr)
         for problem in problems:
@@ -73,7 +96,7 @@ def run_main() -> None:
     except BaseException:
         finish_interrupted()
         raise
-    if OUTCOME.get("failed") or OUTCOME.get("unavailable"):
+    if OUTCOME.get("failed") or OUTCOME.get("unavailable") or OUTCOME.get("missing"):
         sys.exit(EXIT_RUNS_FAILED)
 
 

@@ -10,6 +10,7 @@ started; here it is one message naming the key, and nothing runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
@@ -18,11 +19,7 @@ from bench.data.splits import SAMPLINGS
 from bench.methods.base import method_kind
 from bench.paths import CONF_DIR
 
-__all__ = ["ConfigProblem", "job_problems", "sweep_problems"]
-
-
-class ConfigProblem(ValueError):
-    """Settings that can never work; the message names each key."""
+__all__ = ["SweepPlan", "job_problems", "plan_sweep", "sweep_jobs", "sweep_problems"]
 
 
 def job_problems(cfg: DictConfig) -> list[str]:
@@ -108,19 +105,34 @@ def _job_level(args: list[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """What `bench-run argv` would do: its problems, or the stems of the runs it covers."""
+
+    problems: list[str]
+    run_stems: frozenset[str]
+
+
 def sweep_problems(argv: list[str]) -> list[str]:
     """Problems of every job of the sweep, each said once."""
+    return plan_sweep(argv).problems
+
+
+def plan_sweep(argv: list[str]) -> SweepPlan:
+    """Compose and check every job of the sweep; the run stems it covers when all is well."""
     from hydra import compose, initialize_config_dir
 
     from bench.config import register_configs
+    from bench.runner import specs_for
 
     register_configs()
     problems: list[str] = []
+    stems: set[str] = set()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             jobs = _jobs(argv)
         except Exception as error:  # Hydra refuses the command line itself; say so, run nothing
-            return [f"the command line does not compose: {error}"]
+            return SweepPlan([f"the command line does not compose: {error}"], frozenset())
         for job in jobs:
             overrides = [o for o in job if not o.partition("=")[0].lstrip("+~").startswith("hydra")]
             try:
@@ -128,5 +140,8 @@ def sweep_problems(argv: list[str]) -> list[str]:
             except Exception as error:  # Hydra would refuse this job too, after others ran
                 problems.append(f"the job {' '.join(job)} does not compose: {error}")
                 continue
-            problems += [p for p in job_problems(cfg) if p not in problems]
-    return problems
+            found = job_problems(cfg)
+            problems += [p for p in found if p not in problems]
+            if not found:
+                stems.update(spec.stem for spec in specs_for(cfg))
+    return SweepPlan(problems, frozenset(stems))

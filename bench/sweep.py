@@ -15,7 +15,14 @@ from bench.claims import RunClaims
 from bench.progress import write_plan
 from bench.results import ResultsStore
 
-__all__ = ["OUTCOME", "SweepSummary", "finish_interrupted", "statuses_since", "summarize_since"]
+__all__ = [
+    "OUTCOME",
+    "PLANNED",
+    "SweepSummary",
+    "finish_interrupted",
+    "statuses_since",
+    "summarize_since",
+]
 
 log = logging.getLogger("bench")
 
@@ -31,13 +38,20 @@ def statuses_since(results_dir: Path, since: datetime) -> Counter:
 
 # What the last sweep of this process recorded, by status: bench-run's exit code reads it.
 OUTCOME: Counter = Counter()
+# The run stems of the sweep bench-run planned (empty when unknown): "reused" counts only these.
+PLANNED: set[str] = set()
 
 
 def summarize_since(results_dir: Path, since: datetime) -> str:
-    """One paragraph: runs executed since `since` by status, runs reused, where results are."""
+    """One paragraph: runs executed since `since` by status, runs of this sweep reused, runs
+    neither run nor found (a start-up failure), and where the results are."""
     new: Counter = Counter()
     reused = 0
+    seen: set[str] = set()
     for record in ResultsStore(results_dir).records():
+        if PLANNED and record.get("run_stem") not in PLANNED:
+            continue  # another sweep's record in the same folder
+        seen.add(str(record.get("run_stem")))
         finished = datetime.fromisoformat(record.get("finished_at", "1970-01-01T00:00:00+00:00"))
         if finished >= since:
             new[record["status"]] += 1
@@ -50,7 +64,14 @@ def summarize_since(results_dir: Path, since: datetime) -> str:
         f"{reused} run(s) already in the store were reused.",
         f"Results: {results_dir}/runs  (python: bench.load_results('{results_dir}'))",
     ]
-    if total_new == 0:
+    missing = len(PLANNED - seen)
+    if missing:
+        lines.insert(
+            0,
+            f"{missing} run(s) of this sweep were neither run nor found in the results store "
+            "(see the errors above: e.g. a results_dir that cannot be written).",
+        )
+    elif total_new == 0:
         lines.insert(
             0, "Nothing new to run: every run of this sweep is already in the results store."
         )
@@ -113,6 +134,8 @@ class SweepSummary(Callback):
         ResultsStore(results_dir).settle_orphans()
         OUTCOME.clear()
         OUTCOME.update(statuses_since(results_dir, self._start))
+        stored = {r.get("run_stem") for r in ResultsStore(results_dir).records()}
+        OUTCOME["missing"] = len(PLANNED - stored)  # neither run nor found: a start-up failure
         print(summarize_since(results_dir, self._start), flush=True)
         if config.get("report", False):
             from bench.report import write_report

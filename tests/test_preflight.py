@@ -103,3 +103,62 @@ def test_the_sweep_is_expanded_as_hydra_would() -> None:
     assert sweep_problems(["dataset=callcenter", "method=logreg,llm_icl", "n_train=[x]"]) == [
         "n_train: 'x' is not a row count (an integer >= 0, or 'all')"
     ]
+
+
+def test_the_summary_counts_only_this_sweeps_runs_and_says_when_none_could_be_stored(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "results"
+    first = bench_run(
+        "dataset=callcenter",
+        "method=majority",
+        "seeds=[0,1]",
+        "n_train=[16]",
+        f"results_dir={results}",
+        cwd=tmp_path,
+    )
+    assert first.returncode == 0
+    other = bench_run(
+        "dataset=callcenter",
+        "method=logreg",
+        "seeds=[0]",
+        "n_train=[16]",
+        f"results_dir={results}",
+        cwd=tmp_path,
+    )
+    assert "Executed 1 new run(s) (1 ok); 0 run(s) already in the store were reused." in (
+        other.stdout
+    )
+    again = bench_run(
+        "dataset=callcenter",
+        "method=majority",
+        "seeds=[0,1]",
+        "n_train=[16]",
+        f"results_dir={results}",
+        cwd=tmp_path,
+    )
+    assert "2 run(s) already in the store were reused" in again.stdout
+    assert "Nothing new to run" in again.stdout
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    broken = bench_run(
+        "dataset=callcenter",
+        "method=majority",
+        "seeds=[0]",
+        "n_train=[16]",
+        f"results_dir={blocker / 'results'}",
+        cwd=tmp_path,
+    )
+    assert broken.returncode == 1
+    assert "1 run(s) of this sweep were neither run nor found" in broken.stdout
+    assert "Nothing new to run" not in broken.stdout
+
+
+def test_help_starts_with_the_harness_usage(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "bench-run"), "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("bench-run: run a sweep")
+    assert "status: 0 every run ok" in done.stdout
+    assert "Configuration groups" in done.stdout  # Hydra's help follows
