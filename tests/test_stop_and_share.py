@@ -96,16 +96,9 @@ def test_killing_bench_run_stops_its_joblib_workers(
 ) -> None:
     env, logs = slow_env
     results = tmp_path / "results"
-    args = ["-m"] + slow_args(
-        logs,
-        results,
-        4.0,
-        "method.name=slow_a,slow_b",
-        "seeds=[0,1,2,3]",
-        "n_train=[16]",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-    )
+    sweep_args = ["method.name=slow_a,slow_b", "seeds=[0,1,2,3]", "n_train=[16]"]
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    args = ["-m", *slow_args(logs, results, 4.0, *sweep_args, *launcher)]
     sweep = subprocess.Popen(
         [str(BIN / "bench-run"), *args],
         cwd=tmp_path,

@@ -13,13 +13,21 @@ and a cached answer shows up as a cache hit with no tokens billed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import RunSkipped
+from bench.llm.cache import CachedBackend, RequestCache
+from bench.llm.protocol import (
+    GenerateResult,
+    LLMBackend,
+    Messages,
+    OnResult,
+    ScoreResult,
+    Usage,
+)
 
 __all__ = [
     "GenerateResult",
@@ -33,12 +41,6 @@ __all__ = [
     "Usage",
     "make_backend",
 ]
-
-Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}]
-# Called with (index of the request, its result) as each request completes, e.g. so the cache
-# stores every answer at once and a crash mid-batch loses none that were paid for.
-OnResult = Callable[[int, Any], None]
-
 
 class LLMConfigError(ValueError):
     """The llm config cannot work as written (missing key variable, unknown backend, ...)."""
@@ -57,64 +59,6 @@ class PromptTooLongError(RunSkipped):
             f"'{llm}' (llm.n_ctx / llm.context_length); use fewer shots or a longer-context model"
         )
         self.tokens, self.limit = tokens, limit
-
-
-@dataclass
-class Usage:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = (
-        0  # prompt tokens served from a prefix/KV cache (billed cheaper, if at all)
-    )
-    cache_hits: int = 0  # answers served from the request cache: counted, not billed
-    usd: float = 0.0
-    llm_seconds: float = 0.0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class ScoreResult:
-    probs: dict[str, float]  # label -> probability, summing to 1
-    method: str  # "logprobs" or "generation" (the endpoint gave no logprobs)
-    valid: bool = True  # False when generated text matched no label (probs are then uniform)
-    text: str | None = None  # the generated text, for the generation fallback
-    usage: Usage = field(default_factory=Usage)
-
-
-@dataclass
-class GenerateResult:
-    text: str
-    usage: Usage = field(default_factory=Usage)
-
-
-class LLMBackend(Protocol):
-    config: DictConfig
-
-    def score_many(
-        self,
-        prompts: Sequence[str],
-        labels: Sequence[str],
-        on_result: OnResult | None = None,
-    ) -> list[ScoreResult]: ...
-
-    def generate_many(
-        self,
-        requests: Sequence[str | Messages],
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        on_result: OnResult | None = None,
-    ) -> list[GenerateResult]: ...
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def close(self) -> None: ...
 
 
 BACKENDS = {
@@ -138,7 +82,6 @@ def make_backend(cfg: DictConfig | Mapping[str, Any], use_cache: bool | None = N
     backend_cls = Registry("llm backend", BACKENDS).get(cfg.backend, key="llm.backend")
     backend = backend_cls(cfg)
     if cfg.cache if use_cache is None else use_cache:
-        from bench.llm.cache import CachedBackend, RequestCache
         from bench.paths import resolve_project_path
 
         backend = CachedBackend(backend, RequestCache(resolve_project_path(cfg.cache_path)))

@@ -1,7 +1,8 @@
 """A persistent request cache (SQLite in WAL mode) and the backend wrapper that uses it.
 
-The key holds everything that determines an answer: backend kind, base_url, model, the full
-prompt or messages, the decoding parameters and the label set (never an API key). Several
+The key holds everything that determines an answer: backend kind, base_url, model, for an
+in-process model the identity of its weights file (bench/llm/weights.py), the full prompt or
+messages, the decoding parameters and the label set (never an API key). Several
 processes (the joblib launcher's workers) may read and write at once: WAL lets readers go on
 while one writer commits, and a busy timeout makes writers wait their turn instead of failing.
 A hit is returned with `Usage(cache_hits=1)`: counted, not billed.
@@ -19,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.llm.backend import (
+from bench.llm.protocol import (
     GenerateResult,
     LLMBackend,
     Messages,
@@ -27,6 +28,7 @@ from bench.llm.backend import (
     ScoreResult,
     Usage,
 )
+from bench.llm.weights import weights_identity
 
 __all__ = ["CACHE_VERSION", "CachedBackend", "RequestCache"]
 
@@ -105,10 +107,16 @@ class CachedBackend:
         self.backend = backend
         self.cache = cache
         self.config = backend.config
+        self._known_identity: dict[str, Any] | None = None
 
     def _identity(self) -> dict[str, Any]:
+        if self._known_identity is None:  # once per backend: the weights file is stat()ed here
+            self._known_identity = self._compute_identity()
+        return self._known_identity
+
+    def _compute_identity(self) -> dict[str, Any]:
         cfg = self.config
-        return {
+        identity = {
             "backend": cfg.backend,
             "base_url": cfg.base_url,
             "model": cfg.model,
@@ -116,6 +124,11 @@ class CachedBackend:
             # A smaller window turns an answer into "prompt too long": never serve it from cache.
             "context": [cfg.context_length, cfg.n_ctx],
         }
+        if cfg.backend == "llamacpp":  # the weights themselves, not the config's name for them
+            from bench.llm.llamacpp_backend import resolve_model_path
+
+            identity["weights"] = weights_identity(resolve_model_path(cfg.model_path, cfg.name))
+        return identity
 
     def score_many(
         self,

@@ -1,0 +1,79 @@
+"""The backend protocol and its result types, shared by the backends, the cache and callers.
+
+Kept apart from `bench.llm.backend` (which builds backends and wraps them in the cache) so that
+the cache and the backends import these without importing each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from omegaconf import DictConfig
+
+__all__ = ["GenerateResult", "LLMBackend", "Messages", "OnResult", "ScoreResult", "Usage"]
+
+Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}]
+# Called with (index of the request, its result) as each request completes, e.g. so the cache
+# stores every answer at once and a crash mid-batch loses none that were paid for.
+OnResult = Callable[[int, Any], None]
+
+
+
+@dataclass
+class Usage:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = (
+        0  # prompt tokens served from a prefix/KV cache (billed cheaper, if at all)
+    )
+    cache_hits: int = 0  # answers served from the request cache: counted, not billed
+    usd: float = 0.0
+    llm_seconds: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ScoreResult:
+    probs: dict[str, float]  # label -> probability, summing to 1
+    method: str  # "logprobs" or "generation" (the endpoint gave no logprobs)
+    valid: bool = True  # False when generated text matched no label (probs are then uniform)
+    text: str | None = None  # the generated text, for the generation fallback
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class GenerateResult:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+
+
+class LLMBackend(Protocol):
+    config: DictConfig
+
+    def score_many(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        on_result: OnResult | None = None,
+    ) -> list[ScoreResult]: ...
+
+    def generate_many(
+        self,
+        requests: Sequence[str | Messages],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[GenerateResult]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def close(self) -> None: ...

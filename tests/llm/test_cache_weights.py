@@ -1,0 +1,61 @@
+"""The request cache key identifies the weights: swapping the model file never serves the old
+model's answers. And the cache module imports without the backend module (no import cycle)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from bench.llm import make_backend
+from bench.llm.llamacpp_backend import resolve_model_path
+
+PROMPT = "The capital of France is"
+LABELS = [" Paris", " London"]
+PACKAGE = Path(__file__).resolve().parents[2] / "bench" / "llm"
+
+
+def test_two_model_files_behind_one_config_name_do_not_share_answers(
+    local_llm_cfg: DictConfig, tmp_path: Path
+) -> None:
+    original = resolve_model_path(local_llm_cfg.model_path, local_llm_cfg.name)
+    cache = tmp_path / "cache.sqlite"
+    copy = tmp_path / "model.gguf"
+    shutil.copyfile(original, copy)
+    cfg = OmegaConf.merge(local_llm_cfg, {"cache_path": str(cache), "model_path": str(copy)})
+    (first,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    assert first.usage.requests == 1
+    (again,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    assert again.usage.cache_hits == 1  # same file: served from the cache
+
+    # The file at the same path is replaced (a re-quantised model, say): a miss, asked again.
+    with open(copy, "r+b") as handle:
+        handle.seek(-16, os.SEEK_END)
+        handle.write(b"\0" * 16)  # the last bytes of the file change
+    (swapped,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    assert swapped.usage.cache_hits == 0 and swapped.usage.requests == 1
+
+    # Another path holding the original weights: its own entries, never the copy's.
+    moved = OmegaConf.merge(cfg, {"model_path": str(original)})
+    (other,) = make_backend(moved).score_many([PROMPT], LABELS)
+    assert other.usage.cache_hits == 0
+
+
+def test_the_cache_and_the_backend_modules_do_not_import_each_other() -> None:
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+        return {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+
+    assert "bench.llm.backend" not in imported("cache")
+    assert "bench.llm.cache" in imported("backend")  # the backend wraps itself in the cache
+    # and the cache module imports on its own, in a fresh interpreter
+    subprocess.run([sys.executable, "-c", "import bench.llm.cache"], check=True)
