@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import os
 import random
 import re
@@ -35,6 +36,8 @@ from bench.llm.backend import (
 )
 from bench.llm.cost import priced
 from bench.llm.ratelimit import RateLimiter
+
+log = logging.getLogger("bench")
 
 __all__ = ["OpenAIBackend", "api_key"]
 
@@ -192,7 +195,18 @@ class OpenAIBackend:
             if attempt < cfg.max_retries:
                 backoff = min(cfg.backoff_s * 2**attempt, cfg.backoff_max_s)
                 delay = wait if wait is not None else backoff * (0.5 + random.random() / 2)
-                await asyncio.sleep(min(delay, cfg.backoff_max_s))
+                delay = min(delay, cfg.backoff_max_s)
+                log.warning(
+                    "LLM endpoint %s (llm '%s'): %s: %s; retry %d/%d in %.1f s",
+                    cfg.base_url,
+                    cfg.name,
+                    type(last).__name__,
+                    _short(last),
+                    attempt + 1,
+                    cfg.max_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
         raise LLMUnavailableError(
             f"LLM endpoint {cfg.base_url} (llm '{cfg.name}', model '{cfg.model}') failed after "
             f"{cfg.max_retries + 1} attempts: {type(last).__name__}: {_short(last)}"
@@ -299,8 +313,12 @@ def _retry_after(response: Any) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
+        pass
+    try:  # Python >= 3.10 raises on a malformed date instead of returning None
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+    except (TypeError, ValueError, IndexError):
+        return None  # malformed: back off as if the header were absent
+    return max(parsed.timestamp() - time.time(), 0.0)
 
 
 def _as_prompt(messages: Messages) -> str:

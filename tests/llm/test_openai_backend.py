@@ -214,3 +214,23 @@ def test_a_prompt_longer_than_the_context_is_too_long(
     )
     with pytest.raises(PromptTooLongError, match=f"{llm_server.n_ctx} tokens"):
         make_backend(cfg, use_cache=False).score_many(["word " * (llm_server.n_ctx + 100)], LABELS)
+
+
+def test_a_malformed_retry_after_backs_off_instead_of_failing(
+    llm_server: LLMServer,
+    openai_llm: Compose,
+    fault_proxy: StartProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy = fault_proxy(llm_server, script=["429"], retry_after="soon, maybe")
+    cfg = openai_llm(
+        proxy.url, "llm.api=completions", "llm.max_retries=2", *QUICK, model=llm_server.model
+    )
+    with caplog.at_level("WARNING", logger="bench"):
+        (result,) = make_backend(cfg, use_cache=False).score_many([PROMPT], LABELS)
+    assert_distribution(result.probs, LABELS)
+    assert [a.fault for a in proxy.attempts] == ["429", "forward"]
+    # each retry is logged with the endpoint, so a stalled run is never silent
+    assert any(
+        proxy.url in r.getMessage() and "retry 1/2" in r.getMessage() for r in caplog.records
+    )
