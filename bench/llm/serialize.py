@@ -60,6 +60,14 @@ def format_value(value: Any, precision: int = 4, missing: str = "missing") -> st
     return _line(str(value))
 
 
+def _json_value(text: str, value: Any) -> Any:
+    if _is_missing(value):
+        return None
+    if _is_number(value) and np.isfinite(float(value)):
+        return json.loads(text)
+    return text
+
+
 def _is_missing(value: Any) -> bool:
     try:
         return bool(pd.isna(value))
@@ -121,7 +129,7 @@ class RowSerializer:
         names = self.names(list(row.keys()))
         values = [format_value(v, self.precision, self.missing) for v in row.values()]
         if self.format == "json":
-            return self._json(names, values, [_is_number(v) for v in row.values()])
+            return self._json(names, values, list(row.values()))
         return getattr(self, f"_{self.format}")(names, values)
 
     # -- one method per format ---------------------------------------------------------------
@@ -135,12 +143,10 @@ class RowSerializer:
             return " ".join(f"{v}." for v in values)
         return " ".join(f"The {_line(n)} is {v}." for n, v in zip(names, values, strict=True))
 
-    def _json(self, names: list[str], values: list[str], numeric: list[bool]) -> str:
-        """Numbers as JSON numbers, missing as null, text as strings (even "007")."""
-        typed = [
-            None if v == self.missing else (json.loads(v) if is_num else v)
-            for v, is_num in zip(values, numeric, strict=True)
-        ]
+    def _json(self, names: list[str], values: list[str], raw: list[Any]) -> str:
+        """Numbers as JSON numbers, missing cells as null, text as strings (even "007" or a text
+        equal to the missing marker); infinities, which JSON lacks, as the strings "inf"."""
+        typed = [_json_value(text, value) for text, value in zip(values, raw, strict=True)]
         if self.values_only:
             return json.dumps(typed, ensure_ascii=False)
         return json.dumps(dict(zip(names, typed, strict=True)), ensure_ascii=False)

@@ -282,3 +282,10 @@ def test_a_shared_header_is_written_once_before_the_rows() -> None:
 def test_a_shared_header_needs_a_table_format() -> None:
     with pytest.raises(ValueError, match="shared_header"):
         RowSerializer("list", shared_header=True)
+
+
+def test_json_keeps_a_text_equal_to_the_missing_marker_and_writes_infinities() -> None:
+    serializer = RowSerializer(format="json")
+    row = {"note": "missing", "gap": float("nan"), "ratio": float("inf"), "low": -np.inf, "n": 3}
+    parsed = json.loads(serializer.record(row))
+    assert parsed == {"note": "missing", "gap": None, "ratio": "inf", "low": "-inf", "n": 3}
