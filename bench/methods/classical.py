@@ -82,13 +82,17 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
         self.fit_info_: dict[str, Any] = {}
         folds = cv_folds(codes) if self.tune and self.search else 0
         if folds:
-            grid = {f"model__{key}": list(values) for key, values in self.search.items()}
+            fold_rows = len(codes) * (folds - 1) // folds
+            search_space, dropped = _splittable_grid(self.search, fold_rows)
+            grid = {f"model__{key}": list(values) for key, values in search_space.items()}
             cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
             search = GridSearchCV(pipeline, grid, cv=cv, scoring="neg_log_loss", error_score=np.nan)
             search.fit(X, codes)
             self.pipeline_ = search.best_estimator_
             best = {k.removeprefix("model__"): _plain(v) for k, v in search.best_params_.items()}
             self.fit_info_ = {"cv_folds": folds, "best_params": best}
+            if dropped:
+                self.fit_info_["dropped_from_grid"] = dropped
         else:
             if self.tune:
                 self.fit_info_ = {"cv_folds": 0, "note": "too few rows per class to tune; defaults"}
@@ -135,6 +139,28 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
 
             estimator = LGBMClassifier(**{"verbose": -1, **seeded})
         return Pipeline([("prep", _tree_preprocessor()), ("model", estimator)])
+
+
+# Minimum rows per leaf: a value above half a fold's training rows leaves a tree that cannot
+# split at all, i.e. a constant model, which a log-loss search on a tiny set may well prefer.
+MIN_LEAF_PARAMS = ("min_child_samples", "min_samples_leaf", "min_data_in_leaf")
+
+
+def _splittable_grid(
+    search: dict[str, list[Any]], fold_rows: int
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """The grid without leaf sizes that make every tree a stump on `fold_rows` rows (keeping at
+    least the smallest value), and what was dropped."""
+    kept, dropped = {}, {}
+    for key, values in search.items():
+        values = list(values)
+        if key in MIN_LEAF_PARAMS and all(isinstance(v, int) for v in values):
+            fits = [v for v in values if 2 * v <= fold_rows] or [min(values)]
+            if len(fits) < len(values):
+                dropped[key] = [v for v in values if v not in fits]
+            values = fits
+        kept[key] = values
+    return kept, dropped
 
 
 def _numeric() -> Any:

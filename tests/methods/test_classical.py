@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,3 +169,27 @@ def test_invalid_model_parameter_fails_at_fit(callcenter_task: Task) -> None:
     model = ClassicalClassifier(model="random_forest", params={"n_estimators": -5})
     with pytest.raises(ValueError, match="n_estimators"):
         model.fit(X_train, y_train)
+
+
+@pytest.mark.parametrize("base", ["lightgbm", "random_forest", "xgboost", "logreg"])
+def test_a_tuned_variant_can_split_wherever_its_default_can(
+    base: str, compose_run: Callable[..., Any]
+) -> None:
+    """At 16 rows a grid value such as LightGBM's min_child_samples=20 makes every tree a stump;
+    a log-loss search may prefer that constant model. It is dropped from the grid instead."""
+    from bench.results import ResultsStore
+    from bench.runner import run_job
+
+    spread = {}
+    for name in (base, f"{base}_tuned"):
+        cfg = compose_run("dataset=callcenter", f"method={name}", "seeds=[0,1,2]", "n_train=[16]")
+        run_job(cfg)
+        store = ResultsStore(cfg.results_dir)
+        spread[name] = [
+            float(store.predictions(r)["proba_yes"].std())
+            for r in sorted(store.records(), key=lambda r: r["seed"])
+            if r["method"] == name
+        ]
+    for default, tuned in zip(spread[base], spread[f"{base}_tuned"], strict=True):
+        if default > 1e-9:
+            assert tuned > 1e-9, f"{base}_tuned predicts a constant where {base} does not: {spread}"
