@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,13 +168,17 @@ class ResultsStore:
                 continue
             if _process_alive(int(record.get("pid", 0))):
                 continue
+            started = record.get("started_at") or record.get("finished_at")
             record.update(
                 status="failed",
                 error=(
                     f"the job died while this run was executing (killed, out of memory, or its "
-                    f"launcher worker crashed): started {record.get('finished_at')} on host "
+                    f"launcher worker crashed): started {started} on host "
                     f"{host}, pid {record.get('pid')}; rerun the sweep to retry it"
                 ),
+                started_at=started,
+                # when the death was noticed: a marker's own time is when the run started
+                finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
             self.save(record)
             settled += 1

@@ -281,7 +281,7 @@ def _execute_claimed(
         return record
     # A marker that says the run started: if the process dies here (killed, out of memory),
     # the sweep's summary can tell the run died instead of losing it.
-    marker = _record(spec, existing, RUNNING, **_whereabouts())
+    marker = _record(spec, existing, RUNNING, **_whereabouts(), started_at=_now())
     if not (existing and existing.get("status") in DONE_STATUSES):
         _save(store, marker, None)
 

@@ -125,6 +125,9 @@ def test_a_marker_of_a_dead_process_on_this_host_becomes_failed(tmp_path: Path) 
     assert (record["host"], record["pid"]) == (HOST, pid)
     for known in (HOST, str(pid), "2026-01-02T03:04:05"):
         assert known in record["error"]
+    # finished_at says when the death was noticed; the start time is kept as started_at
+    assert record["started_at"] == "2026-01-02T03:04:05+00:00"
+    assert record["finished_at"] > record["started_at"]
     assert store.settle_orphans() == 0  # settled once
 
 

@@ -179,7 +179,7 @@ def test_a_codegen_run_that_gets_no_working_program_is_recorded_as_failed(
     assert record["metrics"] == {}
     assert "artifacts" not in record
     # What was tried and spent is kept.
-    (attempt,) = record["details"]["attempts"]
+    (attempt,) = record["details"]["programs"]
     assert attempt["ok"] is False and attempt["error"]
     assert isinstance(attempt["code"], str)
     assert 0 < attempt["usage"]["completion_tokens"] <= 8
@@ -201,7 +201,7 @@ def test_a_failed_codegen_run_is_retried_from_the_request_cache(failing_sweep: S
     assert dict(run_job(failing_sweep.codegen).executed) == {"failed": 1}
     record = records(failing_sweep.codegen)["llm_codegen"]
     assert record["usage"]["cache_hits"] == 1 and record["usage"]["requests"] == 0
-    assert record["details"]["attempts"][0]["usage"]["cache_hits"] == 1
+    assert record["details"]["programs"][0]["usage"]["cache_hits"] == 1
 
 
 # -- llm_codegen with replayed programs ------------------------------------------------------
@@ -243,7 +243,7 @@ def test_a_bad_program_is_a_readable_failure_and_the_sweep_goes_on(
     record = records(cfg)["llm_codegen"]
     assert record["error"].startswith("CodegenFailed: none of 1 generated program(s) worked")
     assert message in record["error"]
-    (attempt,) = record["details"]["attempts"]
+    (attempt,) = record["details"]["programs"]
     assert attempt["code"] == program
     assert message in attempt["error"]
     assert record["usage"]["cache_hits"] == 1, "the replayed program was not served"
@@ -303,7 +303,7 @@ def test_a_working_program_is_saved_and_never_sees_the_test_labels(
     assert details["chosen_attempt"] == 0
     assert details["cv_score"] == pytest.approx(0.5)  # priors only
     assert details["predict_sandbox_s"] > 0
-    assert "checked" in details["attempts"][0]["stdout_tail"]
+    assert "checked" in details["programs"][0]["stdout_tail"]
     stem = specs_for(cfg)[0].stem
     assert record["artifacts"] == [f"artifacts/{stem}/model.py"]
     assert (Path(cfg.results_dir) / record["artifacts"][0]).read_text() == program
@@ -343,7 +343,7 @@ def test_a_program_that_fails_when_predicting_is_a_failed_run_with_its_program_k
         "RuntimeError: the chosen program failed when predicting: "
     ), record["error"]
     assert "unseen category 'premium' in column plan" in record["error"]
-    assert record["details"]["attempts"][0]["ok"] is True  # it did pass cross-validation
+    assert record["details"]["programs"][0]["ok"] is True  # it did pass cross-validation
     assert record["details"]["chosen_attempt"] == 0
     assert record["usage"]["cache_hits"] == 1
     assert (Path(cfg.results_dir) / record["artifacts"][0]).read_text() == FAILS_WHEN_PREDICTING

@@ -6,7 +6,9 @@ back for up to `repair_rounds` repairs, and keeps the candidate with the best cr
 score. `predict_proba` runs the kept program once more in the sandbox: fitted on all training
 rows, it predicts the test *features*; the test labels never reach the sandbox.
 
-Every attempt (code, error, CV score, tokens, cost) is in ``fit_info_["attempts"]`` and the kept
+Every generated program (code, error, CV score, tokens, cost) is in ``fit_info_["programs"]``
+(the record's ``details.programs``; the record's own integer ``attempts`` counts retries of the
+run) and the kept
 program in ``artifacts_["model.py"]``, which the runner saves next to the run's result. When no
 attempt works, `fit` raises `CodegenFailed`: the run is recorded as failed with the reason and
 its attempts, never silently replaced by a fallback model.
@@ -97,13 +99,13 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
             backend.close()
         self.usage_ = self._usage.as_dict()
         working = [a for a in attempts if a["ok"]]
-        self.fit_info_ = {"attempts": attempts, "metric": self.metric_}
+        self.fit_info_ = {"programs": attempts, "metric": self.metric_}
         if not working:
             last = attempts[-1]["error"] if attempts else "no attempt was made"
             raise CodegenFailed(
                 f"none of {len(attempts)} generated program(s) worked "
                 f"({self.n_candidates} candidate(s), {self.repair_rounds} repair round(s)); "
-                f"last error: {_first_line(last)}",
+                f"last error: {_error_line(last)}",
                 self.fit_info_,
                 self.usage_,
             )
@@ -209,8 +211,10 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         return SandboxLimits(**(self.sandbox or {}))
 
 
-def _first_line(text: str) -> str:
-    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+def _error_line(text: str) -> str:
+    """The line of an error text that says what went wrong: a traceback's last line (the
+    exception), which is also the only line of a one-line error."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1] if lines else str(text)
 
 

@@ -173,7 +173,7 @@ def test_whatever_the_real_model_writes_is_recorded(llm: dict[str, Any]) -> None
     X, y = separable()
     model = estimator(llm, repair_rounds=1)
     info, usage = outcome(model, X, y)
-    attempts = info["attempts"]
+    attempts = info["programs"]
     assert info["metric"] == "roc_auc"
     assert 1 <= len(attempts) <= 2
     assert [a["round"] for a in attempts] == list(range(len(attempts)))
@@ -206,7 +206,7 @@ def test_a_failed_fit_raises_codegen_failed_carrying_every_attempt(llm: dict[str
     assert message.startswith(
         "none of 1 generated program(s) worked (1 candidate(s), 0 repair round(s)); last error: "
     )
-    (attempt,) = failed.value.details["attempts"]
+    (attempt,) = failed.value.details["programs"]
     assert_attempt(attempt)
     assert not attempt["ok"]
     assert message.endswith(attempt["error"].strip().splitlines()[-1])
@@ -235,7 +235,7 @@ TEST_ROWS = pd.DataFrame({"a": [-0.5, 0.5, 0.8], "b": [0.0] * 3, "plan": ["pro"]
 
 def test_the_best_cross_validated_candidate_is_kept(best_of_three: LLMCodegenClassifier) -> None:
     model = best_of_three
-    attempts = model.fit_info_["attempts"]
+    attempts = model.fit_info_["programs"]
     assert [(a["candidate"], a["ok"]) for a in attempts] == [(0, True), (1, True), (2, False)]
     assert "SyntaxError" in attempts[2]["error"]  # the prose was taken for code
     assert attempts[0]["cv_score"] == pytest.approx(0.5)  # priors only
@@ -282,7 +282,7 @@ def test_a_failing_program_is_sent_back_with_its_error_and_the_repair_kept(
     replay(llm, {first: NO_BUILD_MODEL, repair: RULE})
     model.fit(X, y)
 
-    attempts = model.fit_info_["attempts"]
+    attempts = model.fit_info_["programs"]
     assert [(a["round"], a["ok"]) for a in attempts] == [(0, False), (1, True)]
     assert attempts[0]["error"] == error
     assert model.usage_["cache_hits"] == 2, "replayed replies were not served: request changed?"
@@ -296,7 +296,7 @@ def test_when_nothing_works_every_attempt_is_in_the_failure(llm: dict[str, Any])
     with pytest.raises(CodegenFailed, match=r"none of 2 generated program\(s\) worked") as failed:
         model.fit(X, y)
     assert "last error: SyntaxError" in str(failed.value)
-    attempts = failed.value.details["attempts"]
+    attempts = failed.value.details["programs"]
     assert [a["code"] for a in attempts] == [NO_BUILD_MODEL, PROSE]
     assert "does not define a function build_model()" in attempts[0]["error"]
     assert failed.value.usage["cache_hits"] == 2
@@ -332,3 +332,11 @@ def test_clone_and_the_registry_build_it_from_the_task_metadata(
     copy = clone(model)
     assert copy.get_params() == model.get_params()
     assert not hasattr(copy, "classes_")
+
+
+def test_the_error_line_of_a_traceback_is_its_exception() -> None:
+    from bench.methods.llm_codegen import _error_line
+
+    traceback = 'Traceback (most recent call last):\n  File "model.py", line 3\nKeyError: "df"\n\n'
+    assert _error_line(traceback) == 'KeyError: "df"'
+    assert _error_line("timed out after 60 s") == "timed out after 60 s"
