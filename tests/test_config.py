@@ -119,3 +119,12 @@ def test_check_choice_accepts_every_existing_option() -> None:
     for group in GROUPS:
         for name in config_names(group):
             check_choice(group, name)
+
+
+def test_an_ad_hoc_run_is_not_inside_the_quick_experiment() -> None:
+    cfg = compose_config(["dataset=callcenter", "method=lightgbm"])
+    assert cfg.experiment_name == "adhoc"
+    assert cfg.results_dir == "results/adhoc"
+    assert cfg.split.max_test_rows == 1000  # the protocol's test size, not quick's 100
+    quick = compose_config(["experiment=quick"])
+    assert (quick.experiment_name, quick.split.max_test_rows) == ("quick", 100)

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from bench.config import check_choice, compose_config, config_names
 from bench.data.dataset import load_task
+from bench.paths import CONF_DIR
 
 __all__ = ["describe_dataset", "list_datasets"]
 
 
-def list_datasets() -> str:
-    """One line per dataset config: name, source, target, description."""
-    rows = []
-    for name in config_names("dataset"):
-        card = compose_config([f"dataset={name}"]).dataset
+def list_datasets(conf_dir: Path = CONF_DIR) -> str:
+    """One line per dataset config: name, source, target, description. A card that does not
+    compose (a misspelt key, say) is listed as broken, with its file and Hydra's reason, and
+    the other cards are still listed."""
+    rows, broken = [], []
+    for name in config_names("dataset", conf_dir):
+        try:
+            card = compose_config([f"dataset={name}"], conf_dir=conf_dir).dataset
+        except Exception as error:  # one bad card must not hide the good ones
+            reason = " ".join(str(error).split())
+            broken.append(f"  {conf_dir / 'dataset' / f'{name}.yaml'}: {reason}")
+            rows.append((name, "BROKEN", "-", "this card does not load; see below"))
+            continue
         description = " ".join(card.description.split())
         short = description if len(description) <= 90 else description[:87] + "..."
         rows.append((name, card.source, card.target, short))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'name':<{width}}  {'source':<10}  {'target':<10}  description"]
     lines += [f"{n:<{width}}  {s:<10}  {t:<10}  {d}" for n, s, t, d in rows]
+    if broken:
+        lines += ["", f"{len(broken)} broken dataset card(s):", *broken]
     return "\n".join(lines)
 
 
