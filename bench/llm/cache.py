@@ -10,8 +10,10 @@ A hit is returned with `Usage(cache_hits=1)`: counted, not billed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -32,6 +34,8 @@ from bench.llm.weights import weights_identity
 
 __all__ = ["CACHE_VERSION", "CachedBackend", "RequestCache"]
 
+log = logging.getLogger("bench")
+
 CACHE_VERSION = 1  # bump when the meaning of a stored answer changes
 
 
@@ -45,20 +49,47 @@ class RequestCache:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():  # never share a connection across fork
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=60000")
-            # Switching a new file to WAL needs a moment of exclusive access; SQLite answers
-            # "locked" at once (no busy wait) while another process is creating the same file.
-            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-            _retry_locked(
-                lambda: conn.execute(
-                    "CREATE TABLE IF NOT EXISTS responses "
-                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
-                )
-            )
-            self._conn, self._pid = conn, os.getpid()
+            try:
+                self._conn = self._open()
+            except sqlite3.DatabaseError as error:
+                if "not a database" not in str(error) and "malformed" not in str(error):
+                    raise
+                self._move_aside(error)
+                self._conn = self._open()
+            self._pid = os.getpid()
         return self._conn
+
+    def _move_aside(self, error: Exception) -> None:
+        """A corrupt cache file is kept for inspection under a new name; a fresh one starts.
+        Losing the cache costs only repeated LLM calls, never a result."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        log.warning(
+            "The LLM request cache %s is not a readable SQLite database (%s): moved it to %s "
+            "and started a fresh cache (llm.cache_path); earlier answers will be asked again.",
+            self.path,
+            error,
+            aside,
+        )
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):  # another process moved it first
+                os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=60000")
+        # Switching a new file to WAL needs a moment of exclusive access; SQLite answers
+        # "locked" at once (no busy wait) while another process is creating the same file.
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        _retry_locked(
+            lambda: conn.execute(
+                "CREATE TABLE IF NOT EXISTS responses "
+                "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+            )
+        )
+        conn.execute("SELECT COUNT(*) FROM responses LIMIT 1").fetchone()
+        return conn
 
     @staticmethod
     def key(**parts: Any) -> str:

@@ -59,3 +59,21 @@ def test_the_cache_and_the_backend_modules_do_not_import_each_other() -> None:
     assert "bench.llm.cache" in imported("backend")  # the backend wraps itself in the cache
     # and the cache module imports on its own, in a fresh interpreter
     subprocess.run([sys.executable, "-c", "import bench.llm.cache"], check=True)
+
+
+def test_a_corrupt_cache_is_moved_aside_and_a_fresh_one_used(
+    local_llm_cfg: DictConfig, tmp_path: Path, caplog
+) -> None:
+    cache = tmp_path / "llm_cache.sqlite"
+    cache.write_bytes(b"this is not an SQLite file" * 100)
+    cfg = OmegaConf.merge(local_llm_cfg, {"cache_path": str(cache)})
+    with caplog.at_level("WARNING", logger="bench"):
+        (result,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    assert result.usage.requests == 1
+    (aside,) = tmp_path.glob("llm_cache.sqlite.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not an SQLite file")
+    assert any(
+        str(cache) in r.getMessage() and str(aside) in r.getMessage() for r in caplog.records
+    )
+    (again,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    assert again.usage.cache_hits == 1  # the fresh cache works
