@@ -111,6 +111,11 @@ def _task_from_frame(cfg: DictConfig, frame: pd.DataFrame, meta: dict, where: st
         specs.append(FeatureSpec(str(column), kind, description or str(column)))
 
     class_labels = tuple(sorted(y.unique()))
+    if not class_labels:  # checked first: "classes are ." would say nothing
+        raise DatasetError(
+            f"Dataset '{cfg.name}': no rows with a value of target '{cfg.target}' "
+            f"(dataset.target) in {where}"
+        )
     positive = cfg.positive_label
     if positive is not None and positive not in class_labels:
         raise DatasetError(

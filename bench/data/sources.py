@@ -62,7 +62,19 @@ def load_file(path: str, **read_options: Any) -> Loaded:
     if resolved.suffix.lower() in {".parquet", ".pq"}:
         frame = pd.read_parquet(resolved, **read_options)
     else:
-        frame = pd.read_csv(resolved, **read_options)
+        try:
+            frame = pd.read_csv(resolved, **read_options)
+        except UnicodeDecodeError as error:
+            used = read_options.get("encoding", "utf-8")
+            raise DatasetError(
+                f"Data file {resolved} is not valid {used} text ({error.reason} at byte "
+                f"{error.start}); set its encoding in the dataset card, e.g. "
+                "`params: {encoding: latin-1}` (dataset.params.encoding; any of pandas' encodings)"
+            ) from error
+        except pd.errors.EmptyDataError as error:
+            raise DatasetError(f"Data file {resolved} is empty: no header, no rows") from error
+    if frame.empty:
+        raise DatasetError(f"Data file {resolved} has a header but no rows")
     return frame, {"origin": f"file {resolved}"}
 
 

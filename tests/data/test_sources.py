@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -116,3 +117,38 @@ def test_sklearn_source_turns_integer_targets_into_class_names() -> None:
 def test_unknown_sklearn_dataset_names_the_loader() -> None:
     with pytest.raises(DatasetError, match=r"load_no_such_set.*dataset\.params\.name"):
         load_sklearn("no_such_set")
+
+
+def _csv_card(tmp_path: Path, name: str, content: bytes, **params: object) -> Any:
+    """A dataset card for a CSV file, checked against the card schema like any YAML card."""
+    from omegaconf import OmegaConf
+
+    from bench.config import DatasetConfig
+
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(content)
+    card = {"name": name, "source": "csv", "target": "outcome", "params": {"path": str(path)}}
+    card["params"].update(params)
+    return OmegaConf.merge(OmegaConf.structured(DatasetConfig), card)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "is empty: no header, no rows"),
+        (b"city,outcome\n", "has a header but no rows"),
+        (b"city,outcome\nLima,\nOslo,\n", "no rows with a value of target 'outcome'"),
+    ],
+    ids=["empty", "header-only", "empty-target"],
+)
+def test_a_table_without_rows_says_so(tmp_path: Path, content: bytes, says: str) -> None:
+    with pytest.raises(DatasetError, match=says):
+        load_task(_csv_card(tmp_path, "t", content))
+
+
+def test_a_non_utf8_csv_names_the_file_and_the_encoding_option(tmp_path: Path) -> None:
+    content = "city,outcome\nBogotá,yes\nMálaga,no\nLima,yes\n".encode("latin-1")
+    with pytest.raises(DatasetError, match=r"t\.csv is not valid utf-8.*dataset\.params\.encoding"):
+        load_task(_csv_card(tmp_path, "t", content))
+    task = load_task(_csv_card(tmp_path, "t", content, encoding="latin-1"))
+    assert "Bogotá" in set(task.X["city"])
