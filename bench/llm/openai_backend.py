@@ -151,7 +151,7 @@ class OpenAIBackend:
             response = await self._with_retries(
                 lambda: client.completions.create(prompt=prompt, **common, **extra)
             )
-            choice = response.choices[0]
+            choice = self._first_choice(response)
             text = choice.text or ""
             top = None
             if logprobs and choice.logprobs and choice.logprobs.top_logprobs:
@@ -164,13 +164,27 @@ class OpenAIBackend:
             response = await self._with_retries(
                 lambda: client.chat.completions.create(messages=messages, **common, **extra)
             )
-            choice = response.choices[0]
+            choice = self._first_choice(response)
             text = choice.message.content or ""
             top = None
             if logprobs and choice.logprobs and choice.logprobs.content:
                 top = {t.token: t.logprob for t in choice.logprobs.content[0].top_logprobs}
         usage = _usage(response, time.perf_counter() - start)
         return text, priced(usage, cfg.prices), top
+
+    def _first_choice(self, response: Any) -> Any:
+        """The first choice of a completion; an answer that is not one (an HTML page from a
+        proxy or a wrong base_url, which the SDK hands back as text) names the endpoint."""
+        choices = getattr(response, "choices", None)
+        if not choices:
+            cfg = self.config
+            seen = " ".join(str(response).split())[:120]
+            raise LLMUnavailableError(
+                f"LLM endpoint {cfg.base_url} (llm '{cfg.name}') answered, but not with an "
+                f"OpenAI-style completion (got: {seen!r}); check llm.base_url (it ends in /v1 "
+                "for most servers) and llm.api"
+            )
+        return choices[0]
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         import openai

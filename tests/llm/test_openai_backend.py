@@ -4,6 +4,7 @@ through a fault-injecting proxy in front of it: retries, Retry-After, timeouts, 
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -234,3 +235,34 @@ def test_a_malformed_retry_after_backs_off_instead_of_failing(
     assert any(
         proxy.url in r.getMessage() and "retry 1/2" in r.getMessage() for r in caplog.records
     )
+
+
+def test_an_endpoint_answering_200_with_html_names_the_url(openai_llm: Compose) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from bench.llm.backend import LLMUnavailableError
+
+    class Portal(BaseHTTPRequestHandler):  # e.g. a login page in front of the API
+        def do_POST(self) -> None:
+            body = b"<html><body>Please sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        cfg = openai_llm(url, "llm.max_retries=0", *QUICK, model="any")
+        with pytest.raises(LLMUnavailableError, match=r"answered, but not with an OpenAI-style"):
+            make_backend(cfg, use_cache=False).generate_many(["Hello"], max_tokens=4)
+        with pytest.raises(LLMUnavailableError, match=re.escape(url)):
+            make_backend(cfg, use_cache=False).generate_many(["Hello"], max_tokens=4)
+    finally:
+        server.shutdown()
