@@ -120,6 +120,9 @@ class LLMConfig:
     max_retries: int = 5
     backoff_s: float = 1.0  # first retry delay; doubles each attempt unless Retry-After says
     backoff_max_s: float = 60.0
+    # after this many runs in a row fail to reach the endpoint, a job fails its remaining LLM
+    # runs at once (instead of minutes of retries each); 0 = never give up
+    max_consecutive_failures: int = 3
     top_logprobs: int = 20
 
 

@@ -30,7 +30,7 @@ from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
 from bench.errors import MethodFailed, RunSkipped, RunUnavailable
 from bench.lifeline import set_interrupt_record, watch_parent
-from bench.llm.backend import Usage
+from bench.llm.backend import LLMUnavailableError, Usage
 from bench.methods.base import (
     MethodContext,
     MethodReport,
@@ -62,6 +62,7 @@ LLM_OPERATIONAL_KEYS = (
     "max_retries",
     "backoff_s",
     "backoff_max_s",
+    "max_consecutive_failures",
     "n_threads",
 )
 
@@ -234,7 +235,14 @@ def run_job(cfg: DictConfig) -> JobSummary:
 
     claims = RunClaims(store.root)
     splits: dict[int, Split | Exception] = {}
+    endpoint = EndpointBreaker(specs[0][0].llm_config if specs else None)
     for spec, existing in pending:
+        if endpoint.open:  # the endpoint failed run after run: do not spend minutes on each
+            record = _record(spec, existing, "failed", error=endpoint.reason)
+            _save(store, record, None)
+            summary.executed["failed"] += 1
+            _log_run(label, record, progress.tick(spec.stem, new=True))
+            continue
         if not claims.claim(spec.stem):  # another process is executing this very run
             summary.elsewhere += 1
             log.info(
@@ -255,8 +263,10 @@ def run_job(cfg: DictConfig) -> JobSummary:
             record = _execute_claimed(store, spec, existing, task, splits, label)
         finally:
             claims.release(spec.stem)
+        endpoint.note(record)
         summary.executed[record["status"]] += 1
-        _log_run(label, record, progress.tick(spec.stem, new=True))
+        seconds = record.get("timing", {}).get("wall_s")
+        _log_run(label, record, progress.tick(spec.stem, new=True, seconds=seconds))
     log.info(summary.line(label))
     return summary
 
@@ -301,6 +311,36 @@ def _execute_claimed(
         set_interrupt_record(None)
     _save(store, record, predictions)
     return record
+
+
+class EndpointBreaker:
+    """Counts runs in a row whose LLM endpoint could not be reached (`LLMUnavailableError`
+    after every retry); at `llm.max_consecutive_failures` the job's remaining runs fail at
+    once with the reason, rather than each retrying for minutes against a dead endpoint."""
+
+    def __init__(self, llm: dict[str, Any] | None) -> None:
+        self.limit = int((llm or {}).get("max_consecutive_failures") or 0)
+        self.where = (llm or {}).get("base_url") or (llm or {}).get("name")
+        self.in_a_row, self.last_error = 0, ""
+
+    @property
+    def open(self) -> bool:
+        return self.limit > 0 and self.in_a_row >= self.limit
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"not attempted: {self.in_a_row} runs in a row could not reach the LLM endpoint "
+            f"{self.where} (llm.max_consecutive_failures={self.limit}); last error: "
+            f"{self.last_error}. Rerun the sweep once the endpoint answers."
+        )
+
+    def note(self, record: dict[str, Any]) -> None:
+        error = str(record.get("error") or "")
+        if record["status"] == "failed" and error.startswith(LLMUnavailableError.__name__):
+            self.in_a_row, self.last_error = self.in_a_row + 1, error.splitlines()[0][:300]
+        elif record["status"] in DONE_STATUSES:
+            self.in_a_row = 0
 
 
 def _whereabouts() -> dict[str, Any]:

@@ -203,3 +203,34 @@ def test_run_ids_follow_the_llm_but_not_how_it_is_called(compose_run: Compose) -
         == specs_for(compose_run(*majority, "llm=local_smollm2_135m"))[0].stem
     )
     assert specs_for(compose_run(*majority))[0].llm is None
+
+
+def test_a_dead_endpoint_fails_the_remaining_runs_at_once(compose_run, tmp_path: Path) -> None:
+    import time
+
+    from bench.llm.server import free_port
+    from bench.results import ResultsStore
+    from bench.runner import run_job
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    cfg = compose_run(
+        "dataset=callcenter",
+        "method=llm_icl",
+        "llm=openai_compatible",
+        f"llm.base_url={dead}",
+        "llm.max_retries=1",
+        "llm.backoff_s=0.05",
+        "llm.max_consecutive_failures=2",
+        "split.max_test_rows=4",
+        "seeds=[0,1,2]",
+        "n_train=[4]",
+    )
+    start = time.monotonic()
+    summary = run_job(cfg)
+    assert time.monotonic() - start < 60
+    assert dict(summary.executed) == {"failed": 3}
+    records = sorted(ResultsStore(cfg.results_dir).records(), key=lambda r: r["seed"])
+    assert [r["error"].split(":")[0] for r in records[:2]] == ["LLMUnavailableError"] * 2
+    assert records[2]["error"].startswith("not attempted: 2 runs in a row could not reach")
+    assert dead in records[2]["error"] and "llm.max_consecutive_failures=2" in records[2]["error"]
+    assert records[2]["usage"]["requests"] == 0
