@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from bench.paths import CONF_DIR
+from bench.paths import CONF_DIR, resolve_project_path
 from bench.registry import UnknownNameError, unknown_name_message
 
 __all__ = [
@@ -136,7 +136,7 @@ class BenchConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     n_train: list[Any] = field(default_factory=lambda: [16, 64, 256, 1024])
-    results_dir: str = "results/${experiment_name}"
+    results_dir: str = "results/${experiment_name}"  # relative to the project root
     n_jobs: int = 1  # threads per model fit and in-process LLM; parallel jobs from the launcher
     report: bool = True  # write PATH/report/ when bench-run finishes
 
@@ -145,6 +145,10 @@ def register_configs() -> None:
     """Register the schema with Hydra. conf/config.yaml lists it first in its defaults, so every
     group file merged into `dataset`, `method`, ... is checked against the typed fields."""
     ConfigStore.instance().store(name="bench_schema", node=BenchConfig)
+    # `${project_path:results/x}`: Hydra's own folders (logs) follow the same rule as every
+    # path of the harness: relative to the project root, not the current directory.
+    if not OmegaConf.has_resolver("project_path"):
+        OmegaConf.register_new_resolver("project_path", lambda p: str(resolve_project_path(p)))
 
 
 def config_names(group: str, conf_dir: Path = CONF_DIR) -> list[str]:

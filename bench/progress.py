@@ -20,9 +20,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bench.paths import resolve_project_path
 from bench.results import write_atomic
 
-__all__ = ["SweepProgress", "planned_jobs", "write_plan"]
+__all__ = ["SweepProgress", "estimate_remaining", "planned_jobs", "write_plan"]
 
 
 def planned_jobs(config: DictConfig) -> int:
@@ -49,10 +50,14 @@ def write_plan(config: DictConfig, multirun: bool) -> Path | None:
     try:
         runs_per_job = len(config.seeds) * len(config.n_train)
         total = (planned_jobs(config) if multirun else 1) * runs_per_job
-        sweep_dir = Path(config.results_dir).resolve() / ".sweep"
+        sweep_dir = resolve_project_path(config.results_dir) / ".sweep"
     except Exception:  # an unusual sweeper: progress falls back to per-job counts
         return None
+    from bench.sweep import PLANNED  # the runs bench-run planned: the ETA weighs each by method
+
     plan = {"id": uuid.uuid4().hex[:12], "total": total, "started": time.time()}
+    if PLANNED:
+        plan.update(total=len(PLANNED), stems=sorted(PLANNED))
     path = sweep_dir / "plan.json"
     write_atomic(path, json.dumps(plan).encode())
     return path
@@ -67,12 +72,14 @@ class SweepProgress:
         self.plan = _read_plan(results_dir / ".sweep" / "plan.json")
         self.done_file = results_dir / ".sweep" / f"{self.plan['id']}.done" if self.plan else None
 
-    def tick(self, stem: str, new: bool) -> str:
-        """Note one finished run (`new`: executed now, else found already done); the line to log."""
+    def tick(self, stem: str, new: bool, seconds: float | None = None) -> str:
+        """Note one finished run (`new`: executed now, taking `seconds`; else found already
+        done); the line to log."""
         self.job_done += 1
         if self.done_file is None:
             return f"[{self.job_done}/{self.job_total} runs of this job]"
-        line = f"{'new' if new else 'old'} {stem}\n".encode()
+        took = f" {seconds:.3f}" if new and seconds is not None else ""
+        line = f"{'new' if new else 'old'} {stem}{took}\n".encode()
         try:
             fd = os.open(self.done_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
@@ -83,15 +90,46 @@ class SweepProgress:
         except OSError:  # progress is a courtesy: never fail a run over it
             return f"[{self.job_done}/{self.job_total} runs of this job]"
         done = len(entries)
-        executed = sum(1 for e in entries if e.startswith(b"new"))
         total = max(int(self.plan["total"]), done)
-        return f"[sweep {done}/{total} runs, {done / total:.0%}{self._eta(executed, total - done)}]"
+        eta = estimate_remaining(self.plan, entries, time.time())
+        return f"[sweep {done}/{total} runs, {done / total:.0%}{_eta_text(eta)}]"
 
-    def _eta(self, executed: int, remaining: int) -> str:
-        elapsed = time.time() - float(self.plan["started"])
-        if executed == 0 or remaining <= 0 or elapsed <= 0:
-            return ""
-        return f", ETA {_duration(elapsed / executed * remaining)}"
+
+def _eta_text(seconds: float | None) -> str:
+    return "" if seconds is None else f", ETA {_duration(seconds)}"
+
+
+def _method_of(stem: str) -> str:
+    parts = stem.split("__")  # <dataset>__<method>__n<n>__s<seed>__<id>
+    return parts[1] if len(parts) > 2 else stem
+
+
+def estimate_remaining(plan: dict[str, Any], entries: list[bytes], now: float) -> float | None:
+    """Seconds until the sweep ends. Runs differ by orders of magnitude (a classical fit in a
+    second, an LLM run in minutes), so each remaining run is estimated from the finished runs of
+    the same method (all finished runs when its method has none yet), and the total is divided
+    by the parallelism observed so far (run-seconds done per wall-clock second)."""
+    elapsed = now - float(plan["started"])
+    fields = [e.decode(errors="replace").split() for e in entries]
+    new = [f for f in fields if len(f) >= 2 and f[0] == "new"]
+    timed = [(f[1], float(f[2])) for f in new if len(f) == 3]
+    remaining_count = max(int(plan["total"]) - len(fields), 0)
+    if not new or remaining_count == 0 or elapsed <= 0:
+        return None
+    if "stems" not in plan or not timed:  # no per-run detail: the average pace so far
+        return elapsed / len(new) * remaining_count
+    by_method: dict[str, list[float]] = {}
+    for stem, seconds in timed:
+        by_method.setdefault(_method_of(stem), []).append(seconds)
+    overall = sum(s for _, s in timed) / len(timed)
+    done = {f[1] for f in fields if len(f) >= 2}
+    remaining = [stem for stem in plan["stems"] if stem not in done]
+    work = sum(
+        sum(by_method[m]) / len(by_method[m]) if (m := _method_of(stem)) in by_method else overall
+        for stem in remaining
+    )
+    parallelism = max(1.0, sum(s for _, s in timed) / elapsed)
+    return work / parallelism
 
 
 def _read_plan(path: Path) -> dict[str, Any] | None:

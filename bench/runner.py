@@ -17,7 +17,6 @@ import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from bench.methods.base import (
     unlabelled_details,
 )
 from bench.metrics import compute_metrics
+from bench.paths import resolve_project_path
 from bench.progress import SweepProgress
 from bench.results import DONE_STATUSES, RUNNING, ResultsStore
 
@@ -200,7 +200,7 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
 def run_job(cfg: DictConfig) -> JobSummary:
     """Execute (or skip) every run of one dataset x method job; never raises for a run's error."""
     watch_parent()  # a job in a launcher's worker process dies with the bench-run that started it
-    store = ResultsStore(Path(cfg.results_dir).resolve())
+    store = ResultsStore(resolve_project_path(cfg.results_dir))
     label = f"{cfg.dataset.name} | {cfg.method.name}"
     summary = JobSummary()
     specs = [(spec, store.load(spec.stem)) for spec in specs_for(cfg)]

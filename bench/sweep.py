@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from bench.claims import RunClaims
+from bench.paths import resolve_project_path
 from bench.progress import write_plan
 from bench.results import ResultsStore
 
@@ -113,7 +114,7 @@ class SweepSummary(Callback):
     def _mark(self, config: DictConfig, multirun: bool) -> None:
         # Records store whole seconds; drop ours so a run finishing this second still counts.
         self._start = datetime.now(UTC).replace(microsecond=0)
-        _ACTIVE.update(results_dir=Path(config.results_dir).resolve(), start=self._start)
+        _ACTIVE.update(results_dir=resolve_project_path(config.results_dir), start=self._start)
         write_plan(config, multirun=multirun)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -130,7 +131,7 @@ class SweepSummary(Callback):
 
     def _report(self, config: DictConfig) -> None:
         _ACTIVE.clear()
-        results_dir = Path(config.results_dir).resolve()
+        results_dir = resolve_project_path(config.results_dir)
         ResultsStore(results_dir).settle_orphans()
         OUTCOME.clear()
         OUTCOME.update(statuses_since(results_dir, self._start))

@@ -43,10 +43,23 @@ USAGE_FIELDS = {
 }
 
 
+def multirun(args: tuple[str, ...] | list[str]) -> list[str]:
+    """The arguments with `-m` first when they sweep a comma list (no experiment does it now)."""
+    sweeps = any(
+        "," in value and not value.startswith("[")
+        for value in (a.partition("=")[2] for a in args if "=" in a)
+    )
+    return ["-m", *args] if sweeps and "-m" not in args else list(args)
+
+
 def cli(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run a console script installed in the project's virtual environment."""
     return subprocess.run(
-        [str(BIN / tool), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [str(BIN / tool), *(multirun(args) if tool == "bench-run" else args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -23,9 +23,18 @@ SERIALIZERS = ("list", "csv", "csv_table", "json")  # one Hydra job each
 TEST_ROWS = 2
 
 
+def multirun(args: tuple[str, ...] | list[str]) -> list[str]:
+    """The arguments with `-m` first when they sweep a comma list (no experiment does it now)."""
+    sweeps = any(
+        "," in value and not value.startswith("[")
+        for value in (a.partition("=")[2] for a in args if "=" in a)
+    )
+    return ["-m", *args] if sweeps and "-m" not in args else list(args)
+
+
 def bench_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [str(BENCH_RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+        [str(BENCH_RUN), *multirun(args)], cwd=cwd, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done

@@ -35,11 +35,20 @@ PRESETS = ("local_processes", "ray_cluster", "ray_local", "slurm")
 PLUGINS = ("joblib", "submitit_local", "submitit_slurm", "ray")
 
 
+def multirun(args: tuple[str, ...] | list[str]) -> list[str]:
+    """The arguments with `-m` first when they sweep a comma list (no experiment does it now)."""
+    sweeps = any(
+        "," in value and not value.startswith("[")
+        for value in (a.partition("=")[2] for a in args if "=" in a)
+    )
+    return ["-m", *args] if sweeps and "-m" not in args else list(args)
+
+
 def bench_run(
     *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BENCH_RUN), *args],
+        [str(BENCH_RUN), *multirun(args)],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -25,9 +25,18 @@ BENCH_RUN = Path(sys.executable).with_name("bench-run")
 LINE = re.compile(r"\[sweep (\d+)/(\d+) runs, (\d+)%(?:, ETA (\d+)m(\d\d)s)?\]")
 
 
+def multirun(args: tuple[str, ...] | list[str]) -> list[str]:
+    """The arguments with `-m` first when they sweep a comma list (no experiment does it now)."""
+    sweeps = any(
+        "," in value and not value.startswith("[")
+        for value in (a.partition("=")[2] for a in args if "=" in a)
+    )
+    return ["-m", *args] if sweeps and "-m" not in args else list(args)
+
+
 def bench_run(*args: str, cwd: Path, status: int = 0) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [str(BENCH_RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [str(BENCH_RUN), *multirun(args)], cwd=cwd, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == status, done.stderr[-3000:]
     return done
@@ -70,7 +79,7 @@ def compose_multirun() -> Iterator:
 @pytest.mark.parametrize(
     ("overrides", "jobs"),
     [
-        ((), 2 * 10),  # experiment=quick: 2 datasets x 10 methods
+        (("experiment=quick",), 2 * 10),  # 2 datasets x 10 methods
         (("experiment=classical",), 2 * 9),
         (("experiment=serialization",), 1 * 3 * 11),
         # The command line wins over the experiment's list for the same key ...
@@ -81,7 +90,7 @@ def compose_multirun() -> Iterator:
         (("experiment=families", "split.max_test_rows=50,100,200"), 2 * 7 * 3),
         (("experiment=classical", "seeds=[0,1,2,3]", "n_train=[8,16]"), 2 * 9),  # lists, no sweep
     ],
-    ids=lambda value: (" ".join(value) or "quick") if isinstance(value, tuple) else str(value),
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),
 )
 def test_planned_jobs_follow_the_experiment_and_the_command_line(
     compose_multirun, overrides: tuple[str, ...], jobs: int
@@ -200,3 +209,19 @@ def test_without_a_plan_a_job_counts_its_own_runs(tmp_path: Path) -> None:
 def test_a_plan_from_an_old_sweep_is_not_trusted(tmp_path: Path) -> None:
     write_plan(tmp_path, total=100, started=time.time() - 2 * 86_400)
     assert SweepProgress(tmp_path, 3).tick("a", True) == "[1/3 runs of this job]"
+
+
+def test_the_eta_weighs_each_remaining_run_by_its_method() -> None:
+    from bench.progress import estimate_remaining
+
+    fast = [f"cc__logreg__n16__s{i}__x" for i in range(15)]
+    slow = [f"cc__llm_icl__n16__s{i}__y" for i in range(3)]
+    plan = {"id": "p", "total": 18, "started": 1000.0, "stems": fast + slow}
+    entries = [f"new {stem} 1.0".encode() for stem in fast[:10]] + [f"new {slow[0]} 60.0".encode()]
+    # 70 run-seconds in 70 s of wall time: one run at a time; 2 LLM runs and 5 fits remain.
+    assert estimate_remaining(plan, entries, now=1070.0) == pytest.approx(2 * 60 + 5 * 1)
+    # The same work done by two parallel jobs in half the time: half the ETA.
+    assert estimate_remaining(plan, entries, now=1035.0) == pytest.approx((2 * 60 + 5) / 2)
+    # Runs found already done count as done and cost nothing.
+    old = [f"old {stem}".encode() for stem in fast[10:]]
+    assert estimate_remaining(plan, entries + old, now=1070.0) == pytest.approx(2 * 60)
