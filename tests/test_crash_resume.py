@@ -254,6 +254,7 @@ def parent_of(pid: int) -> int:
 def test_a_job_whose_joblib_worker_dies_is_recorded_as_failed(tmp_path: Path) -> None:
     results = tmp_path / "results"
     args = [
+        "-m",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "dataset=callcenter",

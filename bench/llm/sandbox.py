@@ -1,23 +1,25 @@
-"""Run LLM-written model code in a sandboxed subprocess.
+"""Run LLM-written model code in a sandboxed subprocess; score it outside the sandbox.
 
-`run_program(source, X_train, y_train, X_test=None)` writes the program and the training rows
-(and, to predict, the test *features* only) into a fresh temporary directory and runs
-bench/llm/sandbox_child.py there in a separate Python process with:
+`run_program(source, X_train, y_train, X_test)` writes the program, the training rows (with
+labels) and the test rows' *features* into a fresh directory and runs bench/llm/sandbox_child.py
+there; the program's model is fitted and returns class probabilities, nothing else. Without
+`X_test` the harness cross-validates: it splits the rows itself, runs one sandboxed process per
+fold (that fold's training rows with labels, the validation rows' features only), checks the
+probabilities that come back (shape, finite, known classes, one row per validation row) and
+computes the fold scores here. No sandboxed process ever holds a label it is scored on, so a
+program cannot report, patch or forge its own score.
 
-* CPU-time, address-space and file-size limits (rlimits) and a wall-clock timeout that kills the
-  whole process group;
-* where the host allows unprivileged namespaces (``unshare -rnmpf``): no network at all, and a
-  minimal root file system holding only the Python installation and /usr (read-only) and the
-  working directory (bench/llm/sandbox_confine.sh), so no library can reach other files;
-* in any case, an audit hook (bench/llm/sandbox_child.py) that refuses sockets, subprocesses and
-  Python-level access to files outside the directory, and an environment holding no variables
-  of the parent (API keys stay outside), with HOME and TMPDIR inside the directory;
-* stdout and stderr written to files (only their tails are kept), so a program that prints
-  megabytes cannot flood the harness.
-
-Without `X_test` it cross-validates ``build_model()`` on the training rows; with it, it fits on
-all training rows and returns class probabilities for the test features. Failures come back as a
-`SandboxResult` with a readable `error`, never as an exception.
+Confinement is bubblewrap's (``bwrap``, a well-kept tool used by Flatpak): new user, mount, PID,
+network, IPC and UTS namespaces, all capabilities dropped (the process cannot `chroot`, `mount`
+or `pivot_root` its way out), a tmpfs root holding only /usr and the Python installation
+(read-only) and the run's own directory, a fresh /proc of the sandbox's own processes, no
+network, and death with the harness. Further: a process limit (a pids cgroup when the harness
+runs as root, whom RLIMIT_NPROC does not bind, else RLIMIT_NPROC), CPU-time, address-space and
+file-size rlimits, a wall-clock timeout that kills the whole sandbox, an environment holding
+nothing of the parent's (API keys stay outside), output kept to files of which only the tails are
+read, and an audit hook inside (defence in depth, not the boundary). Where bwrap is missing or
+unusable the result says ``isolation: none``; `llm_codegen` then refuses code from a hosted model
+unless ``method.params.sandbox.allow_unconfined=true``.
 """
 
 from __future__ import annotations
@@ -40,10 +42,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["SandboxLimits", "SandboxResult", "namespaces_available", "run_program"]
+__all__ = [
+    "SandboxLimits",
+    "SandboxResult",
+    "confinement_available",
+    "fit_predict",
+    "run_program",
+]
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
-CONFINE = Path(__file__).with_name("sandbox_confine.sh")
 TARGET = "__target__"  # must match sandbox_child.TARGET
 TAIL_CHARS = 4000
 
@@ -55,6 +62,8 @@ class SandboxLimits:
     memory_mb: int = 4096  # address space; numpy/xgboost reserve more than they touch
     output_mb: int = 16  # largest file the program may write, stdout and stderr included
     threads: int = 1  # OMP/BLAS threads
+    max_processes: int = 64  # processes and threads of one sandbox, all together
+    allow_unconfined: bool = False  # run a hosted model's code even without bubblewrap
 
 
 @dataclass
@@ -68,7 +77,7 @@ class SandboxResult:
     stdout_tail: str = ""
     stderr_tail: str = ""
     seconds: float = 0.0
-    isolation: str = "audit-hook"  # or "namespaces" (own network, file system and processes)
+    isolation: str = "none"  # "bubblewrap" when confined (see the module docstring)
 
     def summary(self) -> dict:
         """A JSON-able record of this attempt (no probabilities)."""
@@ -96,41 +105,124 @@ def run_program(
     seed: int = 0,
     limits: SandboxLimits | None = None,
 ) -> SandboxResult:
-    """Cross-validate (no `X_test`) or fit and predict (with `X_test`) the program's model."""
+    """Cross-validate (no `X_test`; scored here, fold by fold) or fit and predict (`X_test`)."""
     limits = limits or SandboxLimits()
+    y_train = pd.Series(np.asarray(y_train).astype(str))
+    if X_test is not None:
+        return fit_predict(source, X_train, y_train, X_test, limits)
+    return _cross_validate(source, X_train, y_train, metric, positive_label, n_folds, seed, limits)
+
+
+def fit_predict(
+    source: str,
+    X_train: pd.DataFrame,
+    y_train: pd.Series,
+    X_rows: pd.DataFrame,
+    limits: SandboxLimits,
+) -> SandboxResult:
+    """One sandboxed process: fit on the labelled rows, return probabilities for `X_rows`
+    (features only), checked here; classes in the order of the training labels' sorted set."""
+    classes = sorted({str(c) for c in np.asarray(y_train)})
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
-        workdir = Path(tmp) / "work"  # tmp/root is where a confined run mounts its file system
+        workdir = Path(tmp) / "work"
         (workdir / "tmp").mkdir(parents=True)
-        (Path(tmp) / "root").mkdir()
         (workdir / "program.py").write_text(source)
         train = X_train.reset_index(drop=True).copy()
-        train[TARGET] = pd.Series(y_train).astype(str).to_numpy()
+        train[TARGET] = np.asarray(y_train).astype(str)
         train.to_parquet(workdir / "train.parquet", index=False)
-        if X_test is not None:
-            X_test.reset_index(drop=True).to_parquet(workdir / "test.parquet", index=False)
-        job = {
-            "mode": "cv" if X_test is None else "predict",
-            "metric": metric,
-            "positive": positive_label,
-            "n_folds": n_folds,
-            "seed": seed,
-            "read_roots": _read_roots(),
-        }
-        (workdir / "job.json").write_text(json.dumps(job))
-        return _execute(workdir, limits)
+        X_rows.reset_index(drop=True).to_parquet(workdir / "rows.parquet", index=False)
+        (workdir / "job.json").write_text(json.dumps({"read_roots": _read_roots()}))
+        result = _execute(workdir, limits)
+        if result.ok:
+            try:
+                result.proba = _checked_proba(workdir, len(X_rows), classes)
+                result.classes = classes
+            except ValueError as error:
+                result.ok, result.error = False, f"the program's predictions are unusable: {error}"
+        return result
+
+
+def _checked_proba(workdir: Path, n_rows: int, classes: list[str]) -> np.ndarray:
+    """The child's probabilities, validated and aligned to `classes` (never trusted as is)."""
+    try:
+        meta = json.loads((workdir / "result.json").read_text())
+        raw = np.load(workdir / "proba.npy", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"no readable proba.npy/result.json ({error})") from None
+    their = [str(c) for c in meta.get("classes", [])] if isinstance(meta, dict) else []
+    if raw.ndim != 2 or raw.shape != (n_rows, len(their)):
+        raise ValueError(f"shape {raw.shape}, expected ({n_rows}, {len(their)} classes)")
+    raw = raw.astype(float)
+    if not np.isfinite(raw).all() or (raw < 0).any():
+        raise ValueError("probabilities that are negative, NaN or infinite")
+    unknown = set(their) - set(classes)
+    if unknown or len(set(their)) != len(their):
+        raise ValueError(f"classes {their} are not distinct classes of the training labels")
+    proba = np.zeros((n_rows, len(classes)))
+    for j, label in enumerate(their):
+        proba[:, classes.index(label)] = raw[:, j]
+    total = proba.sum(axis=1, keepdims=True)
+    if (total <= 0).any():
+        raise ValueError("a row whose probabilities sum to zero")
+    return proba / total
+
+
+def _cross_validate(
+    source: str,
+    X: pd.DataFrame,
+    y: pd.Series,
+    metric: str,
+    positive: str | None,
+    n_folds: int,
+    seed: int,
+    limits: SandboxLimits,
+) -> SandboxResult:
+    """K sandboxed fits, each seeing one fold's training rows; every score computed here."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(n_folds, int(y.value_counts().min()))
+    if folds < 2:  # too few rows of a class to cross-validate: check that it runs, score unknown
+        check = fit_predict(source, X, y, X.head(1), limits)
+        check.proba, check.classes = None, None
+        return check
+    scores, seconds, last = [], 0.0, None
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train_idx, valid_idx in splitter.split(X, y):
+        last = fit_predict(source, X.iloc[train_idx], y.iloc[train_idx], X.iloc[valid_idx], limits)
+        seconds += last.seconds
+        if not last.ok:
+            last.seconds = seconds
+            return last
+        truth = y.iloc[valid_idx].to_numpy()
+        classes = last.classes or []
+        if metric == "roc_auc" and positive in classes and len(set(truth)) == 2:
+            score = roc_auc_score(truth == positive, last.proba[:, classes.index(positive)])
+        else:
+            predicted = np.asarray(classes, dtype=object)[last.proba.argmax(axis=1)]
+            score = accuracy_score(truth, predicted)
+        scores.append(float(score))
+    assert last is not None
+    last.cv_score, last.fold_scores = float(np.mean(scores)), scores
+    last.proba, last.classes, last.seconds = None, None, seconds
+    return last
 
 
 def _execute(workdir: Path, limits: SandboxLimits) -> SandboxResult:
     # The child runs from a copy inside the directory: in a confined run nothing else is visible.
     shutil.copyfile(CHILD, workdir / CHILD.name)
     command = [sys.executable, "-I", str(workdir / CHILD.name), str(workdir)]
-    isolated = namespaces_available()
-    if isolated:
-        command = _confined(command, workdir)
+    confined = confinement_available()
+    if confined:
+        command = _bwrap(command, workdir)
     started = time.perf_counter()
     cpu_before = _children_cpu()
     timed_out = False
-    with open(workdir / "stdout.txt", "wb") as out, open(workdir / "stderr.txt", "wb") as err:
+    with (
+        ProcessGroup(limits.max_processes) as group,
+        open(workdir / "stdout.txt", "wb") as out,
+        open(workdir / "stderr.txt", "wb") as err,
+    ):
         process = subprocess.Popen(
             command,
             cwd=workdir,
@@ -139,37 +231,33 @@ def _execute(workdir: Path, limits: SandboxLimits) -> SandboxResult:
             stdout=out,
             stderr=err,
             start_new_session=True,  # its own process group, killed as a whole on timeout
-            preexec_fn=lambda: _apply_limits(limits),
+            preexec_fn=lambda: (group.enter(), _apply_limits(limits)),
         )
         try:
             process.wait(timeout=limits.wall_s)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(process)
+        group.kill_all()  # anything the program left behind
     seconds = time.perf_counter() - started
-    # CPU time of the finished child and its descendants: through `unshare`, a child killed at
-    # the CPU limit shows up as unshare's own exit code, not as SIGXCPU.
     cpu_used = _children_cpu() - cpu_before
     result = SandboxResult(
         ok=False,
         stdout_tail=_tail(workdir / "stdout.txt"),
         stderr_tail=_tail(workdir / "stderr.txt"),
         seconds=seconds,
-        isolation="namespaces" if isolated else "audit-hook",
+        isolation="bubblewrap" if confined else "none",
     )
     returncode = process.returncode
     if timed_out:
         result.error = f"timed out after {limits.wall_s:g} s of wall-clock time (sandbox.wall_s)"
     elif (workdir / "result.json").exists() and returncode == 0:
-        payload = json.loads((workdir / "result.json").read_text())
         result.ok = True
-        result.cv_score = payload.get("cv_score")
-        result.fold_scores = payload.get("fold_scores", [])
-        if "classes" in payload:
-            result.classes = payload["classes"]
-            result.proba = np.load(workdir / "proba.npy")
     elif (workdir / "error.json").exists():
-        result.error = _error_text(json.loads((workdir / "error.json").read_text()), limits)
+        try:
+            result.error = _error_text(json.loads((workdir / "error.json").read_text()), limits)
+        except (ValueError, KeyError, TypeError):
+            result.error = "the program failed (its error report is unreadable)"
     elif cpu_used >= limits.cpu_s - 0.5:
         result.error = f"stopped at the CPU-time limit of {limits.cpu_s} s (sandbox.cpu_s)"
     else:
@@ -192,6 +280,8 @@ def _error_text(payload: dict, limits: SandboxLimits) -> str:
 
 
 def _signal_text(returncode: int, limits: SandboxLimits, stderr_tail: str) -> str:
+    if returncode > 128 and returncode - 128 in signal.valid_signals():
+        returncode = -(returncode - 128)  # bwrap passes its child's death by signal on as 128+n
     if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
         return f"stopped at the CPU-time limit of {limits.cpu_s} s (sandbox.cpu_s)"
     if returncode == -signal.SIGXFSZ:
@@ -221,13 +311,15 @@ def _apply_limits(limits: SandboxLimits) -> None:
     size = limits.output_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Binds every user but root (whom the pids cgroup of ProcessGroup limits instead).
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
 
 
 def _environment(workdir: Path, limits: SandboxLimits) -> dict[str, str]:
     """A fresh environment: nothing of the parent's (API keys included) is inherited."""
     threads = str(limits.threads)
     return {
-        "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",  # mount and chroot, for the confinement
+        "PATH": "/usr/bin:/bin",
         "HOME": str(workdir),
         "TMPDIR": str(workdir / "tmp"),
         "LANG": "C.UTF-8",
@@ -267,35 +359,131 @@ def _read_roots() -> list[str]:
     return sorted(roots)
 
 
-def _confined(command: list[str], workdir: Path) -> list[str]:
-    """`command` in new user, network, mount and pid namespaces, chrooted into a minimal root."""
-    read_dirs = sorted({sys.prefix, sys.base_prefix, os.path.realpath(sys.base_prefix), "/usr"})
+def _bwrap(command: list[str], workdir: Path) -> list[str]:
+    """`command` under bubblewrap: only /usr, the Python installation and `workdir` exist."""
+    python_dirs = sorted({sys.prefix, sys.base_prefix, os.path.realpath(sys.base_prefix)})
+    binds = [a for d in python_dirs if not d.startswith("/usr") for a in ("--ro-bind", d, d)]
+    links = [
+        a
+        for link in ("/bin", "/lib", "/lib32", "/lib64", "/sbin")
+        if os.path.islink(link)
+        for a in ("--symlink", os.readlink(link), link)
+    ]
+    etc = [
+        a
+        for f in ("/etc/ld.so.cache", "/etc/localtime")
+        if os.path.exists(f)
+        for a in ("--ro-bind", f, f)
+    ]
     return [
-        "unshare",
-        "-rnmpf",
-        "sh",
-        str(CONFINE),
-        str(workdir.parent / "root"),
+        "bwrap",
+        "--unshare-all",  # user, mount, pid, network, ipc, uts, cgroup namespaces
+        "--die-with-parent",
+        "--new-session",  # no TIOCSTI into the harness's terminal
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        "65534",
+        "--gid",
+        "65534",
+        "--tmpfs",
+        "/",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        *links,
+        *binds,
+        *etc,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",  # before binding the work directory, which lives under /tmp
+        "--bind",
         str(workdir),
-        ":".join(read_dirs),
+        str(workdir),
+        "--chdir",
+        str(workdir),
+        "--",
         *command,
     ]
 
 
+class ProcessGroup:
+    """A pids cgroup (v1 or v2) holding one sandbox, when the harness may create one (root);
+    it caps the processes of the sandbox and lets every one of them be killed afterwards."""
+
+    ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+    def __init__(self, max_processes: int) -> None:
+        self.max_processes = max_processes
+        self.path: Path | None = None
+
+    def __enter__(self) -> ProcessGroup:
+        for root in self.ROOTS:
+            if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
+                continue
+            if root.name != "pids" and "pids" not in _read(root / "cgroup.subtree_control"):
+                continue
+            path = root / f"bench-sandbox-{os.getpid()}-{time.monotonic_ns()}"
+            try:
+                path.mkdir()
+                (path / "pids.max").write_text(str(self.max_processes))
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            self.path = path
+            break
+        return self
+
+    def enter(self) -> None:
+        """In the child, before exec: join the group (its descendants follow)."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def kill_all(self) -> None:
+        if self.path is None:
+            return
+        for _ in range(50):
+            pids = [int(p) for p in _read(self.path / "cgroup.procs").split()]
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is not None:
+            self.kill_all()
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 @cache
-def namespaces_available() -> bool:
-    """Whether this host lets an unprivileged process confine a Python child as `_confined` does
-    (user namespaces may be disabled, e.g. in some containers); checked once per process."""
-    if shutil.which("unshare") is None or shutil.which("chroot") is None:
+def confinement_available() -> bool:
+    """Whether bubblewrap can confine a Python child here (it needs unprivileged user
+    namespaces, which some containers disable); checked once per process."""
+    if shutil.which("bwrap") is None:
         return False
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-probe-") as tmp:
-        workdir = Path(tmp) / "work"
-        workdir.mkdir()
-        (Path(tmp) / "root").mkdir()
-        probe = _confined([sys.executable, "-I", "-c", "import numpy"], workdir)
+        workdir = Path(tmp)
+        probe = _bwrap([sys.executable, "-I", "-c", "import numpy"], workdir)
         env = _environment(workdir, SandboxLimits())
         try:
             done = subprocess.run(probe, capture_output=True, timeout=60, env=env)
         except (OSError, subprocess.TimeoutExpired):
             return False
     return done.returncode == 0
+
+
+namespaces_available = confinement_available  # the older name

@@ -1,17 +1,15 @@
 """The program that runs *inside* the sandbox (bench/llm/sandbox.py starts it; never import it).
 
-It is a standalone script, started as ``python -I sandbox_child.py WORKDIR`` in a fresh process,
-so that it imports nothing from the harness. It reads ``job.json``, the training rows
-(``train.parquet``) and, when predicting, the test *features* (``test.parquet``: the labels never
-reach the sandbox), then installs an audit hook that confines the generated program: no file
-access outside WORKDIR except reading the Python installation, no sockets, no subprocesses, no
-foreign libraries outside the installation. It then runs ``program.py``, calls its
-``build_model()``, and writes ``result.json`` (and ``proba.npy``) or ``error.json``.
+It is a standalone script, started as ``python -I sandbox_child.py WORKDIR`` in a fresh process
+(under bubblewrap where available), so that it imports nothing from the harness. It reads
+``job.json``, the training rows with their labels (``train.parquet``) and the rows to predict,
+*features only* (``rows.parquet``: a validation fold's or the test rows'; their labels never
+reach the sandbox), installs an audit hook, runs ``program.py``, fits ``build_model()`` and
+writes the probabilities (``proba.npy``, ``result.json`` with the classes) or ``error.json``.
+Scores are computed by the harness from the probabilities, outside.
 
-The hook stops accidents and naive misbehaviour of generated code (reading a key file, calling an
-API, shelling out); it is not a boundary against code written to escape. Network isolation also
-comes from a separate network namespace where the host allows one, and resource limits from the
-parent's rlimits.
+The hook stops accidents and naive misbehaviour of generated code; the boundary against code
+written to escape is bubblewrap's confinement and the limits set by bench/llm/sandbox.py.
 """
 
 from __future__ import annotations
@@ -70,25 +68,13 @@ def main() -> int:
 
         train = pd.read_parquet("train.parquet")
         y = train.pop(TARGET).astype(str)
-        X_test = pd.read_parquet("test.parquet") if job["mode"] == "predict" else None
-        # What the harness itself needs, imported before the guard closes the file system.
-        from sklearn.base import clone
-        from sklearn.metrics import accuracy_score, roc_auc_score
-        from sklearn.model_selection import StratifiedKFold
-
+        rows = pd.read_parquet("rows.parquet")  # features only: their labels stay outside
         _install_guard(workdir, job["read_roots"])
         model = _build(Path("program.py").read_text())
-        result: dict = {}
-        if job["mode"] == "cv":
-            result = _cross_validate(
-                model, train, y, job, clone, StratifiedKFold, accuracy_score, roc_auc_score
-            )
-        else:
-            model.fit(train, y)
-            proba, classes = _proba(model, X_test)
-            np.save("proba.npy", proba)
-            result = {"classes": classes}
-        Path("result.json").write_text(json.dumps(result))
+        model.fit(train, y)
+        proba, classes = _proba(model, rows)
+        np.save("proba.npy", proba)
+        Path("result.json").write_text(json.dumps({"classes": classes}))
         return 0
     except BaseException as error:  # everything, MemoryError and SystemExit included, is reported
         # The program's own frames only (the harness's are noise to a reader and to the LLM),
@@ -144,31 +130,6 @@ def _proba(model, X):
     predicted = np.asarray(model.predict(X)).astype(str)
     classes = sorted(set(predicted))
     return (predicted[:, None] == np.array(classes)[None, :]).astype(float), classes
-
-
-def _cross_validate(model, X, y, job, clone, StratifiedKFold, accuracy_score, roc_auc_score):
-    import numpy as np
-
-    folds = min(job["n_folds"], int(y.value_counts().min()))
-    if folds < 2:
-        # Too few rows of a class to cross-validate: check that it fits at all, score unknown.
-        model.fit(X, y)
-        return {"cv_score": None, "fold_scores": [], "note": "too few rows per class for CV"}
-    scores = []
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=job["seed"])
-    for train_idx, valid_idx in splitter.split(X, y):
-        fold_model = clone(model)
-        fold_model.fit(X.iloc[train_idx], y.iloc[train_idx])
-        proba, classes = _proba(fold_model, X.iloc[valid_idx])
-        truth = y.iloc[valid_idx].to_numpy()
-        if job["metric"] == "roc_auc" and job["positive"] in classes:
-            score = roc_auc_score(
-                truth == job["positive"], proba[:, classes.index(job["positive"])]
-            )
-        else:
-            score = accuracy_score(truth, np.asarray(classes, dtype=object)[proba.argmax(axis=1)])
-        scores.append(float(score))
-    return {"cv_score": float(np.mean(scores)), "fold_scores": scores}
 
 
 def _install_guard(workdir: Path, read_roots: list[str]) -> None:

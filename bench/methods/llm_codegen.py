@@ -31,7 +31,7 @@ from bench.llm.codegen_prompt import (
     extract_code,
     repair_prompt,
 )
-from bench.llm.sandbox import SandboxLimits, SandboxResult, run_program
+from bench.llm.sandbox import SandboxLimits, SandboxResult, confinement_available, run_program
 from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
 
 __all__ = ["LLM_CODEGEN", "CodegenFailed", "LLMCodegenClassifier", "build_llm_codegen"]
@@ -90,6 +90,7 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         self.positive_ = self.positive_label or str(self.classes_[-1])
         self._X, self._y = X, labels
         self._usage = Usage()
+        self._check_confinement()
         attempts: list[dict[str, Any]] = []
         backend = make_backend(self.llm)
         try:
@@ -99,7 +100,11 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
             backend.close()
         self.usage_ = self._usage.as_dict()
         working = [a for a in attempts if a["ok"]]
-        self.fit_info_ = {"programs": attempts, "metric": self.metric_}
+        self.fit_info_ = {
+            "programs": attempts,
+            "metric": self.metric_,
+            "isolation": "bubblewrap" if confinement_available() else "none",
+        }
         if not working:
             last = attempts[-1]["error"] if attempts else "no attempt was made"
             raise CodegenFailed(
@@ -206,6 +211,20 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
     def _chat(self) -> bool:
         llm = self.llm or {}
         return llm.get("backend") == "openai" and llm.get("api", "chat") == "chat"
+
+    def _check_confinement(self) -> None:
+        """Code from a hosted model (which nobody here controls) runs only confined, unless
+        the user says otherwise; the embedded models' code may run under the limits alone."""
+        embedded = (self.llm or {}).get("backend") == "llamacpp"
+        if embedded or confinement_available() or self._limits().allow_unconfined:
+            return
+        raise ValueError(
+            f"llm_codegen would run code written by llm '{(self.llm or {}).get('name')}' without "
+            "confinement: bubblewrap (bwrap) is not installed or cannot create namespaces here "
+            "(Debian/Ubuntu: apt-get install bubblewrap; README 'The sandbox'). Set "
+            "method.params.sandbox.allow_unconfined=true to run it under the resource limits "
+            "alone."
+        )
 
     def _limits(self) -> SandboxLimits:
         return SandboxLimits(**(self.sandbox or {}))

@@ -87,7 +87,7 @@ def test_a_good_program_is_cross_validated_and_scored() -> None:
     assert summary["ok"] and summary["cv_score"] == result.cv_score
     assert "proba" not in summary
     assert summary["isolation"] == (
-        "namespaces" if sandbox.namespaces_available() else "audit-hook"
+        "bubblewrap" if sandbox.confinement_available() else "none"
     )
 
 
@@ -103,8 +103,8 @@ def test_accuracy_is_scored_when_asked_for() -> None:
 
 
 def test_predict_mode_returns_probabilities_in_the_order_of_the_models_classes() -> None:
-    """The model's classes_ are deliberately not sorted: the probabilities come back with the
-    model's own class order, so a reader can align them."""
+    """The model's classes_ are deliberately not sorted: the harness aligns its columns to the
+    training labels' sorted classes, so the order a program reports cannot mislabel them."""
     source = textwrap.dedent(
         """
         import numpy as np
@@ -127,8 +127,8 @@ def test_predict_mode_returns_probabilities_in_the_order_of_the_models_classes()
     X_test = pd.DataFrame({"a": [-0.5, 0.5, 0.7], "b": [0.0, 0.0, 0.0]})
     result = run_program(source, X, y, X_test, limits=LIMITS)
     assert result.ok, result.error
-    assert result.classes == ["yes", "no"]
-    np.testing.assert_allclose(result.proba, [[0.2, 0.8], [0.9, 0.1], [0.9, 0.1]])
+    assert result.classes == ["no", "yes"]
+    np.testing.assert_allclose(result.proba, [[0.8, 0.2], [0.1, 0.9], [0.1, 0.9]])
     assert result.cv_score is None and result.fold_scores == []
 
 
@@ -212,7 +212,7 @@ def test_the_test_labels_never_reach_the_sandbox() -> None:
     )
     result = run_program(source, X, y, X_test, limits=LIMITS)
     assert result.ok, result.error
-    assert "test.parquet" in result.stdout_tail and "train.parquet" in result.stdout_tail
+    assert "rows.parquet" in result.stdout_tail and "train.parquet" in result.stdout_tail
     assert [result.classes[i] for i in result.proba.argmax(axis=1)] == y_test
 
     leaked = X_test.assign(label=y_test)
@@ -258,10 +258,10 @@ def listener() -> Iterator[socket.socket]:
 def test_a_program_that_opens_a_network_socket_is_stopped(
     listener: socket.socket, monkeypatch: pytest.MonkeyPatch, namespace: bool
 ) -> None:
-    if namespace and not sandbox.namespaces_available():
+    if namespace and not sandbox.confinement_available():
         pytest.skip("this host gives unprivileged processes no network namespace")
     if not namespace:  # the audit hook must stop it on its own, as on hosts without namespaces
-        monkeypatch.setattr(sandbox, "namespaces_available", lambda: False)
+        monkeypatch.setattr(sandbox, "confinement_available", lambda: False)
     port = listener.getsockname()[1]
     source = program(
         f"""
@@ -272,7 +272,7 @@ def test_a_program_that_opens_a_network_socket_is_stopped(
     )
     result = run(source)
     assert_stopped(result, "sandbox: socket")
-    assert (result.isolation == "namespaces") is namespace
+    assert (result.isolation == "bubblewrap") is namespace
     with pytest.raises(BlockingIOError):  # nobody connected
         listener.accept()
 
@@ -377,7 +377,7 @@ def test_reading_parquet_outside_the_directory_is_stopped(tmp_path: Path) -> Non
     secret = tmp_path / "secret.parquet"
     pd.DataFrame({"key": ["the-secret-value"]}).to_parquet(secret)
     result = run(program(f"import pandas as pd\nprint(pd.read_parquet({str(secret)!r}))"))
-    if not sandbox.namespaces_available():
+    if not sandbox.confinement_available():
         pytest.skip("without namespaces only Python-level file access is guarded")
     assert "the-secret-value" not in result.stdout_tail
     assert not result.ok and "FileNotFoundError" in result.error  # not in the sandbox's world
@@ -386,7 +386,7 @@ def test_reading_parquet_outside_the_directory_is_stopped(tmp_path: Path) -> Non
 def test_writing_parquet_outside_the_directory_is_stopped(tmp_path: Path) -> None:
     target = tmp_path / "escaped.parquet"
     source = program(f"import pandas as pd\npd.DataFrame({{'x': [1]}}).to_parquet({str(target)!r})")
-    if not sandbox.namespaces_available():
+    if not sandbox.confinement_available():
         pytest.skip("without namespaces only Python-level file access is guarded")
     result = run(source)
     assert not target.exists()
