@@ -340,3 +340,20 @@ def test_the_error_line_of_a_traceback_is_its_exception() -> None:
     traceback = 'Traceback (most recent call last):\n  File "model.py", line 3\nKeyError: "df"\n\n'
     assert _error_line(traceback) == 'KeyError: "df"'
     assert _error_line("timed out after 60 s") == "timed out after 60 s"
+
+
+def test_a_hosted_models_code_is_not_run_unconfined_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bench.methods.llm_codegen as codegen
+
+    monkeypatch.setattr(codegen, "confinement_available", lambda: False)  # as without bwrap
+    hosted = OmegaConf.to_container(compose_config(["llm=openai_gpt_4o_mini"]).llm)
+    X, y = separable()
+    with pytest.raises(ValueError, match=r"method\.params\.sandbox\.allow_unconfined=true"):
+        LLMCodegenClassifier(llm=hosted).fit(X, y)
+    # allowed explicitly, it goes on (and fails later, at the missing API key, not here)
+    allowed = LLMCodegenClassifier(llm=hosted, sandbox={"allow_unconfined": True})
+    with pytest.raises(Exception) as error:
+        allowed.fit(X, y)
+    assert "allow_unconfined" not in str(error.value)
