@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -91,6 +92,9 @@ def run_main() -> None:
     register_configs()
     OUTCOME.clear()
     mark_parent()  # launcher workers watch this process and stop when it dies
+    # SIGTERM (a scheduler's or a user's `kill`) unwinds like Ctrl-C, so the run it interrupts
+    # is recorded as failed instead of being left `running`.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         _hydra_run()
     except BaseException:
@@ -98,6 +102,10 @@ def run_main() -> None:
         raise
     if OUTCOME.get("failed") or OUTCOME.get("unavailable") or OUTCOME.get("missing"):
         sys.exit(EXIT_RUNS_FAILED)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _asks_for_help(argv: list[str]) -> bool:

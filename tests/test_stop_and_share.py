@@ -127,8 +127,13 @@ def test_killing_bench_run_stops_its_joblib_workers(
     assert not [r for r in records if r["status"] == "running"]
 
 
-def test_ctrl_c_records_the_interrupted_run_as_failed(
-    slow_env: tuple[dict[str, str], Path], tmp_path: Path
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [(signal.SIGINT, "KeyboardInterrupt"), (signal.SIGTERM, "SystemExit")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_records_the_interrupted_run_as_failed(
+    slow_env: tuple[dict[str, str], Path], tmp_path: Path, stop: signal.Signals, says: str
 ) -> None:
     env, logs = slow_env
     results = tmp_path / "results"
@@ -144,7 +149,7 @@ def test_ctrl_c_records_the_interrupted_run_as_failed(
     )
     try:
         wait_for(lambda: fits(logs), 120, "the fit to start")
-        sweep.send_signal(signal.SIGINT)
+        sweep.send_signal(stop)
         sweep.wait(timeout=60)
     finally:
         if sweep.poll() is None:
@@ -152,7 +157,7 @@ def test_ctrl_c_records_the_interrupted_run_as_failed(
             sweep.wait()
     (record,) = ResultsStore(results).records()
     assert record["status"] == "failed"
-    assert "interrupted (KeyboardInterrupt)" in record["error"]
+    assert f"interrupted ({says})" in record["error"]
 
 
 def test_two_identical_sweeps_execute_each_run_once(
