@@ -38,3 +38,8 @@ if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
   .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
   echo "$want" > "$stamp"
 fi
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "setup: bubblewrap (bwrap) is not installed: llm_codegen then runs generated code without" \
+       "confinement and refuses a hosted model's code; install it (Debian/Ubuntu: apt-get install" \
+       "bubblewrap; README 'The sandbox')." >&2
+fi
