@@ -23,6 +23,7 @@ from bench.llm.cache import CachedBackend, RequestCache
 from bench.llm.protocol import (
     GenerateResult,
     LLMBackend,
+    LLMConfigError,
     Messages,
     OnResult,
     ScoreResult,
@@ -41,9 +42,6 @@ __all__ = [
     "Usage",
     "make_backend",
 ]
-
-class LLMConfigError(ValueError):
-    """The llm config cannot work as written (missing key variable, unknown backend, ...)."""
 
 
 class LLMUnavailableError(RuntimeError):

