@@ -83,7 +83,7 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
         folds = cv_folds(codes) if self.tune and self.search else 0
         if folds:
             fold_rows = len(codes) * (folds - 1) // folds
-            search_space, dropped = _splittable_grid(self.search, fold_rows)
+            search_space, dropped = _splittable_grid(self.search, fold_rows, self.params or {})
             grid = {f"model__{key}": list(values) for key, values in search_space.items()}
             cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
             search = GridSearchCV(pipeline, grid, cv=cv, scoring="neg_log_loss", error_score=np.nan)
@@ -144,19 +144,24 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
 # Minimum rows per leaf: a value above half a fold's training rows leaves a tree that cannot
 # split at all, i.e. a constant model, which a log-loss search on a tiny set may well prefer.
 MIN_LEAF_PARAMS = ("min_child_samples", "min_samples_leaf", "min_data_in_leaf")
+# What each library uses when the method's params leave a leaf size unset.
+LIBRARY_LEAF_DEFAULTS = {"min_child_samples": 20, "min_samples_leaf": 1, "min_data_in_leaf": 20}
 
 
 def _splittable_grid(
-    search: dict[str, list[Any]], fold_rows: int
+    search: dict[str, list[Any]], fold_rows: int, params: dict[str, Any]
 ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
-    """The grid without leaf sizes that make every tree a stump on `fold_rows` rows (keeping at
-    least the smallest value), and what was dropped."""
+    """The grid without leaf sizes that make every tree a stump on `fold_rows` rows, and what
+    was dropped. When no grid value fits, the untuned model's own value (`params`, else the
+    library's default) is used if smaller: a tuned variant never splits less than its default."""
     kept, dropped = {}, {}
     for key, values in search.items():
         values = list(values)
         if key in MIN_LEAF_PARAMS and all(isinstance(v, int) for v in values):
-            fits = [v for v in values if 2 * v <= fold_rows] or [min(values)]
-            if len(fits) < len(values):
+            own = params.get(key, LIBRARY_LEAF_DEFAULTS.get(key))
+            fallback = min([*values, *([own] if isinstance(own, int) else [])])
+            fits = [v for v in values if 2 * v <= fold_rows] or [fallback]
+            if fits != values:
                 dropped[key] = [v for v in values if v not in fits]
             values = fits
         kept[key] = values

@@ -171,7 +171,14 @@ def test_invalid_model_parameter_fails_at_fit(callcenter_task: Task) -> None:
         model.fit(X_train, y_train)
 
 
-@pytest.mark.parametrize("base", ["lightgbm", "random_forest", "xgboost", "logreg"])
+TUNED = [name for name in config_names("method") if name.endswith("_tuned")]
+
+
+def test_every_tuned_variant_is_checked_below() -> None:
+    assert {"lightgbm_tuned", "random_forest_tuned", "xgboost_tuned", "logreg_tuned"} <= set(TUNED)
+
+
+@pytest.mark.parametrize("base", [name.removesuffix("_tuned") for name in TUNED])
 def test_a_tuned_variant_can_split_wherever_its_default_can(
     base: str, compose_run: Callable[..., Any]
 ) -> None:
@@ -193,3 +200,20 @@ def test_a_tuned_variant_can_split_wherever_its_default_can(
     for default, tuned in zip(spread[base], spread[f"{base}_tuned"], strict=True):
         if default > 1e-9:
             assert tuned > 1e-9, f"{base}_tuned predicts a constant where {base} does not: {spread}"
+
+
+def test_a_grid_of_leaf_sizes_too_large_for_the_rows_falls_back_to_the_default(
+    callcenter_task: Task,
+) -> None:
+    """Every grid value makes a stump at 16 rows: the untuned model's own leaf size is searched
+    instead (it can split), not the smallest unsplittable one."""
+    X_train, y_train, X_test = train_test(callcenter_task, n_train=16)
+    params = {"n_estimators": 50, "min_child_samples": 3}
+    default = ClassicalClassifier(model="lightgbm", params=params).fit(X_train, y_train)
+    assert default.predict_proba(X_test)[:, 1].std() > 1e-9
+    tuned = ClassicalClassifier(
+        model="lightgbm", params=params, tune=True, search={"min_child_samples": [20, 40]}
+    ).fit(X_train, y_train)
+    assert tuned.fit_info_["best_params"] == {"min_child_samples": 3}
+    assert tuned.fit_info_["dropped_from_grid"] == {"min_child_samples": [20, 40]}
+    assert tuned.predict_proba(X_test)[:, 1].std() > 1e-9
