@@ -5,12 +5,41 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig
 
 from bench.config import check_choice, compose_config, config_names
 from bench.data.dataset import load_task
 from bench.paths import CONF_DIR
 
-__all__ = ["describe_dataset", "list_datasets"]
+__all__ = ["BrokenCardError", "describe_dataset", "list_datasets", "load_card"]
+
+
+class BrokenCardError(ValueError):
+    """A dataset card that does not compose (a misspelt key, a wrong type): names its file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"dataset card {path} does not load: {reason}")
+        self.path, self.reason = path, reason
+
+
+def load_card(name: str, conf_dir: Path = CONF_DIR) -> DictConfig:
+    """The composed card conf/dataset/NAME.yaml, or BrokenCardError with its file and reason."""
+    check_choice("dataset", name, conf_dir)
+    try:
+        return compose_config([f"dataset={name}"], conf_dir=conf_dir).dataset
+    except Exception as error:  # Hydra's composition errors share no narrower base class
+        raise BrokenCardError(conf_dir / "dataset" / f"{name}.yaml", _reason(error)) from error
+
+
+def _reason(error: Exception) -> str:
+    """Hydra's message on one line, without its reference_type/object_type noise."""
+    lines = str(error).splitlines()
+    kept = [
+        line.strip()
+        for line in lines
+        if not line.strip().startswith(("reference_type", "object_type"))
+    ]
+    return " ".join(" ".join(kept).split())
 
 
 def list_datasets(conf_dir: Path = CONF_DIR) -> str:
@@ -20,10 +49,9 @@ def list_datasets(conf_dir: Path = CONF_DIR) -> str:
     rows, broken = [], []
     for name in config_names("dataset", conf_dir):
         try:
-            card = compose_config([f"dataset={name}"], conf_dir=conf_dir).dataset
-        except Exception as error:  # one bad card must not hide the good ones
-            reason = " ".join(str(error).split())
-            broken.append(f"  {conf_dir / 'dataset' / f'{name}.yaml'}: {reason}")
+            card = load_card(name, conf_dir)
+        except BrokenCardError as error:  # one bad card must not hide the good ones
+            broken.append(f"  {error.path}: {error.reason}")
             rows.append((name, "BROKEN", "-", "this card does not load; see below"))
             continue
         description = " ".join(card.description.split())
@@ -37,10 +65,9 @@ def list_datasets(conf_dir: Path = CONF_DIR) -> str:
     return "\n".join(lines)
 
 
-def describe_dataset(name: str) -> str:
+def describe_dataset(name: str, conf_dir: Path = CONF_DIR) -> str:
     """Rows, columns, types, missing rates, class balance and descriptions of one dataset."""
-    check_choice("dataset", name)
-    card = compose_config([f"dataset={name}"]).dataset
+    card = load_card(name, conf_dir)
     task = load_task(card)
     balance = task.y.value_counts(normalize=True).reindex(task.class_labels)
     lines = [

@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.data.cards import list_datasets
+import pytest
+
+from bench.data.cards import BrokenCardError, describe_dataset, list_datasets
 from bench.paths import CONF_DIR
 
 
@@ -25,3 +27,18 @@ def test_a_broken_card_is_listed_as_broken_and_the_others_still_listed(tmp_path:
         assert any(
             line.startswith(f"{good} ") and "BROKEN" not in line for line in text.splitlines()
         )
+
+
+def test_showing_a_broken_card_names_its_file_and_the_bad_key(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    card = (conf / "dataset" / "callcenter.yaml").read_text()
+    (conf / "dataset" / "misspelt.yaml").write_text(card.replace("target:", "targt:", 1))
+    # a ValueError, which bench-data reports in one line (exit 2) instead of a Hydra traceback
+    with pytest.raises(BrokenCardError) as caught:
+        describe_dataset("misspelt", conf_dir=conf)
+    assert isinstance(caught.value, ValueError)
+    message = str(caught.value)
+    assert str(conf / "dataset" / "misspelt.yaml") in message and "targt" in message
+    assert "reference_type" not in message and "\n" not in message
+    assert describe_dataset("callcenter", conf_dir=conf).startswith("callcenter:")
