@@ -11,8 +11,10 @@ the generated answer instead, and the result says so (`method="generation"`).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import logging
+import math
 import os
 import random
 import re
@@ -325,13 +327,17 @@ def _retry_after(response: Any) -> float | None:
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan" would sleep not at all and "inf" forever: back off as if it were absent
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:  # Python >= 3.10 raises on a malformed date instead of returning None
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None  # malformed: back off as if the header were absent
+    if parsed.tzinfo is None:  # "-0000": HTTP dates are in GMT, not the local time zone
+        parsed = parsed.replace(tzinfo=datetime.UTC)
     return max(parsed.timestamp() - time.time(), 0.0)
 
 

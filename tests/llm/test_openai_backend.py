@@ -266,3 +266,25 @@ def test_an_endpoint_answering_200_with_html_names_the_url(openai_llm: Compose) 
             make_backend(cfg, use_cache=False).generate_many(["Hello"], max_tokens=4)
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("header", ["nan", "inf"])
+def test_a_non_finite_retry_after_gets_the_ordinary_backoff(
+    header: str, llm_server: LLMServer, openai_llm: Compose, fault_proxy: StartProxy
+) -> None:
+    """float() parses both: "nan" once meant no wait at all (asyncio.sleep(nan) returns at once),
+    "inf" the longest wait llm.backoff_max_s allows; each is the llm.backoff_s backoff now."""
+    proxy = fault_proxy(llm_server, script=["429"], retry_after=header)
+    cfg = openai_llm(
+        proxy.url,
+        "llm.api=completions",
+        "llm.max_retries=1",
+        "llm.backoff_s=0.6",
+        "llm.backoff_max_s=4",
+        model=llm_server.model,
+    )
+    (result,) = make_backend(cfg, use_cache=False).score_many([PROMPT], LABELS)
+    assert_distribution(result.probs, LABELS)
+    first, second = proxy.attempts
+    assert (first.fault, second.fault) == ("429", "forward")
+    assert 0.3 <= second.at - first.at < 2.5  # backoff_s x (0.5 to 1), not 0 and not 4 s
