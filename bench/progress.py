@@ -20,10 +20,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.paths import resolve_project_path
+from bench.paths import CONF_DIR, resolve_project_path
 from bench.results import write_atomic
 
-__all__ = ["SweepProgress", "estimate_remaining", "planned_jobs", "write_plan"]
+__all__ = ["SweepProgress", "estimate_remaining", "method_families", "planned_jobs", "write_plan"]
 
 
 def planned_jobs(config: DictConfig) -> int:
@@ -57,7 +57,8 @@ def write_plan(config: DictConfig, multirun: bool) -> Path | None:
 
     plan = {"id": uuid.uuid4().hex[:12], "total": total, "started": time.time()}
     if PLANNED:
-        plan.update(total=len(PLANNED), stems=sorted(PLANNED))
+        methods = {_method_of(stem) for stem in PLANNED}
+        plan.update(total=len(PLANNED), stems=sorted(PLANNED), families=method_families(methods))
     path = sweep_dir / "plan.json"
     write_atomic(path, json.dumps(plan).encode())
     return path
@@ -104,32 +105,88 @@ def _method_of(stem: str) -> str:
     return parts[1] if len(parts) > 2 else stem
 
 
+def _size_of(stem: str) -> str:
+    parts = stem.split("__")
+    return parts[2] if len(parts) > 2 else ""
+
+
+def method_families(methods: set[str] | list[str], conf_dir: Path = CONF_DIR) -> dict[str, str]:
+    """{method: family} from conf/method/*.yaml, following `defaults` (lightgbm_tuned is
+    classical through lightgbm). Read as plain YAML: this runs inside a Hydra job, where a
+    second composition is not allowed. Methods whose family cannot be told are left out."""
+    families = {}
+    for method in methods:
+        family = _family_in_conf(method, conf_dir / "method", depth=0)
+        if family is not None:
+            families[method] = family
+    return families
+
+
+def _family_in_conf(name: str, folder: Path, depth: int) -> str | None:
+    try:
+        node = OmegaConf.load(folder / f"{name}.yaml")
+    except Exception:  # a missing or unreadable file: the ETA falls back to other runs
+        return None
+    if not isinstance(node, DictConfig) or depth > 8:
+        return None
+    if isinstance(node.get("family"), str):
+        return node.family
+    for entry in node.get("defaults") or []:
+        if isinstance(entry, str) and entry != "_self_":
+            family = _family_in_conf(entry.removeprefix("/method/"), folder, depth + 1)
+            if family is not None:
+                return family
+    return None
+
+
 def estimate_remaining(plan: dict[str, Any], entries: list[bytes], now: float) -> float | None:
     """Seconds until the sweep ends. Runs differ by orders of magnitude (a classical fit in a
-    second, an LLM run in minutes), so each remaining run is estimated from the finished runs of
-    the same method (all finished runs when its method has none yet), and the total is divided
-    by the parallelism observed so far (run-seconds done per wall-clock second)."""
+    second, an LLM run in minutes), so each remaining run is estimated from the finished runs
+    most like it: the same method at the same training size, else the same method, else the
+    same family (llm_icl_knn from llm_icl, lightgbm_tuned from the classical fits), else all
+    finished runs. The total is divided by the parallelism observed so far (run-seconds done
+    per wall-clock second)."""
     elapsed = now - float(plan["started"])
     fields = [e.decode(errors="replace").split() for e in entries]
     new = [f for f in fields if len(f) >= 2 and f[0] == "new"]
-    timed = [(f[1], float(f[2])) for f in new if len(f) == 3]
+    timed = [(f[1], float(f[2])) for f in new if len(f) >= 3 and _is_number(f[2])]
     remaining_count = max(int(plan["total"]) - len(fields), 0)
     if not new or remaining_count == 0 or elapsed <= 0:
         return None
     if "stems" not in plan or not timed:  # no per-run detail: the average pace so far
         return elapsed / len(new) * remaining_count
-    by_method: dict[str, list[float]] = {}
-    for stem, seconds in timed:
-        by_method.setdefault(_method_of(stem), []).append(seconds)
+    families = plan.get("families") or {}
+    ways = (  # from the most to the least specific likeness between two runs
+        lambda stem: (_method_of(stem), _size_of(stem)),
+        _method_of,
+        lambda stem: families.get(_method_of(stem)),
+    )
+    tables = [_mean_by(way, timed) for way in ways]
     overall = sum(s for _, s in timed) / len(timed)
     done = {f[1] for f in fields if len(f) >= 2}
-    remaining = [stem for stem in plan["stems"] if stem not in done]
-    work = sum(
-        sum(by_method[m]) / len(by_method[m]) if (m := _method_of(stem)) in by_method else overall
-        for stem in remaining
-    )
+    work = 0.0
+    for stem in (s for s in plan["stems"] if s not in done):
+        keys = [way(stem) for way in ways]
+        known = [table[key] for table, key in zip(tables, keys, strict=True) if key in table]
+        work += known[0] if known else overall
     parallelism = max(1.0, sum(s for _, s in timed) / elapsed)
     return work / parallelism
+
+
+def _mean_by(key: Any, timed: list[tuple[str, float]]) -> dict[Any, float]:
+    """Mean seconds of the timed runs grouped by `key(stem)` (runs whose key is None left out)."""
+    groups: dict[Any, list[float]] = {}
+    for stem, seconds in timed:
+        if (group := key(stem)) is not None:
+            groups.setdefault(group, []).append(seconds)
+    return {group: sum(values) / len(values) for group, values in groups.items()}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _read_plan(path: Path) -> dict[str, Any] | None:

@@ -1,0 +1,80 @@
+"""The sweep ETA estimates each remaining run from the finished runs most like it: same method
+and training size, same method, same family (from conf/method), then all runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.config import compose_config
+from bench.progress import estimate_remaining, method_families, write_plan
+from bench.sweep import PLANNED
+
+
+def stems(method: str, count: int, n: int = 16) -> list[str]:
+    return [f"cc__{method}__n{n}__s{seed}__{method[:3]}" for seed in range(count)]
+
+
+def finished(runs: list[tuple[str, float]]) -> list[bytes]:
+    return [f"new {stem} {seconds}".encode() for stem, seconds in runs]
+
+
+def test_a_method_not_yet_run_is_estimated_from_its_family() -> None:
+    logreg, icl = stems("logreg", 5), stems("llm_icl", 1)
+    tuned, knn = stems("lightgbm_tuned", 3), stems("llm_icl_knn", 2)
+    plan = {
+        "id": "p",
+        "total": 11,
+        "started": 1000.0,
+        "stems": logreg + icl + tuned + knn,
+        "families": method_families(["logreg", "llm_icl", "lightgbm_tuned", "llm_icl_knn"]),
+    }
+    entries = finished([(s, 1.0) for s in logreg] + [(icl[0], 60.0)])
+    # 65 run-seconds in 65 s: one run at a time. Three classical fits and two LLM runs remain,
+    # not five runs at the average of 65/6 s each.
+    assert estimate_remaining(plan, entries, now=1065.0) == pytest.approx(3 * 1 + 2 * 60)
+
+
+def test_a_run_is_estimated_from_runs_of_its_method_at_the_same_training_size() -> None:
+    small, large = stems("llm_icl", 2, n=16), stems("llm_icl", 3, n=1024)
+    plan = {"id": "p", "total": 5, "started": 1000.0, "stems": small + large}
+    entries = finished([(small[0], 10.0), (small[1], 10.0), (large[0], 100.0)])
+    # two 1024-row runs left: 100 s each, not the method's mean of 40 s
+    assert estimate_remaining(plan, entries, now=1120.0) == pytest.approx(2 * 100)
+    # a size the method has not run yet: the method's mean
+    plan["stems"] = [*plan["stems"], "cc__llm_icl__n64__s0__x"]
+    plan["total"] = 6
+    assert estimate_remaining(plan, entries, now=1120.0) == pytest.approx(2 * 100 + 40)
+
+
+def test_families_come_from_the_method_configs_and_their_defaults(tmp_path: Path) -> None:
+    families = method_families(["lightgbm_tuned", "llm_icl_knn", "tabpfn", "no_such_method"])
+    assert families == {"lightgbm_tuned": "classical", "llm_icl_knn": "llm_icl", "tabpfn": "tabpfn"}
+    conf = tmp_path / "conf" / "method"
+    conf.mkdir(parents=True)
+    (conf / "loop.yaml").write_text("defaults:\n  - loop\n  - _self_\nname: loop\n")
+    assert method_families(["loop"], conf_dir=tmp_path / "conf") == {}  # no endless recursion
+
+
+@pytest.fixture
+def planned() -> Iterator[set[str]]:
+    saved = set(PLANNED)
+    PLANNED.clear()
+    yield PLANNED
+    PLANNED.clear()
+    PLANNED.update(saved)
+
+
+def test_the_plan_records_the_family_of_every_planned_method(
+    tmp_path: Path, planned: set[str]
+) -> None:
+    planned.update(stems("lightgbm_tuned", 2) + stems("llm_icl_knn", 1))
+    cfg = compose_config(["dataset=callcenter", f"results_dir={tmp_path}"])
+    path = write_plan(cfg, multirun=False)
+    assert path is not None
+    plan = json.loads(path.read_text())
+    assert plan["total"] == 3
+    assert plan["families"] == {"lightgbm_tuned": "classical", "llm_icl_knn": "llm_icl"}
