@@ -25,6 +25,7 @@ unless ``method.params.sandbox.allow_unconfined=true``.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import resource
@@ -38,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -124,7 +126,7 @@ def fit_predict(
     (features only), checked here; classes in the order of the training labels' sorted set."""
     classes = sorted({str(c) for c in np.asarray(y_train)})
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
-        workdir = Path(tmp) / "work"
+        workdir = Path(tmp) / "work"  # the inputs; the program sees them read-only when confined
         (workdir / "tmp").mkdir(parents=True)
         (workdir / "program.py").write_text(source)
         train = X_train.reset_index(drop=True).copy()
@@ -132,23 +134,23 @@ def fit_predict(
         train.to_parquet(workdir / "train.parquet", index=False)
         X_rows.reset_index(drop=True).to_parquet(workdir / "rows.parquet", index=False)
         (workdir / "job.json").write_text(json.dumps({"read_roots": _read_roots()}))
-        result = _execute(workdir, limits)
+        result, sent = _execute(workdir, limits)
         if result.ok:
             try:
-                result.proba = _checked_proba(workdir, len(X_rows), classes)
+                result.proba = _checked_proba(sent, len(X_rows), classes)
                 result.classes = classes
             except ValueError as error:
                 result.ok, result.error = False, f"the program's predictions are unusable: {error}"
         return result
 
 
-def _checked_proba(workdir: Path, n_rows: int, classes: list[str]) -> np.ndarray:
+def _checked_proba(sent: tuple[dict, bytes], n_rows: int, classes: list[str]) -> np.ndarray:
     """The child's probabilities, validated and aligned to `classes` (never trusted as is)."""
+    meta, payload = sent
     try:
-        meta = json.loads((workdir / "result.json").read_text())
-        raw = np.load(workdir / "proba.npy", allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"no readable proba.npy/result.json ({error})") from None
+        raw = np.load(io.BytesIO(payload), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"no readable probabilities ({error})") from None
     their = [str(c) for c in meta.get("classes", [])] if isinstance(meta, dict) else []
     if raw.ndim != 2 or raw.shape != (n_rows, len(their)):
         raise ValueError(f"shape {raw.shape}, expected ({n_rows}, {len(their)} classes)")
@@ -208,20 +210,27 @@ def _cross_validate(
     return last
 
 
-def _execute(workdir: Path, limits: SandboxLimits) -> SandboxResult:
-    # The child runs from a copy inside the directory: in a confined run nothing else is visible.
+def _execute(workdir: Path, limits: SandboxLimits) -> tuple[SandboxResult, tuple[dict, bytes]]:
+    """Run the child on the inputs in `workdir`; return the result and what it sent back."""
+    # The child runs from a copy among the inputs: in a confined run nothing else is visible.
     shutil.copyfile(CHILD, workdir / CHILD.name)
-    command = [sys.executable, "-I", str(workdir / CHILD.name), str(workdir)]
+    # Output and the result channel are files opened here, outside the work directory: the
+    # program cannot swap them for a symlink to a host file (or a FIFO) that the harness would
+    # then read, and the harness reads them through its own handles, never by path.
+    outside = workdir.parent
+    channel = open(outside / "channel", "w+b")  # noqa: SIM115 (closed below)
+    command = [sys.executable, "-I", str(workdir / CHILD.name), str(workdir), str(channel.fileno())]
     confined = confinement_available()
     if confined:
-        command = _bwrap(command, workdir)
+        command = _bwrap(command, workdir, limits)
     started = time.perf_counter()
     cpu_before = _children_cpu()
     timed_out = False
     with (
+        channel,
         ProcessGroup(limits.max_processes) as group,
-        open(workdir / "stdout.txt", "wb") as out,
-        open(workdir / "stderr.txt", "wb") as err,
+        open(outside / "stdout.txt", "w+b") as out,
+        open(outside / "stderr.txt", "w+b") as err,
     ):
         process = subprocess.Popen(
             command,
@@ -230,6 +239,7 @@ def _execute(workdir: Path, limits: SandboxLimits) -> SandboxResult:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
+            pass_fds=(channel.fileno(),),
             start_new_session=True,  # its own process group, killed as a whole on timeout
             preexec_fn=lambda: (group.enter(), _apply_limits(limits)),
         )
@@ -239,30 +249,43 @@ def _execute(workdir: Path, limits: SandboxLimits) -> SandboxResult:
             timed_out = True
             _kill_group(process)
         group.kill_all()  # anything the program left behind
-    seconds = time.perf_counter() - started
-    cpu_used = _children_cpu() - cpu_before
-    result = SandboxResult(
-        ok=False,
-        stdout_tail=_tail(workdir / "stdout.txt"),
-        stderr_tail=_tail(workdir / "stderr.txt"),
-        seconds=seconds,
-        isolation="bubblewrap" if confined else "none",
-    )
+        seconds = time.perf_counter() - started
+        cpu_used = _children_cpu() - cpu_before
+        result = SandboxResult(
+            ok=False,
+            stdout_tail=_tail(out),
+            stderr_tail=_tail(err),
+            seconds=seconds,
+            isolation="bubblewrap" if confined else "none",
+        )
+        header, payload = _received(channel, limits)
     returncode = process.returncode
     if timed_out:
         result.error = f"timed out after {limits.wall_s:g} s of wall-clock time (sandbox.wall_s)"
-    elif (workdir / "result.json").exists() and returncode == 0:
+    elif returncode == 0 and "classes" in header:
         result.ok = True
-    elif (workdir / "error.json").exists():
+    elif isinstance(header.get("error"), dict):
         try:
-            result.error = _error_text(json.loads((workdir / "error.json").read_text()), limits)
-        except (ValueError, KeyError, TypeError):
+            result.error = _error_text(header["error"], limits)
+        except (ValueError, KeyError, TypeError, AttributeError):
             result.error = "the program failed (its error report is unreadable)"
     elif cpu_used >= limits.cpu_s - 0.5:
         result.error = f"stopped at the CPU-time limit of {limits.cpu_s} s (sandbox.cpu_s)"
     else:
         result.error = _signal_text(returncode, limits, result.stderr_tail)
-    return result
+    return result, (header, payload)
+
+
+def _received(channel: BinaryIO, limits: SandboxLimits) -> tuple[dict, bytes]:
+    """The child's message: a JSON line, then .npy bytes; ({}, b"") when unreadable."""
+    channel.seek(0)
+    data = channel.read(limits.output_mb * 1024 * 1024 + 1)  # RLIMIT_FSIZE caps it anyway
+    line, _, payload = data.partition(b"\n")
+    try:
+        header = json.loads(line)
+    except ValueError:
+        return {}, b""
+    return (header, payload) if isinstance(header, dict) else ({}, b"")
 
 
 def _error_text(payload: dict, limits: SandboxLimits) -> str:
@@ -273,6 +296,11 @@ def _error_text(payload: dict, limits: SandboxLimits) -> str:
         return (
             f"OSError: the program wrote more than {limits.output_mb} MB (output or files; "
             "sandbox.output_mb)"
+        )
+    if payload["type"] == "OSError" and "No space left on device" in payload["message"]:
+        return (
+            f"OSError: the program filled its {limits.output_mb} MB work directory "
+            "(sandbox.output_mb)"
         )
     # The last lines of the traceback are what a reader (and the repairing LLM) needs.
     tb_lines = payload["tb"].strip().splitlines()
@@ -339,12 +367,11 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _tail(path: Path) -> str:
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - TAIL_CHARS))
-        return handle.read().decode("utf-8", errors="replace")
+def _tail(handle: BinaryIO) -> str:
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(max(0, size - TAIL_CHARS))
+    return handle.read().decode("utf-8", errors="replace")
 
 
 @cache
@@ -359,8 +386,9 @@ def _read_roots() -> list[str]:
     return sorted(roots)
 
 
-def _bwrap(command: list[str], workdir: Path) -> list[str]:
-    """`command` under bubblewrap: only /usr, the Python installation and `workdir` exist."""
+def _bwrap(command: list[str], workdir: Path, limits: SandboxLimits) -> list[str]:
+    """`command` under bubblewrap: only /usr, the Python installation and, at `workdir`, a
+    scratch tmpfs of `limits.output_mb` holding the inputs read-only, exist."""
     python_dirs = sorted({sys.prefix, sys.base_prefix, os.path.realpath(sys.base_prefix)})
     binds = [a for d in python_dirs if not d.startswith("/usr") for a in ("--ro-bind", d, d)]
     links = [
@@ -375,6 +403,11 @@ def _bwrap(command: list[str], workdir: Path) -> list[str]:
         if os.path.exists(f)
         for a in ("--ro-bind", f, f)
     ]
+    inputs = [
+        a
+        for f in sorted(workdir.iterdir())
+        for a in (("--dir", str(f)) if f.is_dir() else ("--ro-bind", str(f), str(f)))
+    ]
     return [
         "bwrap",
         "--unshare-all",  # user, mount, pid, network, ipc, uts, cgroup namespaces
@@ -382,6 +415,7 @@ def _bwrap(command: list[str], workdir: Path) -> list[str]:
         "--new-session",  # no TIOCSTI into the harness's terminal
         "--cap-drop",
         "ALL",
+        *_no_nested_userns(),
         "--uid",
         "65534",
         "--gid",
@@ -400,14 +434,30 @@ def _bwrap(command: list[str], workdir: Path) -> list[str]:
         "/dev",
         "--tmpfs",
         "/tmp",  # before binding the work directory, which lives under /tmp
-        "--bind",
+        # Scratch space the size of the output limit: RLIMIT_FSIZE caps one file, this all of
+        # them; nothing the program writes reaches the host's disk.
+        "--size",
+        str(limits.output_mb * 1024 * 1024),
+        "--tmpfs",
         str(workdir),
-        str(workdir),
+        *inputs,
         "--chdir",
         str(workdir),
         "--",
         *command,
     ]
+
+
+@cache
+def _no_nested_userns() -> list[str]:
+    """bwrap >= 0.8 can forbid user namespaces inside the sandbox: a nested one would give the
+    program every capability again there (not a way out, but a large kernel attack surface)."""
+    try:
+        usage = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    disable = "--disable-userns" in usage.stdout + usage.stderr
+    return ["--unshare-user", "--disable-userns"] if disable else []
 
 
 class ProcessGroup:
@@ -477,7 +527,7 @@ def confinement_available() -> bool:
         return False
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-probe-") as tmp:
         workdir = Path(tmp)
-        probe = _bwrap([sys.executable, "-I", "-c", "import numpy"], workdir)
+        probe = _bwrap([sys.executable, "-I", "-c", "import numpy"], workdir, SandboxLimits())
         env = _environment(workdir, SandboxLimits())
         try:
             done = subprocess.run(probe, capture_output=True, timeout=60, env=env)

@@ -1,11 +1,12 @@
 """The program that runs *inside* the sandbox (bench/llm/sandbox.py starts it; never import it).
 
-It is a standalone script, started as ``python -I sandbox_child.py WORKDIR`` in a fresh process
+It is a standalone script, started as ``python -I sandbox_child.py WORKDIR FD`` in a fresh process
 (under bubblewrap where available), so that it imports nothing from the harness. It reads
 ``job.json``, the training rows with their labels (``train.parquet``) and the rows to predict,
 *features only* (``rows.parquet``: a validation fold's or the test rows'; their labels never
 reach the sandbox), installs an audit hook, runs ``program.py``, fits ``build_model()`` and
-writes the probabilities (``proba.npy``, ``result.json`` with the classes) or ``error.json``.
+sends the probabilities (with their classes) or the error through the file descriptor
+named by its second argument.
 Scores are computed by the harness from the probabilities, outside.
 
 The hook stops accidents and naive misbehaviour of generated code; the boundary against code
@@ -61,8 +62,13 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 def main() -> int:
     workdir = Path(sys.argv[1]).resolve()
     os.chdir(workdir)
+    # The one way out: a file the harness opened outside the sandbox and handed over by number
+    # (confined, the work directory is a scratch tmpfs that vanishes; no host path is writable).
+    channel = os.fdopen(int(sys.argv[2]), "wb")
     job = json.loads(Path("job.json").read_text())
     try:
+        import io
+
         import numpy as np
         import pandas as pd
 
@@ -73,8 +79,9 @@ def main() -> int:
         model = _build(Path("program.py").read_text())
         model.fit(train, y)
         proba, classes = _proba(model, rows)
-        np.save("proba.npy", proba)
-        Path("result.json").write_text(json.dumps({"classes": classes}))
+        buffer = io.BytesIO()
+        np.save(buffer, proba, allow_pickle=False)
+        _send(channel, {"classes": classes}, buffer.getvalue())
         return 0
     except BaseException as error:  # everything, MemoryError and SystemExit included, is reported
         # The program's own frames only (the harness's are noise to a reader and to the LLM),
@@ -85,16 +92,17 @@ def main() -> int:
             [frame for frame in summary.stack if not frame.filename.endswith("sandbox_child.py")]
         )
         text = "".join(summary.format()).replace(str(workdir), ".")
-        Path("error.json").write_text(
-            json.dumps(
-                {
-                    "type": type(error).__name__,
-                    "message": str(error)[:2000].replace(str(workdir), "."),
-                    "tb": text,
-                }
-            )
-        )
+        message = str(error)[:2000].replace(str(workdir), ".")
+        _send(channel, {"error": {"type": type(error).__name__, "message": message, "tb": text}})
         return 1
+
+
+def _send(channel, header: dict, payload: bytes = b"") -> None:
+    """One JSON line, then the probabilities as .npy bytes (bench/llm/sandbox.py reads it)."""
+    channel.seek(0)
+    channel.truncate()
+    channel.write(json.dumps(header).encode() + b"\n" + payload)
+    channel.flush()
 
 
 def _build(source: str):
