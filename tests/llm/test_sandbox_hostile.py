@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,3 +329,115 @@ def test_megabytes_of_output_are_cut_to_a_tail() -> None:
     result = run(hostile("import sys\nfor _ in range(40000):\n    print('x' * 1000)\n"))
     assert len(result.stdout_tail) <= sandbox.TAIL_CHARS
     assert not result.ok and "sandbox.output_mb" in result.error
+
+
+def test_filling_the_disk_stops_at_the_output_limit_and_reaches_no_host_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 files of 1 MB each, every one under the per-file limit: the scratch tmpfs (its size
+    is sandbox.output_mb) stops them, and the host directory the sandbox lives in never grows."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    attack = """
+        import time
+        for i in range(40):
+            with open(f"fill{i}", "wb") as handle:
+                handle.write(b"x" * 1_000_000)
+    """
+    largest, done = [0], threading.Event()
+
+    def watch() -> None:  # the host's view: bytes under the sandbox's temporary directory
+        while not done.is_set():
+            total = sum(p.stat().st_size for p in tmp_path.rglob("*") if _is_file(p))
+            largest[0] = max(largest[0], total)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run(hostile(attack), limits=SandboxLimits(wall_s=60, cpu_s=60, output_mb=4))
+    finally:
+        done.set()
+        watcher.join()
+    assert not result.ok and "sandbox.output_mb" in result.error, result.error
+    assert largest[0] < 2_000_000, f"{largest[0]} bytes reached the host's disk"
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # vanished meanwhile
+        return False
+
+
+@pytest.mark.parametrize("name", ["stdout.txt", "stderr.txt", "result.json", "../stdout.txt"])
+def test_output_files_swapped_for_links_to_host_files_are_not_read(
+    name: str, tmp_path: Path
+) -> None:
+    """The harness reads what the program printed and sent through handles it opened itself:
+    a symlink at any of the old output paths, to a host file, brings nothing of it back."""
+    secret = f"SECRET-LINKED-{os.getpid()}"
+    target = tmp_path / "secret.txt"
+    target.write_text(secret)
+    attack = f"""
+        import os
+        for path in ({name!r}, "/proc/self/environ"):
+            libc.unlink(path.encode())
+        libc.symlink({str(target)!r}.encode(), {name!r}.encode())
+        libc.symlink(b"/proc/self/environ", b"stderr.txt")
+        os._exit(3)  # no result: the harness quotes the tail of stderr in the error
+    """
+    result = run(hostile(attack))
+    seen = f"{result.stdout_tail} {result.stderr_tail} {result.error} {result.summary()}"
+    assert secret not in seen
+    assert "PATH=" not in seen  # nor the harness's own environment (/proc/self/environ)
+    assert not result.ok and "exited with code 3" in result.error
+
+
+def test_a_fifo_in_place_of_a_result_file_does_not_hang_the_harness() -> None:
+    attack = """
+        import atexit
+        def swap():
+            for name in (b"result.json", b"proba.npy", b"error.json", b"stdout.txt"):
+                libc.unlink(name)
+                libc.mkfifo(name, 0o644)
+        atexit.register(swap)
+    """
+    finished: list[SandboxResult] = []
+    worker = threading.Thread(target=lambda: finished.append(run(hostile(attack))), daemon=True)
+    worker.start()
+    worker.join(timeout=LIMITS.wall_s + 30)
+    assert finished, "the harness hung on a FIFO the program left"
+    assert finished[0].ok, finished[0].error  # the probabilities came through the handle
+
+
+def test_a_nested_user_namespace_is_refused(sentinel: Path) -> None:
+    """A user namespace inside the sandbox would hand the program every capability again
+    there; bwrap --disable-userns refuses it (bubblewrap >= 0.8)."""
+    if not sandbox._no_nested_userns():
+        pytest.skip("this bubblewrap cannot disable nested user namespaces (needs >= 0.8)")
+    attack = f"""
+        import os
+        pid = libc.fork()  # a single-threaded process: unshare(CLONE_NEWUSER) needs one
+        if pid == 0:
+            code = 0
+            if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+                code = ctypes.get_errno()
+            elif libc.chroot(b".") == 0:
+                for _ in range(64):
+                    os.chdir("..")
+                libc.chroot(b".")
+                with open({str(sentinel)!r}, "w") as handle:
+                    handle.write("out")
+            os._exit(code)
+        errno = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        raise RuntimeError(f"nested unshare failed with errno {{errno}}")
+    """
+    result = run(hostile(attack))
+    assert not sentinel.exists()
+    assert not result.ok and "nested unshare failed with errno 28" in result.error, result.error
+
+
+def test_an_infinite_loop_is_stopped_at_the_cpu_limit() -> None:
+    result = run(hostile("while True:\n    pass\n"), limits=SandboxLimits(wall_s=30, cpu_s=2))
+    assert not result.ok and "sandbox.cpu_s" in result.error, result.error
+    assert result.seconds < 30
