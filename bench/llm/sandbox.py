@@ -422,6 +422,10 @@ def _bwrap(command: list[str], workdir: Path, limits: SandboxLimits) -> list[str
         "65534",
         "--tmpfs",
         "/",
+        # /tmp first: the Python installation (a venv in a CI checkout, say) and the work
+        # directory may both live under /tmp, and a later tmpfs would hide their binds.
+        "--tmpfs",
+        "/tmp",
         "--ro-bind",
         "/usr",
         "/usr",
@@ -432,8 +436,6 @@ def _bwrap(command: list[str], workdir: Path, limits: SandboxLimits) -> list[str
         "/proc",
         "--dev",
         "/dev",
-        "--tmpfs",
-        "/tmp",  # before binding the work directory, which lives under /tmp
         # Scratch space the size of the output limit: RLIMIT_FSIZE caps one file, this all of
         # them; nothing the program writes reaches the host's disk.
         "--size",
