@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.claims import process_alive
 from bench.metrics import METRIC_NAMES
 
 __all__ = [
@@ -166,7 +167,7 @@ class ResultsStore:
         for record in self.records():
             if record.get("status") != RUNNING or record.get("host") != host:
                 continue
-            if _process_alive(int(record.get("pid", 0))):
+            if process_alive(int(record.get("pid", 0))):
                 continue
             started = record.get("started_at") or record.get("finished_at")
             record.update(
@@ -186,18 +187,6 @@ class ResultsStore:
 
     def predictions(self, record: dict[str, Any]) -> pd.DataFrame:
         return pd.read_parquet(self.root / record["predictions_file"])
-
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _json_default(value: Any) -> Any:
