@@ -27,9 +27,10 @@ from threadpoolctl import threadpool_limits
 from bench.claims import RunClaims
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
+from bench.endpoint import EndpointBreaker
 from bench.errors import MethodFailed, RunSkipped, RunUnavailable
 from bench.lifeline import set_interrupt_record, watch_parent
-from bench.llm.backend import LLMUnavailableError, Usage
+from bench.llm.backend import Usage
 from bench.methods.base import (
     MethodContext,
     MethodReport,
@@ -311,36 +312,6 @@ def _execute_claimed(
         set_interrupt_record(None)
     _save(store, record, predictions)
     return record
-
-
-class EndpointBreaker:
-    """Counts runs in a row whose LLM endpoint could not be reached (`LLMUnavailableError`
-    after every retry); at `llm.max_consecutive_failures` the job's remaining runs fail at
-    once with the reason, rather than each retrying for minutes against a dead endpoint."""
-
-    def __init__(self, llm: dict[str, Any] | None) -> None:
-        self.limit = int((llm or {}).get("max_consecutive_failures") or 0)
-        self.where = (llm or {}).get("base_url") or (llm or {}).get("name")
-        self.in_a_row, self.last_error = 0, ""
-
-    @property
-    def open(self) -> bool:
-        return self.limit > 0 and self.in_a_row >= self.limit
-
-    @property
-    def reason(self) -> str:
-        return (
-            f"not attempted: {self.in_a_row} runs in a row could not reach the LLM endpoint "
-            f"{self.where} (llm.max_consecutive_failures={self.limit}); last error: "
-            f"{self.last_error}. Rerun the sweep once the endpoint answers."
-        )
-
-    def note(self, record: dict[str, Any]) -> None:
-        error = str(record.get("error") or "")
-        if record["status"] == "failed" and error.startswith(LLMUnavailableError.__name__):
-            self.in_a_row, self.last_error = self.in_a_row + 1, error.splitlines()[0][:300]
-        elif record["status"] in DONE_STATUSES:
-            self.in_a_row = 0
 
 
 def _whereabouts() -> dict[str, Any]:
