@@ -62,6 +62,10 @@ class MethodConfig:
     params: dict[str, Any] = field(default_factory=dict)
     tune: bool = False
     search: dict[str, Any] = field(default_factory=dict)  # parameter grid for the tuned variant
+    # the llm config (conf/llm/NAME.yaml) this method always uses, whatever `llm=` says: e.g.
+    # llm_codegen_local writes code with Qwen2.5-Coder-1.5B in a sweep whose other LLM methods
+    # use Gemma. null: the sweep's `llm`.
+    llm: str | None = None
 
 
 @dataclass
@@ -107,9 +111,11 @@ class LLMConfig:
     cache_path: str = "results/llm_cache.sqlite"  # relative to the project root
     # llamacpp only
     model_path: str | None = None  # a .gguf file, or "module:attr" naming a path or a function
-    n_ctx: int | None = None  # runtime window (memory); defaults to context_length
+    # runtime window: `auto` grows it to each request's need, up to context_length (memory is
+    # spent only on prompts that need it); an integer fixes it (prompts beyond are skipped)
+    n_ctx: Any = "auto"
     n_threads: int | None = None  # bench-run: n_jobs; bench-llm and scripts: every core
-    # openai only
+    # openai only (`api` also applies to llamacpp: chat = the GGUF's chat template)
     base_url: str | None = None
     api: str = "chat"  # chat | completions (which endpoint prompts and scoring use)
     api_key_env: str | None = None  # NAME of the variable holding the key, never the key
@@ -161,6 +167,23 @@ def check_choice(group: str, name: str, conf_dir: Path = CONF_DIR) -> None:
     valid = config_names(group, conf_dir)
     if name not in valid:
         raise UnknownNameError(unknown_name_message(group, name, valid, key=group))
+
+
+def method_llm(cfg: DictConfig) -> DictConfig:
+    """The llm config a run's method uses: `method.llm`'s file if it names one (with the
+    sweep's request-cache settings, which are not the model's), else the sweep's `llm`."""
+    name = cfg.method.get("llm")
+    if not name:
+        return cfg.llm
+    valid = config_names("llm")
+    if name not in valid:
+        raise UnknownNameError(unknown_name_message("llm", name, valid, key="method.llm"))
+    own = OmegaConf.merge(
+        OmegaConf.structured(LLMConfig), OmegaConf.load(CONF_DIR / "llm" / f"{name}.yaml")
+    )
+    for key in ("cache", "cache_path"):
+        own[key] = cfg.llm[key]
+    return own
 
 
 def compose_config(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> DictConfig:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from bench.claims import RunClaims
+from bench.config import method_llm
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
 from bench.endpoint import EndpointBreaker
@@ -161,7 +162,7 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
     }
     llm = serializer = None
     if tags.uses_llm:
-        llm = OmegaConf.to_container(cfg.llm, resolve=True)
+        llm = OmegaConf.to_container(method_llm(cfg), resolve=True)
         determinants["llm"] = {k: v for k, v in llm.items() if k not in LLM_OPERATIONAL_KEYS}
         # An in-process model computes with `n_jobs` threads unless llm.n_threads says otherwise:
         # parallel jobs that each took every core would oversubscribe it, and llama.cpp's

@@ -40,6 +40,8 @@ __all__ = [
     "PromptTooLongError",
     "ScoreResult",
     "Usage",
+    "context_limit",
+    "fixed_window",
     "make_backend",
 ]
 
@@ -57,6 +59,31 @@ class PromptTooLongError(RunSkipped):
             f"'{llm}' (llm.n_ctx / llm.context_length); use fewer shots or a longer-context model"
         )
         self.tokens, self.limit = tokens, limit
+
+
+def fixed_window(cfg: DictConfig | Mapping[str, Any]) -> int | None:
+    """`llm.n_ctx` as a fixed window in tokens, or None for `auto` (grow to what requests need,
+    up to `llm.context_length`)."""
+    value = cfg.get("n_ctx")
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    try:
+        window = int(value)
+    except (TypeError, ValueError):
+        window = 0
+    if window <= 0 or str(value).strip() != str(window):
+        raise LLMConfigError(
+            f"llm '{cfg.get('name')}': llm.n_ctx must be `auto` or a positive number of tokens, "
+            f"got {value!r}"
+        )
+    return window
+
+
+def context_limit(cfg: DictConfig | Mapping[str, Any]) -> int:
+    """The most tokens one request may hold: an in-process model's fixed `llm.n_ctx`, else the
+    model's `llm.context_length` (an endpoint's window is the server's business)."""
+    window = fixed_window(cfg) if cfg.get("backend") == "llamacpp" else None
+    return window or int(cfg.get("context_length"))
 
 
 BACKENDS = {

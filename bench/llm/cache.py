@@ -194,13 +194,16 @@ class CachedBackend:
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
         on_result: OnResult | None = None,
+        seed: int | None = None,
     ) -> list[GenerateResult]:
-        params = {
+        params: dict[str, Any] = {
             "op": "generate",
             "max_tokens": max_tokens,
             "temperature": temperature,
             "stop": list(stop or []),
         }
+        if seed is not None:  # (absent otherwise, so answers cached before seeds stay valid)
+            params["seed"] = seed
         keys = [self.cache.key(**self._identity(), **params, request=r) for r in requests]
         results: list[GenerateResult | None] = []
         for key in keys:
@@ -216,7 +219,12 @@ class CachedBackend:
 
         if missing:
             self.backend.generate_many(
-                [requests[i] for i in missing], max_tokens, temperature, stop, on_result=store
+                [requests[i] for i in missing],
+                max_tokens,
+                temperature,
+                stop,
+                on_result=store,
+                seed=seed,
             )
         if on_result is not None:
             for i, result in enumerate(results):

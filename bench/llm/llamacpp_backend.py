@@ -24,6 +24,8 @@ from bench.llm.backend import (
     PromptTooLongError,
     ScoreResult,
     Usage,
+    context_limit,
+    fixed_window,
     normalize,
 )
 from bench.llm.cost import priced
@@ -31,64 +33,132 @@ from bench.llm.weights import resolve_model_path
 
 __all__ = ["LlamaCppBackend", "resolve_model_path"]
 
-# One loaded model per (file, window, threads) per process: loading costs ~0.5 s and memory.
+# Loaded models per (file, window, threads) per process: loading costs ~0.5-1.5 s and memory.
+# With `n_ctx: auto` a larger window replaces a smaller one of the same file.
 _MODELS: dict[tuple[str, int, int], Any] = {}
+_VOCABS: dict[str, Any] = {}  # tokenizer-only instances, to size a window before loading it
+AUTO_MIN_WINDOW = 4096  # auto windows are powers of two from here, so they are rarely regrown
 
 
 class LlamaCppBackend:
-    """The embedded local model: no network, no key, tokens counted, cost 0 (or $/hour)."""
+    """The embedded local model: no network, no key, tokens counted, cost 0 (or $/hour).
+
+    `llm.api: chat` renders every request with the chat template in the GGUF file (instruct
+    models such as Qwen2.5-Coder); `completions` sends raw text (base models such as Gemma 3
+    270M). `llm.n_ctx: auto` loads the smallest window (a power of two) that holds the request,
+    up to `llm.context_length`, and grows it when a longer one comes.
+    """
 
     def __init__(self, config: DictConfig) -> None:
         self.config = config
-        self.n_ctx = int(config.n_ctx or config.context_length)
+        self.fixed_window = fixed_window(config)
+        self.n_ctx = context_limit(config)  # the most tokens a request may hold
+        self.chat = config.api == "chat"
         self._llm: Any = None
+        self._window = 0
 
     @property
     def llm(self) -> Any:
-        if self._llm is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError as error:
-                raise LLMConfigError(
-                    "llama-cpp-python is not installed: ./scripts/setup.sh llm "
-                    "(compiles llama.cpp, about 7 minutes on 2 cores the first time)"
-                ) from error
-            path = resolve_model_path(self.config.model_path, self.config.name)
-            threads = int(self.config.n_threads or os.cpu_count() or 1)
-            key = (str(path), self.n_ctx, threads)
-            if key not in _MODELS:
-                _MODELS[key] = Llama(
-                    model_path=str(path),
-                    n_ctx=self.n_ctx,
-                    n_threads=threads,
-                    # Prompt evaluation has its own thread count, which defaults to every core:
-                    # parallel jobs would then oversubscribe the machine many times over.
-                    n_threads_batch=threads,
-                    n_batch=512,
-                    logits_all=False,
-                    verbose=False,
-                )
-            self._llm = _MODELS[key]
+        """The loaded model (with the smallest window, if none is loaded yet)."""
+        return self._model(0)
+
+    def _model(self, tokens: int) -> Any:
+        """A loaded model whose window holds `tokens` tokens."""
+        window = self.fixed_window or _auto_window(tokens, self.n_ctx)
+        if self._llm is not None and self._window >= window:
+            return self._llm
+        llama = _llama_class()
+        path = str(self._path())
+        threads = int(self.config.n_threads or os.cpu_count() or 1)
+        key = (path, window, threads)
+        if key not in _MODELS:
+            for old in [k for k in _MODELS if k[0] == path and k[2] == threads and k[1] < window]:
+                del _MODELS[old]  # a larger window serves every request the smaller one did
+            _MODELS[key] = llama(
+                model_path=path,
+                n_ctx=window,
+                n_threads=threads,
+                # Prompt evaluation has its own thread count, which defaults to every core:
+                # parallel jobs would then oversubscribe the machine many times over.
+                n_threads_batch=threads,
+                n_batch=512,
+                logits_all=False,
+                verbose=False,
+            )
+        self._llm, self._window = _MODELS[key], window
         return self._llm
 
+    def _path(self) -> Any:
+        return resolve_model_path(self.config.model_path, self.config.name)
+
+    @property
+    def _vocab(self) -> Any:
+        """Something that tokenizes: the loaded model, else a tokenizer-only instance."""
+        if self._llm is not None:
+            return self._llm
+        path = str(self._path())
+        if path not in _VOCABS:
+            _VOCABS[path] = _llama_class()(model_path=path, vocab_only=True, verbose=False)
+        return _VOCABS[path]
+
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text))
+        """Tokens of `text` as a request (with the chat template around it, for chat models)."""
+        return len(self._request_tokens(text))
 
     def first_token(self, text: str) -> int | None:
         """The first token of `text` as a continuation (used to check verbalizers collide)."""
-        tokens = self._tokenize(text, bos=False)
+        tokens = self._tokenize(text.lstrip() if self.chat else text, bos=False)
         return tokens[0] if tokens else None
 
-    def _tokenize(self, text: str, bos: bool = True) -> list[int]:
-        # special=False: text from the data must not turn into control tokens.
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False)
+    def _tokenize(self, text: str, bos: bool = True, special: bool = False) -> list[int]:
+        # special=False for text from the data: it must not turn into control tokens.
+        return self._vocab.tokenize(text.encode("utf-8"), add_bos=bos, special=special)
+
+    def _request_tokens(self, request: str | Messages) -> list[int]:
+        """A request's prompt tokens: raw text for completion models; for chat models the
+        rendered chat template (its markup as control tokens, the contents as plain text) up
+        to where the assistant's answer starts."""
+        if isinstance(request, str) and not self.chat:
+            return self._tokenize(request)
+        messages = [{"role": "user", "content": request}] if isinstance(request, str) else request
+        marks = [f"\x00{i}\x00" for i in range(len(messages))]
+        rendered = self._formatter()(
+            messages=[{**m, "content": mark} for m, mark in zip(messages, marks, strict=True)]
+        ).prompt
+        tokens: list[int] = []
+        for mark, message in zip(marks, messages, strict=True):
+            markup, _, rendered = rendered.partition(mark)
+            tokens += self._tokenize(markup, bos=False, special=True)
+            tokens += self._tokenize(message.get("content") or "", bos=False)
+        return tokens + self._tokenize(rendered, bos=False, special=True)
+
+    def _formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        vocab = self._vocab
+        template = vocab.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise LLMConfigError(
+                f"llm '{self.config.name}' sets llm.api=chat, but its GGUF file has no chat "
+                "template; use llm.api=completions for a base model"
+            )
+
+        def text(token: int) -> str:
+            return vocab.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=text(vocab.token_eos()),
+            bos_token=text(vocab.token_bos()),
+            add_generation_prompt=True,
+        )
 
     def _eval_prefix(self, tokens: list[int]) -> tuple[np.ndarray, int]:
         """Evaluate `tokens`, reusing the cached prefix; the last position's logits and the
         number of tokens reused."""
         import llama_cpp
 
-        llm = self.llm
+        llm = self._llm
         reused = 0
         limit = min(llm.n_tokens, len(tokens) - 1)  # always evaluate >= 1 token for fresh logits
         cached = llm.input_ids
@@ -99,13 +169,25 @@ class LlamaCppBackend:
         pointer = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).astype(np.float64), reused
 
+    def _scoring_tokens(
+        self, prompt: str, labels: Sequence[str]
+    ) -> tuple[list[int], dict[str, list[int]]]:
+        """The prompt's tokens and each label's full token sequence after it. A chat model's
+        answer starts a fresh assistant turn, so its labels lose their leading space."""
+        prompt_tokens = self._request_tokens(prompt)
+        if self.chat:
+            full = {lb: prompt_tokens + self._tokenize(lb.lstrip(), bos=False) for lb in labels}
+        else:
+            full = {label: self._tokenize(prompt + label) for label in labels}
+        return prompt_tokens, full
+
     def _score_one(self, prompt: str, labels: Sequence[str]) -> ScoreResult:
         start = time.perf_counter()
-        prompt_tokens = self._tokenize(prompt)
-        continuations = {label: self._tokenize(prompt + label) for label in labels}
+        prompt_tokens, continuations = self._scoring_tokens(prompt, labels)
         longest = max(len(t) for t in continuations.values())
         if longest > self.n_ctx:
             raise PromptTooLongError(longest, self.n_ctx, self.config.name)
+        self._model(longest)
         # A label's tokens start where prompt+label stops matching the prompt's own tokens
         # (usually at the prompt's end). Labels starting at the same position share one
         # evaluation: their first tokens are read off the same last-position logits.
@@ -157,31 +239,32 @@ class LlamaCppBackend:
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
         on_result: OnResult | None = None,
+        seed: int | None = None,
     ) -> list[GenerateResult]:
         results = []
         for index, request in enumerate(requests):
             start = time.perf_counter()
-            size = self.count_tokens(request if isinstance(request, str) else _joined(request))
-            if size + max_tokens > self.n_ctx:
-                raise PromptTooLongError(size + max_tokens, self.n_ctx, self.config.name)
-            options = {
-                "max_tokens": max_tokens,
-                "temperature": temperature,
-                "stop": list(stop or []) or None,
-            }
-            if isinstance(request, str):
-                out = self.llm.create_completion(request, **options)
-                text = out["choices"][0]["text"]
-            else:
-                out = self.llm.create_chat_completion(messages=list(request), **options)
-                text = out["choices"][0]["message"]["content"] or ""
+            tokens = self._request_tokens(request)
+            if len(tokens) + max_tokens > self.n_ctx:
+                raise PromptTooLongError(len(tokens) + max_tokens, self.n_ctx, self.config.name)
+            llm = self._model(len(tokens) + max_tokens)
+            out = llm.create_completion(
+                tokens,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=list(stop or []) or None,
+                # llama.cpp's default seed is random: a sampled answer would not reproduce.
+                seed=0 if seed is None else seed,
+            )
             usage = Usage(
                 requests=1,
                 prompt_tokens=out["usage"]["prompt_tokens"],
                 completion_tokens=out["usage"]["completion_tokens"],
                 llm_seconds=time.perf_counter() - start,
             )
-            results.append(GenerateResult(text, priced(usage, self.config.prices)))
+            results.append(
+                GenerateResult(out["choices"][0]["text"], priced(usage, self.config.prices))
+            )
             if on_result is not None:
                 on_result(index, results[-1])
         return results
@@ -204,5 +287,20 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum())
 
 
-def _joined(messages: Messages) -> str:
-    return "\n".join(m.get("content", "") for m in messages)
+def _auto_window(tokens: int, limit: int) -> int:
+    """The smallest power of two from AUTO_MIN_WINDOW that holds `tokens`, at most `limit`."""
+    window = AUTO_MIN_WINDOW
+    while window < tokens:
+        window *= 2
+    return min(window, limit)
+
+
+def _llama_class() -> Any:
+    try:
+        from llama_cpp import Llama
+    except ImportError as error:
+        raise LLMConfigError(
+            "llama-cpp-python is not installed: ./scripts/setup.sh llm "
+            "(compiles llama.cpp, about 7 minutes on 2 cores the first time)"
+        ) from error
+    return Llama

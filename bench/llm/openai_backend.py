@@ -95,11 +95,17 @@ class OpenAIBackend:
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
         on_result: OnResult | None = None,
+        seed: int | None = None,
     ) -> list[GenerateResult]:
         def job(request: str | Messages) -> Callable[[Any], Awaitable[GenerateResult]]:
             async def run(client: Any) -> GenerateResult:
                 text, usage, _ = await self._complete(
-                    client, request, max_tokens=max_tokens, temperature=temperature, stop=stop
+                    client,
+                    request,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stop=stop,
+                    seed=seed,
                 )
                 return GenerateResult(text, usage)
 
@@ -137,6 +143,7 @@ class OpenAIBackend:
         temperature: float,
         stop: Sequence[str] | None = None,
         logprobs: bool = False,
+        seed: int | None = None,
     ) -> tuple[str, Usage, dict[str, float] | None]:
         cfg = self.config
         common: dict[str, Any] = {
@@ -146,6 +153,8 @@ class OpenAIBackend:
         }
         if stop:
             common["stop"] = list(stop)
+        if seed is not None:
+            common["seed"] = seed
         start = time.perf_counter()
         if cfg.api == "completions":
             prompt = request if isinstance(request, str) else _as_prompt(request)

@@ -83,6 +83,7 @@ class LLMBackend(Protocol):
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
         on_result: OnResult | None = None,
+        seed: int | None = None,  # sampling seed, so a temperature > 0 answer reproduces
     ) -> list[GenerateResult]: ...
 
     def count_tokens(self, text: str) -> int: ...

@@ -14,9 +14,15 @@ import urllib.request
 
 from omegaconf import DictConfig
 
+from bench.llm.backend import fixed_window
 from bench.llm.llamacpp_backend import resolve_model_path
 
 __all__ = ["free_port", "server_command", "wait_until_ready"]
+
+# A server cannot grow its window per request, and with logits for every position (below) it
+# holds n_ctx x vocabulary floats: 8,192 x 262k (Gemma) is 8.6 GB already. `llm.n_ctx: auto`
+# therefore serves this window (or the model's own, if smaller); set llm.n_ctx for more.
+SERVED_AUTO_WINDOW = 8192
 
 
 def server_command(cfg: DictConfig, host: str = "127.0.0.1", port: int = 8080) -> list[str]:
@@ -34,7 +40,7 @@ def server_command(cfg: DictConfig, host: str = "127.0.0.1", port: int = 8080) -
         "--model_alias", cfg.model,
         "--host", host,
         "--port", str(port),
-        "--n_ctx", str(int(cfg.n_ctx or cfg.context_length)),
+        "--n_ctx", str(fixed_window(cfg) or min(int(cfg.context_length), SERVED_AUTO_WINDOW)),
         "--n_threads", str(int(cfg.n_threads or os.cpu_count() or 1)),
         # The server can return logprobs only when it keeps logits for every prompt token, which
         # makes long prompts slower (see DESIGN.md); the in-process backend does not need this.

@@ -25,7 +25,14 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from bench.llm.backend import LLMBackend, PromptTooLongError, Usage, make_backend, parse_label
+from bench.llm.backend import (
+    LLMBackend,
+    PromptTooLongError,
+    Usage,
+    context_limit,
+    make_backend,
+    parse_label,
+)
 from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
 from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
@@ -207,11 +214,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
     def _check_context(self, backend: LLMBackend, prompts: list[str]) -> None:
         """Skip the run before sending when the longest prompt cannot fit the context window."""
         cfg = backend.config
-        limit = (
-            int(cfg.n_ctx or cfg.context_length)
-            if cfg.backend == "llamacpp"
-            else int(cfg.context_length)
-        )
+        limit = context_limit(cfg)
         longest = max(prompts, key=len)
         tokens = backend.count_tokens(longest)
         if tokens > limit:
