@@ -1,9 +1,13 @@
 """Prompts that ask an LLM to write a scikit-learn model, and extracting the code it returns.
 
-The prompt states the task (target meaning, classes, metric), the schema (name, dtype,
-description, example values and missing rate per column), the number of rows and the class
-balance, and a few example rows as CSV. The LLM must answer with one Python module that defines
-``build_model()``. A repair prompt adds the failed program and the end of its error.
+The prompt states the contract first (what `build_model()` returns, what `X` and `y` are, what
+the module may not do), shows a short worked example for a *different* table (a ship-engine
+table whose columns no dataset here has, so a copy is caught by its column names), then this
+task: target and classes, metric, the schema (name, dtype, missing rate, description, example
+values), the columns grouped into numeric and text lists ready to use, a few example rows as
+CSV, and last the approach asked of this candidate, so that candidates share the long prefix
+(a local model evaluates it once). A repair prompt adds the failed program, its failing line
+and error, and an instruction that changes with the round.
 
 >>> extract_code("Here it is:\\n```python\\ndef build_model():\\n    pass\\n```\\nDone.")
 'def build_model():\\n    pass\\n'
@@ -19,27 +23,78 @@ import pandas as pd
 from bench.llm.serialize import format_value
 
 __all__ = [
+    "APPROACHES",
     "CODEGEN_PROMPT_VERSION",
+    "EXAMPLE_COLUMNS",
     "codegen_prompt",
     "extract_code",
+    "failing_line",
     "repair_prompt",
     "schema_lines",
 ]
 
-CODEGEN_PROMPT_VERSION = 1  # part of every codegen run's identity: bump when prompts change
+CODEGEN_PROMPT_VERSION = 2  # part of every codegen run's identity: bump when prompts change
 ALLOWED_IMPORTS = "numpy, pandas, sklearn (scikit-learn), xgboost, lightgbm"
+# The worked example's table. Its column names must stay unlike any real table's: a program
+# that names them copied the example (bench/llm/codegen_checks.py says so before running it).
+EXAMPLE_COLUMNS = ("engine_hours", "crew_size", "fuel_type", "vessel_class")
+WORKED_EXAMPLE = """\
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+NUMERIC = ["engine_hours", "crew_size"]
+TEXT = ["fuel_type", "vessel_class"]
+
+
+def build_model():
+    numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+    text = make_pipeline(
+        SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+    )
+    features = ColumnTransformer([("num", numeric, NUMERIC), ("text", text, TEXT)])
+    return make_pipeline(features, LogisticRegression(max_iter=1000))
+"""
+CONTRACT = f"""\
+The contract (the harness checks it):
+- Define `build_model()` with no arguments. It returns an UNFITTED scikit-learn-compatible \
+classifier (for example a Pipeline) with fit(X, y) and predict_proba(X).
+- The harness runs `model = build_model(); model.fit(X, y); model.predict_proba(X_new)`. \
+X is a pandas DataFrame with exactly the columns listed below (names as written, text columns \
+hold strings and may be missing); y is a pandas Series of class names (strings).
+- There is no global data: no `df`, no files to read. The rows come only through fit and \
+predict_proba. At the top level write only imports, constants and definitions: no example \
+usage, no training, no printing.
+- Import only: {ALLOWED_IMPORTS}. No files, network, environment variables or subprocesses.
+- Keep it fast: it is fitted several times on a CPU."""
 # Candidates after the first are asked for a different approach, so that they differ even at
 # temperature 0 (and stay reproducible from the request cache).
 APPROACHES = (
     "",
-    "Use a different approach from a default gradient-boosting model, e.g. a regularised "
-    "linear model with careful preprocessing.",
-    "Use a random forest or extra-trees ensemble with simple, robust preprocessing.",
-    "Use gradient boosting (LightGBM or XGBoost) with categorical columns encoded explicitly.",
+    "Approach for this candidate: gradient boosting. Keep the same preprocessing and use "
+    "lightgbm.LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, "
+    "verbose=-1) as the classifier.",
+    "Approach for this candidate: a random forest. Keep the same preprocessing and use "
+    "sklearn.ensemble.RandomForestClassifier(n_estimators=300, min_samples_leaf=2, "
+    "random_state=0) as the classifier.",
+    "Approach for this candidate: a regularised linear model with careful preprocessing "
+    "(e.g. LogisticRegression with a tuned C, or splines of the numeric columns).",
+)
+# What each repair round asks: the first fixes the error, later ones ask for a simpler module,
+# so that a model that repeats itself is pushed somewhere else.
+REPAIR_INSTRUCTIONS = (
+    "Fix the cause of this error and reply with the complete corrected module in one "
+    "```python code block. Do not send the same code again.",
+    "That approach keeps failing. Write a new, simpler module that follows the worked "
+    "example's structure with THIS table's columns, in one ```python code block.",
 )
 # A fenced block: its info string (language tag) and its body, up to the closing fence.
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([^\n`]*)\n(.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE)
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
+_PROGRAM_LINE = re.compile(r'File "program\.py", line (\d+)')
 
 
 def schema_lines(
@@ -75,40 +130,52 @@ def codegen_prompt(
     classes = ", ".join(f"{label} {share:.0%}" for label, share in balance.items())
     sample = X.head(example_rows).copy()
     sample[target] = y.head(example_rows).to_numpy()
+    numeric = [str(c) for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
+    text = [str(c) for c in X.columns if str(c) not in numeric]
     approach = (
         APPROACHES[candidate]
         if candidate < len(APPROACHES)
         else f"Candidate {candidate + 1}: use an approach unlike the usual defaults."
     )
     parts = [
-        "You are an expert data scientist. Write a Python module for this tabular "
-        "classification task.",
+        "You are an expert data scientist. Write a Python module that builds a classifier "
+        "for one tabular classification task.",
+        CONTRACT,
+        "A worked example, for a DIFFERENT table (a ship-engine table with the columns "
+        f"{', '.join(EXAMPLE_COLUMNS)}); do not reuse its column names:\n"
+        f"```python\n{WORKED_EXAMPLE}```",
+        "Your task.",
         f"Task: {' '.join(task_description.split())}" if task_description else "",
         f"Target: `{target}`; classes and their share of the training rows: {classes}. "
         f"Metric: {metric} (higher is better). Training rows: {len(X)}.",
-        "Columns (the model receives a pandas DataFrame with exactly these columns; text "
-        "columns hold strings and may be missing):\n" + "\n".join(schema_lines(X, descriptions)),
+        "Columns of X:\n" + "\n".join(schema_lines(X, descriptions)),
+        f"The same columns as Python lists:\nNUMERIC = {numeric!r}\nTEXT = {text!r}",
         f"Example rows (CSV):\n{sample.to_csv(index=False).strip()}",
-        "Requirements:\n"
-        "- Define `build_model()` that returns an UNFITTED scikit-learn-compatible classifier "
-        "with fit(X, y) and predict_proba(X). It must do its own preprocessing (encode text "
-        "columns, handle missing values); y holds the class names as strings.\n"
-        f"- Import only: {ALLOWED_IMPORTS}. No files, network, environment variables or "
-        "subprocesses.\n"
-        "- Keep it fast: it is fitted several times on a CPU.",
         approach,
-        "Reply with the complete module in one ```python code block.",
+        "Reply with the complete module for THIS table in one ```python code block.",
     ]
     return "\n\n".join(part for part in parts if part)
 
 
-def repair_prompt(original: str, code: str, error: str) -> str:
-    """Ask for a corrected module after `code` failed with `error`."""
+def repair_prompt(original: str, code: str, error: str, round_: int = 1) -> str:
+    """Ask for a different module after `code` failed with `error` (repair round `round_`,
+    from 1): the failing line, the end of the error, and the round's instruction."""
+    line = failing_line(code, error)
+    instruction = REPAIR_INSTRUCTIONS[min(round_, len(REPAIR_INSTRUCTIONS)) - 1]
     return (
         f"{original}\n\nA previous attempt:\n```python\n{code.strip()}\n```\n\n"
-        f"It failed with:\n```\n{error.strip()[-2000:]}\n```\n\n"
-        "Fix the problem. Reply with the complete corrected module in one ```python code block."
+        + (f"It failed at {line}\n\n" if line else "")
+        + f"The error:\n```\n{error.strip()[-2000:]}\n```\n\n{instruction}"
     )
+
+
+def failing_line(code: str, error: str) -> str | None:
+    """ "line N: <source>" for the program's last frame in a traceback, if it has one."""
+    numbers = _PROGRAM_LINE.findall(error)
+    lines = code.splitlines()
+    if not numbers or not 0 < int(numbers[-1]) <= len(lines):
+        return None
+    return f"line {numbers[-1]}: {lines[int(numbers[-1]) - 1].strip()}"
 
 
 def extract_code(text: str) -> str | None:

@@ -25,8 +25,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from bench.errors import MethodFailed
 from bench.llm.backend import LLMBackend, Usage, make_backend
+from bench.llm.codegen_checks import fingerprint, sanitise, static_problems
 from bench.llm.codegen_prompt import (
     CODEGEN_PROMPT_VERSION,
+    EXAMPLE_COLUMNS,
     codegen_prompt,
     extract_code,
     repair_prompt,
@@ -60,6 +62,7 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         example_rows: int = 5,
         max_tokens: int = 768,
         temperature: float = 0.0,
+        repair_temperature: float = 0.6,
         cv_folds: int = 5,
         sandbox: dict[str, Any] | None = None,
         seed: int = 0,
@@ -74,6 +77,7 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         self.example_rows = example_rows
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.repair_temperature = repair_temperature
         self.cv_folds = cv_folds
         self.sandbox = sandbox
         self.seed = seed
@@ -148,7 +152,7 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
             artifacts=dict(getattr(self, "artifacts_", {})),
         )
 
-    # -- one candidate: generate, run, repair ------------------------------------------------
+    # -- one candidate: generate, check, run, repair -------------------------------------------
     def _candidate(
         self, backend: LLMBackend, X: pd.DataFrame, y: pd.Series, candidate: int
     ) -> list[dict[str, Any]]:
@@ -163,38 +167,68 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
             candidate=candidate,
         )
         prompt, attempts = original, []
+        seen: dict[str, int] = {}  # program fingerprint -> the round that first ran it
+        last_error = ""
         for round_ in range(self.repair_rounds + 1):
-            text, usage = self._generate(backend, prompt)
+            # Repairs sample (seeded, so they reproduce): at temperature 0 a small model often
+            # answers a repair request with the program it was asked to fix.
+            temperature = self.temperature if round_ == 0 else self.repair_temperature
+            seed = self.seed * 1000 + candidate * 10 + round_ if temperature > 0 else None
+            text, usage = self._generate(backend, prompt, temperature, seed)
+            attempt: dict[str, Any] = {
+                "candidate": candidate,
+                "round": round_,
+                "temperature": temperature,
+                "dropped": [],
+                "identical_to": None,
+            }
             code = extract_code(text)
             if code is None:
-                outcome = SandboxResult(ok=False, error="the reply holds no Python code block")
+                code, outcome = text, _not_run("the reply holds no Python code block")
             else:
-                outcome = run_program(
-                    code,
-                    X,
-                    y,
-                    metric=self.metric_,
-                    positive_label=self.positive_,
-                    n_folds=self.cv_folds,
-                    seed=self.seed,
-                    limits=self._limits(),
-                )
+                cleaned = sanitise(code)
+                code, attempt["dropped"] = cleaned.code, cleaned.dropped
+                key = fingerprint(code)
+                if key in seen:  # the same program again: recorded, not run twice
+                    attempt["identical_to"] = seen[key]
+                    outcome = _not_run(
+                        f"the repair is the program of round {seen[key]} again; it was not run "
+                        f"a second time. That program failed with: {_error_line(last_error)}"
+                    )
+                else:
+                    seen[key] = round_
+                    outcome = self._check_and_run(code, X, y)
             attempts.append(
-                {
-                    "candidate": candidate,
-                    "round": round_,
-                    "code": code if code is not None else text,
-                    **outcome.summary(),
-                    "usage": usage.as_dict(),
-                }
+                {**attempt, "code": code, **outcome.summary(), "usage": usage.as_dict()}
             )
             if outcome.ok:
                 break
-            prompt = repair_prompt(original, code if code is not None else text, outcome.error)
+            last_error = outcome.error or ""
+            prompt = repair_prompt(original, code, last_error, round_ + 1)
         return attempts
 
-    def _generate(self, backend: LLMBackend, prompt: str) -> tuple[str, Usage]:
-        """Chat endpoints get the prompt as a user message; a completion model (the embedded
+    def _check_and_run(self, code: str, X: pd.DataFrame, y: pd.Series) -> SandboxResult:
+        """Cross-validate `code` in the sandbox, unless it cannot work: a syntax error, a
+        global it never defines or column names the table does not have are reported as its
+        error without spending a sandbox run."""
+        problems = static_problems(code, [str(c) for c in X.columns], EXAMPLE_COLUMNS)
+        if problems:
+            return _not_run("the program was not run: " + "; ".join(problems))
+        return run_program(
+            code,
+            X,
+            y,
+            metric=self.metric_,
+            positive_label=self.positive_,
+            n_folds=self.cv_folds,
+            seed=self.seed,
+            limits=self._limits(),
+        )
+
+    def _generate(
+        self, backend: LLMBackend, prompt: str, temperature: float, seed: int | None
+    ) -> tuple[str, Usage]:
+        """Chat models get the prompt as a user message; a completion model (the embedded
         base models) gets it followed by an opened code fence to continue."""
         if self._chat():
             request: Any = [{"role": "user", "content": prompt}]
@@ -203,14 +237,13 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
             opened, stop = "```python\n", ["```"]
             request = f"{prompt}\n\n{opened}"
         result = backend.generate_many(
-            [request], max_tokens=self.max_tokens, temperature=self.temperature, stop=stop
+            [request], max_tokens=self.max_tokens, temperature=temperature, stop=stop, seed=seed
         )[0]
         self._usage += result.usage
         return opened + result.text, result.usage
 
     def _chat(self) -> bool:
-        llm = self.llm or {}
-        return llm.get("backend") == "openai" and llm.get("api", "chat") == "chat"
+        return (self.llm or {}).get("api", "chat") == "chat"
 
     def _check_confinement(self) -> None:
         """Code from a hosted model (which nobody here controls) runs only confined, unless
@@ -228,6 +261,10 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
 
     def _limits(self) -> SandboxLimits:
         return SandboxLimits(**(self.sandbox or {}))
+
+
+def _not_run(error: str) -> SandboxResult:
+    return SandboxResult(ok=False, error=error)
 
 
 def _error_line(text: str) -> str:
@@ -262,6 +299,7 @@ LLM_CODEGEN = MethodKind(
         "example_rows": Range(low=0),
         "max_tokens": Range(low=1),
         "temperature": Range(low=0, high=2, integer=False),
+        "repair_temperature": Range(low=0, high=2, integer=False),
         "cv_folds": Range(low=2),
     },
 )
