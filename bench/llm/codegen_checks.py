@@ -42,10 +42,11 @@ def sanitise(code: str) -> Sanitised:
     except SyntaxError as error:
         return Sanitised(code, syntax_error=f"SyntaxError: {error.msg} (line {error.lineno})")
     defined: set[str] = set()
+    own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
     kept: list[ast.stmt] = []
     dropped: list[str] = []
     for index, node in enumerate(tree.body):
-        if _keeps(node, defined, first=index == 0):
+        if _keeps(node, defined, own, first=index == 0):
             kept.append(node)
             defined |= _names_bound(node)
         else:
@@ -71,7 +72,7 @@ def static_problems(
     problems = []
     top = {name for node in tree.body for name in _names_bound(node)}
     if "build_model" not in top:
-        problems.append("the module does not define build_model()")
+        problems.append("the module does not define a function build_model()")
     free = sorted(_undefined_globals(code) - top - _BUILTINS)
     if free:
         problems.append(
@@ -104,22 +105,25 @@ def fingerprint(code: str) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _keeps(node: ast.stmt, defined: set[str], first: bool) -> bool:
+def _keeps(node: ast.stmt, defined: set[str], own: set[str], first: bool) -> bool:
+    """Whether a top-level statement belongs in a model module: `defined` holds the names bound
+    so far, `own` the module's own functions and classes (calling one at import is usage)."""
     if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef):
         return True
     if first and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
         return True  # the module's docstring
     if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
         used = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
-        return used <= defined | _BUILTINS and not _calls_io(node.value)
+        return used <= defined | _BUILTINS and not _calls_io(node.value, own)
     return False
 
 
-def _calls_io(node: ast.AST) -> bool:
+def _calls_io(node: ast.AST, own: set[str]) -> bool:
+    """Whether `node` reads data or runs the module's own code (`model = build_model()`)."""
     for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
         name = call.func.attr if isinstance(call.func, ast.Attribute) else None
         name = name or (call.func.id if isinstance(call.func, ast.Name) else None)
-        if name in _IO_CALLS or (name or "").startswith("read_"):
+        if name in _IO_CALLS or name in own or (name or "").startswith("read_"):
             return True
     return False
 

@@ -213,7 +213,7 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         error without spending a sandbox run."""
         problems = static_problems(code, [str(c) for c in X.columns], EXAMPLE_COLUMNS)
         if problems:
-            return _not_run("the program was not run: " + "; ".join(problems))
+            return _not_run("; ".join(problems) + " (found before running it)")
         return run_program(
             code,
             X,

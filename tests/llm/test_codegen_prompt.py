@@ -10,8 +10,11 @@ import pytest
 from bench.llm.codegen_prompt import (
     ALLOWED_IMPORTS,
     APPROACHES,
+    EXAMPLE_COLUMNS,
+    WORKED_EXAMPLE,
     codegen_prompt,
     extract_code,
+    failing_line,
     repair_prompt,
     schema_lines,
 )
@@ -90,7 +93,7 @@ def test_no_task_description_leaves_no_empty_task_line(
 ) -> None:
     text = prompt(table, task_description="")
     assert "Task:" not in text
-    assert "\n\n\n" not in text
+    assert "\n\n\n" not in text.replace(WORKED_EXAMPLE, "")  # (the example is PEP 8 code)
 
 
 def test_candidates_ask_for_different_approaches(table: tuple[pd.DataFrame, pd.Series]) -> None:
@@ -173,3 +176,43 @@ def test_extract_code_prefers_the_block_that_defines_build_model() -> None:
 )
 def test_extract_code_with_other_language_tags(reply: str) -> None:
     assert extract_code(reply) == PROGRAM
+
+
+def test_the_prompt_states_the_contract_and_a_worked_example_for_another_table(
+    table: tuple[pd.DataFrame, pd.Series],
+) -> None:
+    text = prompt(table)
+    assert "`build_model()` with no arguments" in text
+    assert "model = build_model(); model.fit(X, y); model.predict_proba(X_new)" in text
+    assert "There is no global data: no `df`" in text and "no example usage" in text
+    assert f"```python\n{WORKED_EXAMPLE}```" in text
+    for column in EXAMPLE_COLUMNS:  # the example's table is not this one
+        assert column in WORKED_EXAMPLE and column not in table[0].columns
+    # The example comes before the task, whose own columns follow as ready-made lists.
+    assert text.index(WORKED_EXAMPLE) < text.index("Your task.") < text.index("NUMERIC = ['age'")
+    assert "NUMERIC = ['age', 'score', 'empty']\nTEXT = ['plan']" in text
+    exec(compile(WORKED_EXAMPLE, "example.py", "exec"), {})  # the example itself is valid
+
+
+def test_the_failing_line_is_the_programs_last_frame() -> None:
+    code = "import numpy as np\n\ndef build_model():\n    return np.nothing()\n"
+    error = (
+        'Traceback (most recent call last):\n  File "program.py", line 3, in <module>\n'
+        '  File "program.py", line 4, in build_model\n'
+        '  File "/usr/lib/numpy/__init__.py", line 9, in __getattr__\n'
+        "AttributeError: module 'numpy' has no attribute 'nothing'\n"
+    )
+    assert failing_line(code, error) == "line 4: return np.nothing()"
+    assert failing_line(code, "timed out after 60 s") is None
+    assert failing_line(code, 'File "program.py", line 99') is None  # not a line of this code
+
+
+def test_repair_rounds_ask_for_different_things(table: tuple[pd.DataFrame, pd.Series]) -> None:
+    original = prompt(table)
+    error = 'Traceback:\n  File "program.py", line 4, in build_model\nValueError: bad column\n'
+    first = repair_prompt(original, PROGRAM, error, round_=1)
+    second = repair_prompt(original, PROGRAM, error, round_=2)
+    assert "It failed at line 4: return DummyClassifier()" in first
+    assert "Do not send the same code again" in first
+    assert "simpler module" in second and "Do not send the same code again" not in second
+    assert repair_prompt(original, PROGRAM, error, round_=5).endswith(second[-80:])

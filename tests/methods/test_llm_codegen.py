@@ -23,13 +23,25 @@ from bench.data.dataset import Task
 from bench.llm.backend import GenerateResult, Usage, as_llm_config
 from bench.llm.cache import CachedBackend, RequestCache
 from bench.llm.codegen_prompt import codegen_prompt, repair_prompt
-from bench.llm.sandbox import SandboxLimits, run_program
+from bench.llm.sandbox import SandboxLimits
 from bench.methods.base import MethodContext, build_method
 from bench.methods.llm_codegen import CodegenFailed, LLMCodegenClassifier
 
 SANDBOX = {"wall_s": 20, "cpu_s": 10, "memory_mb": 2048}
 MAX_TOKENS = 48
-ATTEMPT_KEYS = {"candidate", "round", "code", "ok", "error", "cv_score", "usage", "seconds"}
+ATTEMPT_KEYS = {
+    "candidate",
+    "round",
+    "code",
+    "ok",
+    "error",
+    "cv_score",
+    "usage",
+    "seconds",
+    "temperature",
+    "dropped",
+    "identical_to",
+}
 
 DUMMY = """\
 from sklearn.dummy import DummyClassifier
@@ -131,6 +143,7 @@ def replay(llm: dict[str, Any], replies: dict[str, str], max_tokens: int = MAX_T
             temperature: float,
             stop: Any,
             on_result: Any = None,
+            seed: int | None = None,
         ) -> list[GenerateResult]:
             results = [GenerateResult(replies[r], Usage(requests=1)) for r in requests]
             for i, result in enumerate(results):
@@ -265,19 +278,11 @@ def test_a_failing_program_is_sent_back_with_its_error_and_the_repair_kept(
     llm: dict[str, Any],
 ) -> None:
     X, y = separable()
-    model = estimator(llm, repair_rounds=1)
+    model = estimator(llm, repair_rounds=1, repair_temperature=0.0)
     first = request(model, X, y, 0)
-    # The error the sandbox reports for the broken program is what the repair request quotes.
-    error = run_program(
-        NO_BUILD_MODEL,
-        X,
-        y,
-        metric="roc_auc",
-        positive_label="yes",
-        n_folds=model.cv_folds,
-        limits=SandboxLimits(**SANDBOX),
-    ).error
-    assert error and "does not define a function build_model()" in error
+    # A program without build_model() is refused before a sandbox run, with this error, which
+    # is what the repair request quotes.
+    error = "the module does not define a function build_model() (found before running it)"
     repair = f"{repair_prompt(original(model, X, y, 0), NO_BUILD_MODEL, error)}\n\n```python\n"
     replay(llm, {first: NO_BUILD_MODEL, repair: RULE})
     model.fit(X, y)
@@ -299,6 +304,7 @@ def test_when_nothing_works_every_attempt_is_in_the_failure(llm: dict[str, Any])
     attempts = failed.value.details["programs"]
     assert [a["code"] for a in attempts] == [NO_BUILD_MODEL, PROSE]
     assert "does not define a function build_model()" in attempts[0]["error"]
+    assert attempts[0]["seconds"] == 0  # found before running it: no sandbox run spent
     assert failed.value.usage["cache_hits"] == 2
     assert not hasattr(model, "artifacts_")
 
