@@ -98,3 +98,22 @@ def test_check_an_unknown_llm_lists_the_valid_names(
     if suggestion:
         assert suggestion in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [
+        ("local_qwen25_coder_1_5b", "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M"),
+        ("local_qwen25_coder_0_5b", "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"),
+    ],
+)
+def test_check_an_embedded_qwen_chat_model(tmp_path: Path, name: str, model: str) -> None:
+    done = bench_llm("check", "--llm", name, "llm.n_threads=2", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert f"llm:      {name} (llamacpp)" in out
+    assert f"model:    {model}" in out
+    assert "in-process llama.cpp" in out
+    assert "logprobs: yes" in out
+    assert "answer:   yes=" in out and ", no=" in out
+    assert list(tmp_path.iterdir()) == []  # check never writes a cache
