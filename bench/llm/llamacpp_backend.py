@@ -70,7 +70,10 @@ class LlamaCppBackend:
         llama = _llama_class()
         path = str(self._path())
         threads = int(self.config.n_threads or os.cpu_count() or 1)
-        key = (path, window, threads)
+        # A window already loaded that holds this one serves it (another run may have grown it).
+        larger = [k for k in _MODELS if k[0] == path and k[2] == threads and k[1] >= window]
+        key = min(larger, key=lambda k: k[1]) if larger else (path, window, threads)
+        window = key[1]
         if key not in _MODELS:
             for old in [k for k in _MODELS if k[0] == path and k[2] == threads and k[1] < window]:
                 del _MODELS[old]  # a larger window serves every request the smaller one did

@@ -10,6 +10,7 @@ import pytest
 
 from bench.config import compose_config
 from bench.errors import RunSkipped
+from bench.llm import llamacpp_backend
 from bench.llm.backend import (
     LLMConfigError,
     PromptTooLongError,
@@ -24,6 +25,12 @@ CONTEXT_LENGTH = 8192  # SmolLM2's llm.context_length
 ROW = "Row: age 42, plan basic, spend 31.5, churned no.\n"
 QUESTION = "Question: did the last customer churn?\nAnswer:"
 LABELS = [" yes", " no"]
+
+
+@pytest.fixture(autouse=True)
+def no_loaded_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no model loaded in the process (a loaded larger window is reused)."""
+    monkeypatch.setattr(llamacpp_backend, "_MODELS", {})
 
 
 def smollm2(*overrides: str) -> LlamaCppBackend:
@@ -56,6 +63,10 @@ def test_auto_grows_the_window_for_a_longer_prompt() -> None:
     assert result.method == "logprobs" and sum(result.probs.values()) == pytest.approx(1.0)
     assert result.usage.prompt_tokens == backend.count_tokens(prompt) > 4096
     assert backend._window == 8192 and backend.llm.n_ctx() == 8192
+    # The next run's backend reuses the grown model for its short prompts: one copy in memory.
+    fresh = smollm2("llm.n_ctx=auto")
+    fresh.score_many([QUESTION], LABELS)
+    assert fresh.llm is backend.llm and len(llamacpp_backend._MODELS) == 1
 
 
 def test_a_fixed_window_skips_the_prompt_auto_would_score() -> None:
