@@ -1,17 +1,22 @@
 """LLM-written models: the LLM writes scikit-learn code, a sandbox runs it.
 
-`fit` asks the LLM for `n_candidates` programs (bench/llm/codegen_prompt.py), cross-validates
-each on the training rows in the sandbox (bench/llm/sandbox.py), sends a failing program's error
-back for up to `repair_rounds` repairs, and keeps the candidate with the best cross-validation
-score. `predict_proba` runs the kept program once more in the sandbox: fitted on all training
-rows, it predicts the test *features*; the test labels never reach the sandbox.
+`fit` asks the LLM for `n_candidates` programs (bench/llm/codegen_prompt.py: the contract, a
+worked example for another table, this table, and a different approach per candidate). Each
+reply is sanitised and checked before it runs (bench/llm/codegen_checks.py: script code at the
+top level is dropped; a global `df` or wrong column names are errors found without a sandbox
+run), then cross-validated on the training rows in the sandbox (bench/llm/sandbox.py). A failing
+program goes back with its failing line and error for up to `repair_rounds` repairs, sampled at
+`repair_temperature` with a seed (a repeated program is recorded and not run again), and the
+candidate with the best harness-computed CV score is kept. `predict_proba` runs the kept
+program once more in the sandbox: fitted on all training rows, it predicts the test *features*;
+the test labels never reach the sandbox.
 
-Every generated program (code, error, CV score, tokens, cost) is in ``fit_info_["programs"]``
-(the record's ``details.programs``; the record's own integer ``attempts`` counts retries of the
-run) and the kept
-program in ``artifacts_["model.py"]``, which the runner saves next to the run's result. When no
-attempt works, `fit` raises `CodegenFailed`: the run is recorded as failed with the reason and
-its attempts, never silently replaced by a fallback model.
+Every generated program (code, what sanitising dropped, error, CV score, tokens, cost) is in
+``fit_info_["programs"]`` (the record's ``details.programs``; the record's own integer
+``attempts`` counts retries of the run) and the kept program in ``artifacts_["model.py"]``,
+which the runner saves next to the run's result. When no attempt works, `fit` raises
+`CodegenFailed`: the run is recorded as failed with the reason and its attempts, never silently
+replaced by a fallback model.
 """
 
 from __future__ import annotations
