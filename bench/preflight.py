@@ -3,7 +3,8 @@
 `bench-run` checks every job of the sweep it was asked for: the command line's comma lists and
 an experiment's `hydra.sweeper.params` are expanded as Hydra's basic sweeper would, each job's
 config is composed, and its values are checked (training sizes, seeds, split settings, n_jobs,
-and each method's numeric parameters against the ranges its `MethodKind` declares). A value
+each method's numeric parameters against the ranges its `MethodKind` declares, `method.llm`
+and `llm.n_ctx`). A value
 that cannot work would otherwise give a permanent `failed` record per run after the sweep
 started; here it is one message naming the key, and nothing runs.
 """
@@ -15,9 +16,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from bench.config import method_llm
 from bench.data.splits import SAMPLINGS
+from bench.llm.backend import fixed_window
+from bench.llm.protocol import LLMConfigError
 from bench.methods.base import method_kind
 from bench.paths import CONF_DIR
+from bench.registry import UnknownNameError
 
 __all__ = ["SweepPlan", "job_problems", "plan_sweep", "sweep_jobs", "sweep_problems"]
 
@@ -41,6 +46,10 @@ def job_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"split.min_per_class={split.min_per_class} must be >= 0")
     if int(cfg.n_jobs) < 1:
         problems.append(f"n_jobs={cfg.n_jobs} must be >= 1")
+    try:  # the model this job's method uses: `method.llm`'s, else the sweep's
+        fixed_window(method_llm(cfg))
+    except (UnknownNameError, LLMConfigError) as error:
+        problems.append(str(error))
     try:
         kind = method_kind(cfg.method.kind)
     except Exception as error:  # an unknown or unimportable method.kind

@@ -162,3 +162,13 @@ def test_help_starts_with_the_harness_usage(tmp_path: Path) -> None:
     assert done.stdout.startswith("bench-run: run a sweep")
     assert "status: 0 every run ok" in done.stdout
     assert "Configuration groups" in done.stdout  # Hydra's help follows
+
+
+def test_a_methods_pinned_llm_and_the_context_window_are_checked() -> None:
+    assert sweep_problems(["dataset=callcenter", "method=llm_codegen_local"]) == []
+    (unknown,) = sweep_problems(
+        ["dataset=callcenter", "method=llm_codegen_local", "method.llm=qwen"]
+    )
+    assert "method.llm" in unknown and "local_qwen25_coder_1_5b" in unknown  # the valid names
+    (window,) = sweep_problems(["dataset=callcenter", "method=llm_icl", "llm.n_ctx=8k"])
+    assert "llm.n_ctx must be `auto` or a positive number of tokens, got '8k'" in window
