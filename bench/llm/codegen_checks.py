@@ -3,7 +3,8 @@
 Small models write whole scripts: "example usage" that reads a CSV, a global `df`, a training
 loop at import. `sanitise` keeps only what a model module needs at its top level (imports,
 function and class definitions, assignments computed from constants and the module's own names)
-and records every statement it drops. `static_problems` then names what cannot work: no
+and records every statement it drops; a reply cut off mid-statement by the token limit keeps
+its complete statements. `static_problems` then names what cannot work: no
 `build_model`, a function reading a global the module never defines (`df`), or column names the
 table does not have, such as a copy of the prompt's worked example. Each problem is an error the
 repair prompt quotes, so the model learns what to change.
@@ -40,7 +41,13 @@ def sanitise(code: str) -> Sanitised:
     try:
         tree = ast.parse(code)
     except SyntaxError as error:
-        return Sanitised(code, syntax_error=f"SyntaxError: {error.msg} (line {error.lineno})")
+        salvaged = _complete_prefix(code)
+        if salvaged is None:
+            return Sanitised(code, syntax_error=f"SyntaxError: {error.msg} (line {error.lineno})")
+        result = sanitise(salvaged)
+        first = salvaged.count("\n") + 1
+        tail = f"lines {first}-{code.count(chr(10)) + 1}: an unfinished statement ({error.msg})"
+        return Sanitised(result.code, [*result.dropped, tail])
     defined: set[str] = set()
     own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
     kept: list[ast.stmt] = []
@@ -94,6 +101,23 @@ def static_problems(
             f"{sorted(known)})"
         )
     return problems
+
+
+def _complete_prefix(code: str) -> str | None:
+    """The longest run of complete top-level statements at the start of `code` that defines
+    build_model: a reply cut off by the token limit (small models often repeat a function until
+    they run out) keeps what it finished. None when no such prefix parses."""
+    lines = code.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line[:1].strip() and not line.startswith("#")]
+    for cut in reversed(starts):
+        prefix = "".join(lines[:cut])
+        try:
+            tree = ast.parse(prefix)
+        except SyntaxError:
+            continue
+        if any(isinstance(n, ast.FunctionDef) and n.name == "build_model" for n in tree.body):
+            return prefix
+    return None
 
 
 def fingerprint(code: str) -> str:

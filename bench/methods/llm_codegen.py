@@ -173,7 +173,7 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         )
         prompt, attempts = original, []
         seen: dict[str, int] = {}  # program fingerprint -> the round that first ran it
-        last_error = ""
+        errors: dict[int, str] = {}  # round -> the error of the program it ran
         for round_ in range(self.repair_rounds + 1):
             # Repairs sample (seeded, so they reproduce): at temperature 0 a small model often
             # answers a repair request with the program it was asked to fix.
@@ -198,18 +198,18 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
                     attempt["identical_to"] = seen[key]
                     outcome = _not_run(
                         f"the repair is the program of round {seen[key]} again; it was not run "
-                        f"a second time. That program failed with: {_error_line(last_error)}"
+                        f"a second time. That program failed with: {_error_line(errors[seen[key]])}"
                     )
                 else:
                     seen[key] = round_
                     outcome = self._check_and_run(code, X, y)
+                    errors[round_] = outcome.error or ""
             attempts.append(
                 {**attempt, "code": code, **outcome.summary(), "usage": usage.as_dict()}
             )
             if outcome.ok:
                 break
-            last_error = outcome.error or ""
-            prompt = repair_prompt(original, code, last_error, round_ + 1)
+            prompt = repair_prompt(original, code, outcome.error or "", round_ + 1)
         return attempts
 
     def _check_and_run(self, code: str, X: pd.DataFrame, y: pd.Series) -> SandboxResult:

@@ -120,3 +120,24 @@ def test_the_fingerprint_ignores_comments_and_layout_only() -> None:
     code = "def build_model():\n    return 1\n"
     assert fingerprint(code) == fingerprint("# same\ndef build_model():\n\n    return 1  # x\n")
     assert fingerprint(code) != fingerprint("def build_model():\n    return 2\n")
+
+
+def test_a_reply_cut_off_by_the_token_limit_keeps_its_complete_statements() -> None:
+    """Shaped like Qwen2.5-Coder-0.5B's replies: build_model repeated until max_tokens."""
+    body = "def build_model():\n    return LogisticRegression(max_iter=1000)\n\n"
+    code = (
+        "from sklearn.linear_model import LogisticRegression\n\n" + body * 3 + body[:55]
+    )  # cut inside the call
+    result = sanitise(code)
+    assert result.syntax_error is None
+    assert result.code.count("def build_model") == 3 and result.code.rstrip().endswith("1000)")
+    assert result.dropped[-1].startswith("lines 12-13: an unfinished statement")
+    assert static_problems(result.code, COLUMNS) == []
+    namespace: dict = {}
+    exec(compile(result.code, "program.py", "exec"), namespace)
+    assert namespace["build_model"]().max_iter == 1000
+
+
+def test_a_reply_with_no_complete_build_model_stays_a_syntax_error() -> None:
+    result = sanitise("import numpy as np\n\ndef build_model(:\n    return 1\n")
+    assert result.syntax_error is not None and result.dropped == []
