@@ -2,8 +2,18 @@
 
 Every metric takes integer class codes `y_true` (indices into the task's class labels), a
 probability matrix `proba` (rows x classes, same order) and the index of the positive class
-(binary tasks), and declares its name, how it reads in prose and whether higher is better.
-`METRICS` is the only list: the run record, the results frame and the report derive from it.
+(binary tasks), and declares its name, how it reads in prose, whether higher is better and its
+range. `METRICS` is the only list: the run record, the results frame and the report derive
+from it.
+
+Binary metrics of one class (ROC AUC, Brier, precision, recall, average precision) score the
+positive class; multiclass ones are macro averages over one-vs-rest problems. Precision and
+recall are taken at the predicted label (the most probable class, what `predict` returns), with
+a ratio whose denominator is empty (no row predicted, or no row truly, of a class) counted as 0.
+
+>>> y, proba = np.array([0, 1, 1]), np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+>>> round(get_metric("precision")(y, proba, 1), 3), round(get_metric("recall")(y, proba, 1), 3)
+(1.0, 0.5)
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ class Metric:
     label: str  # how it reads in prose and on axes
     higher_is_better: bool
     fn: Callable[[np.ndarray, np.ndarray, int], float]
+    bounds: tuple[float | None, float | None] = (0.0, 1.0)  # the range; None: unbounded
 
     def __call__(self, y_true: np.ndarray, proba: np.ndarray, positive: int) -> float:
         return float(self.fn(y_true, proba, positive))
@@ -56,6 +67,40 @@ def _brier(y: np.ndarray, proba: np.ndarray, positive: int) -> float:
         return skm.brier_score_loss(y == positive, proba[:, positive])
     onehot = np.eye(proba.shape[1])[y]
     return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+
+
+def _precision_recall(
+    score: Callable[..., float],
+) -> Callable[[np.ndarray, np.ndarray, int], float]:
+    """`score` (precision or recall) at the argmax label: the positive class's, else macro.
+
+    zero_division=0: a class never predicted has precision 0 and a class absent from the test
+    labels recall 0, without sklearn's warning; every class counts in the macro mean, like
+    `f1_macro` (so multiclass macro recall is balanced accuracy when every class is present).
+    """
+
+    def fn(y: np.ndarray, proba: np.ndarray, positive: int) -> float:
+        pred = proba.argmax(axis=1)
+        if proba.shape[1] == 2:
+            return score(y == positive, pred == positive, zero_division=0)
+        return score(y, pred, labels=_labels(proba), average="macro", zero_division=0)
+
+    return fn
+
+
+def _average_precision(y: np.ndarray, proba: np.ndarray, positive: int) -> float:
+    """PR AUC of the positive class; multiclass: the macro mean over the classes present.
+
+    Like AUC it is NaN for a single-class test set; a class absent from the test labels has no
+    precision-recall curve (sklearn would score it 0 with a warning), so it is left out.
+    """
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    if proba.shape[1] == 2:
+        return skm.average_precision_score(y == positive, proba[:, positive])
+    present = np.unique(y)
+    onehot = np.eye(proba.shape[1])[y][:, present]
+    return skm.average_precision_score(onehot, proba[:, present], average="macro")
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
@@ -84,9 +129,19 @@ METRICS: tuple[Metric, ...] = (
         True,
         lambda y, p, _: skm.f1_score(y, p.argmax(axis=1), average="macro", labels=_labels(p)),
     ),
+    Metric("precision", "precision", True, _precision_recall(skm.precision_score)),
+    Metric("recall", "recall", True, _precision_recall(skm.recall_score)),
     Metric("roc_auc", "AUC", True, _roc_auc),
-    Metric("log_loss", "log loss", False, lambda y, p, _: skm.log_loss(y, p, labels=_labels(p))),
-    Metric("brier", "Brier score", False, _brier),
+    Metric("average_precision", "average precision", True, _average_precision),
+    Metric(
+        "log_loss",
+        "log loss",
+        False,
+        lambda y, p, _: skm.log_loss(y, p, labels=_labels(p)),
+        bounds=(0.0, None),
+    ),
+    # Multiclass Brier sums squared errors over classes: a sure wrong answer scores 2.
+    Metric("brier", "Brier score", False, _brier, bounds=(0.0, 2.0)),
     Metric("ece", "ECE", False, lambda y, p, _: expected_calibration_error(y, p)),
 )
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)

@@ -53,6 +53,18 @@ class DatasetSection:
     not_finished: int  # failed or unavailable runs
 
     @property
+    def no_table(self) -> str:
+        """Why there is no table: no run finished, or none has a value of the metric."""
+        if not self.runs["status"].eq("ok").any():
+            return "No successful runs."
+        # e.g. `--metric precision` on runs recorded before precision was a metric
+        return (
+            f"No successful run has a value of {self.metric}: runs recorded before it was a "
+            "metric lack it, and a metric undefined on the test set (AUC of one class) has none. "
+            "Choose another with --metric."
+        )
+
+    @property
     def pareto(self) -> pd.DataFrame:
         """The Pareto-optimal (method, n_train) points, cheapest first."""
         if self.points.empty:

@@ -91,7 +91,7 @@ def _summary(summary: RunSummary) -> str:
         )
         parts.append(
             f'<p class="note">{len(summary.unreadable)} unreadable file(s) in runs/ were '
-            f"skipped:</p><ul class=\"note\">{items}</ul>"
+            f'skipped:</p><ul class="note">{items}</ul>'
         )
     if summary.skipped:
         rows = "".join(
@@ -131,7 +131,7 @@ def _dataset(section: DatasetSection, out: Path) -> str:
     parts = [f'<h2 id="ds-{_e(section.name)}">{_e(section.name)}</h2>']
     parts.append(_verdict(section.verdict))
     if section.grid is None:
-        parts.append("<p>No successful runs.</p>")
+        parts.append(f"<p>{_e(section.no_table)}</p>")
     else:
         seeds = int(section.table["seeds"].max())
         parts += [

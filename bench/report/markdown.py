@@ -119,7 +119,7 @@ def render_markdown(content: ReportContent) -> str:
     for section in content.datasets:
         out += [f"## {section.name}", "", "### Verdict", "", *verdict_lines(section.verdict), ""]
         if section.grid is None:
-            out += ["No successful runs.", ""]
+            out += [section.no_table, ""]
         else:
             out += [
                 f"### {table_caption(section.name, section.metric)}",

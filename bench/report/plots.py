@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.metrics import higher_is_better
+from bench.metrics import get_metric, higher_is_better
 from bench.report.cost import COST_UNITS
 from bench.report.runs import BASELINE, metric_name, row_order
 
@@ -125,7 +125,7 @@ def learning_curve(table: pd.DataFrame, metric: str, title: str, path: Path) -> 
         )
         band = rows.dropna(subset=["ci"])
         if not baseline and len(band):
-            low, high = _bounds(metric)
+            low, high = get_metric(metric).bounds  # a band never claims an AUC above 1
             ax.fill_between(
                 band["pos"],
                 (band["mean"] - band["ci"]).clip(lower=low),
@@ -152,16 +152,6 @@ def learning_curve(table: pd.DataFrame, metric: str, title: str, path: Path) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-_UNIT_RANGE = {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "brier", "ece"}
-
-
-def _bounds(metric: str) -> tuple[float | None, float | None]:
-    """The metric's range, so a band never claims an AUC above 1 (log loss has no top)."""
-    if metric in _UNIT_RANGE:
-        return 0.0, 1.0
-    return (0.0, None) if metric == "log_loss" else (None, None)
 
 
 def styles_keys(table: pd.DataFrame) -> set[tuple[str, str]]:
