@@ -19,7 +19,7 @@ from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split
 from bench.llm.backend import GenerateResult, Usage, as_llm_config
 from bench.llm.cache import CachedBackend, RequestCache
-from bench.llm.codegen_prompt import codegen_prompt
+from bench.llm.codegen_prompt import CODEGEN_PROMPT_VERSION, codegen_prompt
 from bench.methods.base import build_method
 from bench.results import METRIC_COLUMNS, ResultsStore
 from bench.runner import run_job, specs_for
@@ -36,6 +36,7 @@ CODEGEN_JOB = (
     f"seeds=[{SEED}]",
     f"n_train=[{N_TRAIN}]",
     f"split.max_test_rows={TEST_ROWS}",
+    "method.params.n_candidates=1",
     "method.params.repair_rounds=0",
     "method.params.example_rows=1",
     "method.params.cv_folds=3",
@@ -101,7 +102,7 @@ def replay_program(cfg: DictConfig, program: str) -> None:
             self.config = config
 
         def generate_many(
-            self, requests: Sequence[str], *args: Any, on_result: Any = None
+            self, requests: Sequence[str], *args: Any, on_result: Any = None, **options: Any
         ) -> list[GenerateResult]:
             results = [GenerateResult(program, Usage(requests=1)) for _ in requests]
             for i, result in enumerate(results):
@@ -310,7 +311,7 @@ def test_a_working_program_is_saved_and_never_sees_the_test_labels(
     assert (Path(cfg.results_dir) / record["artifacts"][0]).read_text() == program
     predictions = ResultsStore(cfg.results_dir).predictions(record)
     assert len(predictions) == TEST_ROWS
-    assert record["spec"]["prompt_version"] == "codegen-1"
+    assert record["spec"]["prompt_version"] == f"codegen-{CODEGEN_PROMPT_VERSION}"
 
 
 # Passes cross-validation (fits on fewer rows than N_TRAIN) but fails once fitted on them all.
@@ -470,7 +471,7 @@ def test_codegen_run_ids_follow_the_llm_and_the_method_but_not_the_serializer(
         assert stem(compose_run, *base, changed) != reference, changed
     spec = specs_for(compose_run("dataset=callcenter", *base))[0]
     assert spec.serializer is None and "serializer" not in spec.determinants
-    assert spec.determinants["prompt_version"] == "codegen-1"
+    assert spec.determinants["prompt_version"] == f"codegen-{CODEGEN_PROMPT_VERSION}"
 
 
 def test_distill_run_ids_follow_the_serializer(compose_run: Compose) -> None:

@@ -79,7 +79,7 @@ def static_problems(
     problems = []
     top = {name for node in tree.body for name in _names_bound(node)}
     if "build_model" not in top:
-        problems.append("the module does not define a function build_model()")
+        problems.append("the program does not define a function build_model()")
     free = sorted(_undefined_globals(code) - top - _BUILTINS)
     if free:
         problems.append(

@@ -282,7 +282,7 @@ def test_a_failing_program_is_sent_back_with_its_error_and_the_repair_kept(
     first = request(model, X, y, 0)
     # A program without build_model() is refused before a sandbox run, with this error, which
     # is what the repair request quotes.
-    error = "the module does not define a function build_model() (found before running it)"
+    error = "the program does not define a function build_model() (found before running it)"
     repair = f"{repair_prompt(original(model, X, y, 0), NO_BUILD_MODEL, error)}\n\n```python\n"
     replay(llm, {first: NO_BUILD_MODEL, repair: RULE})
     model.fit(X, y)
