@@ -146,6 +146,9 @@ def test_ctrl_c_or_sigterm_records_the_interrupted_run_as_failed(
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # A shell runs background jobs (`pytest &`) with SIGINT ignored, which a child inherits
+        # and Python then keeps: give bench-run the default Ctrl-C, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for(lambda: fits(logs), 120, "the fit to start")
