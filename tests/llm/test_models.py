@@ -134,3 +134,19 @@ def test_the_installed_qwen_coder_0_5b_resolves_to_its_full_file() -> None:
     assert path.stat().st_size == QWEN25_CODER_0_5B.size == 491_400_064
     with open(path, "rb") as handle:
         assert handle.read(4) == b"GGUF"
+
+
+def test_a_model_function_that_cannot_find_its_packages_names_the_key_and_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "absentweights.py").write_text(
+        "def path():\n    raise ImportError('somemodel-part3 is not installed')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from bench.llm.protocol import LLMConfigError
+
+    with pytest.raises(LLMConfigError) as error:
+        resolve_model_path("absentweights:path", "local_x")
+    message = str(error.value)
+    assert "llm 'local_x'" in message and "llm.model_path" in message
+    assert "somemodel-part3 is not installed" in message and "setup.sh llm,qwen" in message
