@@ -367,7 +367,7 @@ def execute_run(
         if isinstance(prepared, str):  # a skip reason
             return _record(spec, existing, "skipped", error=prepared, **base), None
         estimator = prepared.estimator
-        proba, timing = _fit_predict(prepared, spec.n_jobs)
+        proba, timing, fit_usage = _fit_predict(prepared, spec.n_jobs)
         proba = _align_proba(proba, estimator.classes_, task.class_labels)
         metrics, details = _score(task, split, prepared, proba)
         timing["wall_s"] = time.perf_counter() - started
@@ -378,7 +378,7 @@ def execute_run(
             "ok",
             metrics=metrics,
             timing=timing,
-            usage={**ZERO_USAGE, **report.usage},
+            usage={**ZERO_USAGE, **report.usage, **fit_usage},
             details={**report.details, **details},
             **base,
         )
@@ -414,19 +414,42 @@ def _prepare(spec: RunSpec, task: Task, split: Split, base: dict[str, Any]) -> P
     )
 
 
-def _fit_predict(prepared: PreparedRun, n_jobs: int) -> tuple[np.ndarray, dict[str, float]]:
-    """Fit, then predict the test rows; fit and predict seconds (wall and CPU)."""
+def _fit_predict(
+    prepared: PreparedRun, n_jobs: int
+) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
+    """Fit, then predict the test rows; fit and predict seconds (wall and CPU), and the LLM
+    usage spent during fit as `fit_<key>` (the rest of the run's usage was spent predicting)."""
     estimator = prepared.estimator
     cpu0, t0 = time.process_time(), time.perf_counter()
     # Native thread pools (BLAS, OpenMP) follow n_jobs: small fits are slower with idle threads
     # spinning, and parallel jobs would oversubscribe the cores.
     with threadpool_limits(limits=n_jobs):
         estimator.fit(prepared.X_train, prepared.y_train, **prepared.fit_params)
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), time.process_time()
+        fit_usage = _usage_so_far(estimator)
         proba = estimator.predict_proba(prepared.X_test)
-        t2 = time.perf_counter()
-    timing = {"fit_s": t1 - t0, "predict_s": t2 - t1, "cpu_s": time.process_time() - cpu0}
-    return np.asarray(proba, dtype=float), timing
+        t2, cpu2 = time.perf_counter(), time.process_time()
+    timing = {
+        "fit_s": t1 - t0,
+        "predict_s": t2 - t1,
+        "cpu_s": cpu2 - cpu0,
+        # One-off (fit) and marginal (predict) cost are reported apart: bench/report/cost.py.
+        "fit_cpu_s": cpu1 - cpu0,
+        "predict_cpu_s": cpu2 - cpu1,
+    }
+    return np.asarray(proba, dtype=float), timing, fit_usage
+
+
+FIT_USAGE_KEYS = ("llm_seconds", "usd", "requests", "cache_hits")  # spent during fit
+
+
+def _usage_so_far(estimator: Any) -> dict[str, float]:
+    """The LLM usage a method has reported so far (zeros for one that reports nothing)."""
+    try:
+        usage = method_report(estimator).usage
+    except Exception:  # a report is a courtesy; the run's fit succeeded
+        return {}
+    return {f"fit_{key}": float(usage.get(key) or 0.0) for key in FIT_USAGE_KEYS}
 
 
 def _score(
