@@ -113,20 +113,55 @@ def _asks_for_help(argv: list[str]) -> bool:
 
 
 def report_main(argv: list[str] | None = None) -> None:
-    """`bench-report PATH [--metric NAME]`: tables and learning curves under PATH/report/."""
+    """`bench-report PATH [--metric NAME] [--margin X] [--stats rows|seeds] ...`: the verdict,
+    tables, learning curves and costs under PATH/report/."""
+    from bench.config import REPORT_STATS, ReportConfig
     from bench.report import write_report
 
+    defaults = ReportConfig()
     parser = argparse.ArgumentParser(prog="bench-report", description=report_main.__doc__)
     parser.add_argument("path", type=Path, help="a results directory written by bench-run")
     parser.add_argument(
         "--metric",
-        default="auto",
+        default=defaults.metric,
         help="metric for tables and curves (default: roc_auc for binary tasks, else accuracy)",
     )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=defaults.margin,
+        help="good enough = at most this much worse than the best classical method, in the "
+        "metric's units (default 0.02)",
+    )
+    parser.add_argument(
+        "--stats",
+        choices=REPORT_STATS,
+        default=defaults.stats,
+        help="rows: paired intervals over test rows and seeds (default); seeds: t over seeds",
+    )
+    parser.add_argument(
+        "--daily-predictions",
+        type=int,
+        default=defaults.daily_predictions,
+        help=f"volume for the cost per day (default {defaults.daily_predictions:,})",
+    )
+    parser.add_argument(
+        "--usd-per-cpu-hour",
+        type=float,
+        default=defaults.usd_per_cpu_hour,
+        help="price compute seconds in USD (default: show compute hours)",
+    )
     args = parser.parse_args(argv)
+    settings = ReportConfig(
+        metric=args.metric,
+        stats=args.stats,
+        margin=args.margin,
+        daily_predictions=args.daily_predictions,
+        usd_per_cpu_hour=args.usd_per_cpu_hour,
+    )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = write_report(args.path, metric=args.metric)
+        out = write_report(args.path, settings=settings)
     except (FileNotFoundError, ValueError, UnknownNameError) as error:
         print(f"bench-report: {error}", file=sys.stderr)
         sys.exit(2)

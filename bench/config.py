@@ -6,6 +6,7 @@ the command line fails at composition time with the key's name instead of being 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ __all__ = [
     "FeatureConfig",
     "LLMConfig",
     "MethodConfig",
+    "ReportConfig",
     "SerializerConfig",
     "SplitConfig",
     "check_choice",
     "compose_config",
     "config_names",
     "register_configs",
+    "report_settings",
 ]
 
 
@@ -133,6 +136,50 @@ class LLMConfig:
 
 
 @dataclass
+class ReportConfig:
+    """How the report decides (`report.*` on the command line; `report=false` writes none)."""
+
+    metric: str = "auto"  # roc_auc for binary tasks, else accuracy; or any name in METRICS
+    # "rows": paired comparisons from the stored per-row predictions, seeds and test rows both
+    # in the interval; "seeds": the paired t-interval over seeds only (needs more seeds).
+    stats: str = "rows"
+    # How much worse than the best classical method still counts as good enough, in the
+    # metric's units (AUC points, log-loss nats); None = 0.02 for every metric.
+    margin: float | None = None
+    daily_predictions: int = 10_000_000  # the volume at which cost per day is shown
+    usd_per_cpu_hour: float | None = None  # prices compute seconds (classical, sandbox, local)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, each naming its key (empty when all is well)."""
+        found = []
+        if self.stats not in REPORT_STATS:
+            found.append(
+                f"report.stats={self.stats!r} is not one of {', '.join(REPORT_STATS)} (rows: "
+                "paired per-row intervals; seeds: the t-interval over seeds)"
+            )
+        if self.margin is not None and not (self.margin >= 0 and math.isfinite(self.margin)):
+            found.append(f"report.margin={self.margin} must be a number >= 0 (metric units)")
+        if self.daily_predictions <= 0:
+            found.append(f"report.daily_predictions={self.daily_predictions} must be > 0")
+        if self.usd_per_cpu_hour is not None and not self.usd_per_cpu_hour >= 0:
+            found.append(f"report.usd_per_cpu_hour={self.usd_per_cpu_hour} must be >= 0")
+        return found
+
+
+REPORT_STATS = ("rows", "seeds")
+
+
+def report_settings(node: Any) -> ReportConfig | None:
+    """The report settings of a composed config's `report` (None for `report=false`)."""
+    if node is None or node is False:
+        return None
+    if node is True:
+        return ReportConfig()
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return ReportConfig(**values)
+
+
+@dataclass
 class BenchConfig:
     experiment_name: str = "adhoc"
     dataset: DatasetConfig = MISSING
@@ -144,7 +191,8 @@ class BenchConfig:
     n_train: list[Any] = field(default_factory=lambda: [16, 64, 256, 1024])
     results_dir: str = "results/${experiment_name}"  # relative to the project root
     n_jobs: int = 1  # threads per model fit and in-process LLM; parallel jobs from the launcher
-    report: bool = True  # write PATH/report/ when bench-run finishes
+    # write PATH/report/ when bench-run finishes; `report=false` (a bool) writes none
+    report: Any = field(default_factory=ReportConfig)
 
 
 def register_configs() -> None:

@@ -16,11 +16,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from bench.config import method_llm
+from bench.config import method_llm, report_settings
 from bench.data.splits import SAMPLINGS
 from bench.llm.backend import fixed_window
 from bench.llm.protocol import LLMConfigError
 from bench.methods.base import method_kind
+from bench.metrics import get_metric
 from bench.paths import CONF_DIR
 from bench.registry import UnknownNameError
 
@@ -46,6 +47,7 @@ def job_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"split.min_per_class={split.min_per_class} must be >= 0")
     if int(cfg.n_jobs) < 1:
         problems.append(f"n_jobs={cfg.n_jobs} must be >= 1")
+    problems += _report_problems(cfg.get("report"))
     try:  # the model this job's method uses: `method.llm`'s, else the sweep's
         fixed_window(method_llm(cfg))
     except (UnknownNameError, LLMConfigError) as error:
@@ -55,6 +57,21 @@ def job_problems(cfg: DictConfig) -> list[str]:
     except Exception as error:  # an unknown or unimportable method.kind
         return [*problems, f"method.kind={cfg.method.kind!r}: {type(error).__name__}: {error}"]
     return problems + kind.check_params(cfg.method.get("params"))
+
+
+def _report_problems(node: Any) -> list[str]:
+    """The report is written after the sweep: a bad report.* must not cost the sweep first."""
+    try:
+        settings = report_settings(node)
+    except (TypeError, ValueError) as error:
+        return [f"report: {error}"]
+    problems = [] if settings is None else settings.problems()
+    if settings is not None and settings.metric != "auto":
+        try:
+            get_metric(settings.metric, key="report.metric")
+        except UnknownNameError as error:
+            problems.append(str(error))
+    return problems
 
 
 def _n_train_problem(value: Any) -> str | None:

@@ -392,7 +392,12 @@ def _prepare(spec: RunSpec, task: Task, split: Split, base: dict[str, Any]) -> P
     """The training subset, the estimator and its inputs; or the reason the run is skipped."""
     n_train = resolve_n_train(spec.n_train, split.pool_size)
     subset = split.subset(n_train, task.y, min_per_class=spec.split.min_per_class)
-    base.update(n_train=n_train, n_test=len(split.test_rows), class_labels=list(task.class_labels))
+    base.update(
+        n_train=n_train,
+        n_test=len(split.test_rows),
+        class_labels=list(task.class_labels),
+        positive_label=task.positive_label,  # the class binary metrics score
+    )
     if subset.skip_reason:
         return subset.skip_reason
     if n_train == 0 and not spec.tags.zero_shot:

@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from bench.claims import RunClaims
+from bench.config import report_settings
 from bench.paths import resolve_project_path
 from bench.progress import write_plan
 from bench.results import ResultsStore
@@ -138,11 +139,12 @@ class SweepSummary(Callback):
         stored = {r.get("run_stem") for r in ResultsStore(results_dir).records()}
         OUTCOME["missing"] = len(PLANNED - stored)  # neither run nor found: a start-up failure
         print(summarize_since(results_dir, self._start), flush=True)
-        if config.get("report", False):
+        settings = report_settings(config.get("report"))
+        if settings is not None:
             from bench.report import write_report
 
             try:
-                out = write_report(results_dir)
+                out = write_report(results_dir, settings=settings)
             except (OSError, ValueError) as error:
                 print(f"Could not write the report: {error}", flush=True)
                 return

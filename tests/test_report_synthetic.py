@@ -79,7 +79,16 @@ def record(
 ) -> dict[str, Any]:
     """A run record in the store's format (bench.runner writes the same fields)."""
     family = "llm_icl" if method.startswith("llm_") else "classical"
-    timing = {"fit_s": 0.0, "predict_s": 0.0, "wall_s": 1.0, "cpu_s": usage.pop("cpu_s", 0.0)}
+    cpu = usage.pop("cpu_s", 0.0)
+    # A quarter of a classical run's CPU time is predicting (marginal), the rest fitting.
+    timing = {
+        "fit_s": 0.0,
+        "predict_s": 0.0,
+        "wall_s": 1.0,
+        "cpu_s": cpu,
+        "fit_cpu_s": 0.75 * cpu,
+        "predict_cpu_s": 0.25 * cpu,
+    }
     metrics = {} if auc is None else {"roc_auc": auc, "accuracy": auc - 0.1, "log_loss": 1 - auc}
     return {
         "experiment": "synthetic",
@@ -334,21 +343,25 @@ def test_cost_per_1k_scales_cached_answers(runs: pd.DataFrame) -> None:
     llm = runs[(runs["dataset"] == "alpha") & (runs["method"] == "llm_icl")]
     at_256 = llm[llm["n_train"] == 256].set_index("seed")
     # $0.6 and 40 s for 200 rows -> $3 and 200 s per 1,000; the half-cached seed scales by 2.
-    assert at_256.loc[0, "usd_per_1k"] == pytest.approx(3.0)
-    assert at_256.loc[1, "usd_per_1k"] == pytest.approx(3.0)
-    assert at_256.loc[1, "seconds_per_1k"] == pytest.approx(200.0)
-    assert np.isnan(at_256.loc[2, "usd_per_1k"]) and np.isnan(at_256.loc[2, "seconds_per_1k"])
+    assert at_256.loc[0, "marginal_usd_per_1k"] == pytest.approx(3.0)
+    assert at_256.loc[1, "marginal_usd_per_1k"] == pytest.approx(3.0)
+    assert at_256.loc[1, "marginal_seconds_per_1k"] == pytest.approx(200.0)
+    assert np.isnan(at_256.loc[2, "marginal_usd_per_1k"])
+    assert np.isnan(at_256.loc[2, "marginal_seconds_per_1k"])
+    # a quarter of lightgbm's CPU predicts: 0.2 / 0.3 s x 0.25 per 100 rows
     lgbm = runs[(runs["dataset"] == "beta") & (runs["method"] == "lightgbm")]
-    assert sorted(lgbm["seconds_per_1k"].round(6)) == [2.0, 2.0, 2.0, 3.0, 3.0, 3.0]
+    assert sorted(lgbm["marginal_seconds_per_1k"].round(6)) == [0.5, 0.5, 0.5, 0.75, 0.75, 0.75]
+    assert sorted(lgbm["one_off_seconds"].round(6)) == [0.15, 0.15, 0.15, 0.225, 0.225, 0.225]
 
 
 def test_n_test_falls_back_to_the_predictions_file(tmp_path: Path) -> None:
-    rec = record("beta", "logreg", 16, 0, 0.6, cpu_s=0.05)
+    rec = record("beta", "logreg", 16, 0, 0.6, cpu_s=0.2)
     del rec["n_test"]
     predictions = pd.DataFrame({"row": range(50), "y_true": ["no"] * 50})
     ResultsStore(tmp_path).save(rec, predictions)
     frame = cost_per_1k(prepare_runs(load_results(tmp_path)).runs, tmp_path)
-    assert frame["seconds_per_1k"].tolist() == [pytest.approx(1.0)]  # 0.05 s / 50 rows
+    # 0.05 s of predicting / 50 rows
+    assert frame["marginal_seconds_per_1k"].tolist() == [pytest.approx(1.0)]
 
 
 def test_pareto_fronts(store: Path) -> None:
@@ -374,32 +387,40 @@ def test_pareto_fronts(store: Path) -> None:
 # --- verdicts -------------------------------------------------------------------------------
 
 
+SEED_LEVEL = "t-interval over 3 seeds: per-row predictions are not in the store"
+
+
 def test_dataset_verdict_alpha(runs: pd.DataFrame) -> None:
     verdict = dataset_verdict(runs[runs["dataset"] == "alpha"], "roc_auc", "alpha")
     assert verdict.classical_from == 256
+    assert [c.category for c in verdict.comparisons] == ["inconclusive", "good enough", "worse"]
     assert verdict.headline == (
-        "Classical models win from 256 labelled rows on: the best classical method is "
-        "significantly better at 256 rows. Below that, the difference is not significant at "
-        "16 and 64 rows."
+        "With a margin of 0.02 AUC, the LLM is good enough at 64 rows; classical models are "
+        "better from 256 rows on; undecided at 16 rows (see below)."
     )
+    # Marginal cost per day at 10M: the LLM's $3 per 1,000 -> $30,000; logreg predicts with
+    # 0.025 s of CPU per 200 rows -> 0.125 s per 1,000 -> 1,250 s = 0.35 h a day; lightgbm 1.4 h.
     assert verdict.lines == [
         "With 0 labelled rows (zero-shot), the best LLM-based method, llm_icl (gpt-4o-mini), "
         "scores 0.620 AUC; classical methods need training rows.",
-        # diffs (+0.02, -0.01, +0.02): mean 0.010, sd 0.01732, half-width 0.043
-        "With 16 labelled rows, llm_icl (gpt-4o-mini) scores 0.810 AUC and logreg 0.800: not "
-        "significantly different (LLM - classical = +0.010, 95% CI -0.033 to +0.053, 3 paired "
-        "seeds); llm_icl (gpt-4o-mini) needs 400x the compute time per prediction (200 vs 0.50 "
-        "s per 1,000) and costs $3.0 per 1,000 predictions in fees.",
-        # diffs (0.01, 0, 0.01): mean 0.0067, half-width 0.0143
-        "With 64 labelled rows, llm_icl (gpt-4o-mini) scores 0.807 AUC and lightgbm 0.800: not "
-        "significantly different (LLM - classical = +0.007, 95% CI -0.008 to +0.021, 3 paired "
-        "seeds); llm_icl (gpt-4o-mini) needs 100x the compute time per prediction (200 vs 2.0 s "
-        "per 1,000) and costs $3.0 per 1,000 predictions in fees.",
+        # diffs (+0.02, -0.01, +0.02): mean 0.010, sd 0.01732, half-width 0.043; the lower end
+        # -0.033 is below -0.02 and the upper above 0. To show "good enough" the half-width must
+        # drop below 0.03: t(3) x 0.01732 / 2 = 0.0276 -> 4 seeds.
+        "With 16 labelled rows, llm_icl (gpt-4o-mini) scores 0.810 AUC and logreg 0.800: "
+        "inconclusive (LLM - classical = +0.010, 95% CI -0.033 to +0.053, "
+        f"{SEED_LEVEL}); about 4 seeds (now 3) would decide whether it is good enough (within "
+        "0.02). At 10,000,000 predictions a day, llm_icl (gpt-4o-mini) costs $30,000 a day; "
+        "logreg needs 0.35 compute hours.",
+        # diffs (0.01, 0, 0.01): mean 0.0067, half-width 0.0143: lower end above -0.02
+        "With 64 labelled rows, llm_icl (gpt-4o-mini) scores 0.807 AUC and lightgbm 0.800: the "
+        "LLM is good enough (LLM - classical = +0.007, 95% CI -0.008 to +0.021, "
+        f"{SEED_LEVEL}). At 10,000,000 predictions a day, llm_icl (gpt-4o-mini) costs $30,000 "
+        "a day; lightgbm needs 1.4 compute hours.",
         # diffs (-0.08, -0.09, -0.10): half-width 0.0248; the all-cached seed has no cost
         "With 256 labelled rows, llm_icl (gpt-4o-mini) scores 0.810 AUC and lightgbm 0.900: the "
-        "classical method is significantly better (LLM - classical = -0.090, 95% CI -0.115 to "
-        "-0.065, 3 paired seeds); llm_icl (gpt-4o-mini) needs 100x the compute time per "
-        "prediction (200 vs 2.0 s per 1,000) and costs $3.0 per 1,000 predictions in fees.",
+        "LLM is worse (LLM - classical = -0.090, 95% CI -0.115 to -0.065, "
+        f"{SEED_LEVEL}). At 10,000,000 predictions a day, llm_icl (gpt-4o-mini) costs $30,000 "
+        "a day; lightgbm needs 1.4 compute hours.",
     ]
 
 
@@ -407,30 +428,41 @@ def test_dataset_verdict_beta(runs: pd.DataFrame) -> None:
     verdict = dataset_verdict(runs[runs["dataset"] == "beta"], "roc_auc", "beta")
     assert verdict.classical_from is None
     assert verdict.headline == (
-        "Classical models do not win from any training size tested (up to 64 rows): the best "
-        "LLM-based method is significantly better at 16 rows; the difference is not significant "
-        "at 64 rows."
+        "With a margin of 0.02 AUC, the LLM is good enough at 16 rows (better at 16 rows); "
+        "undecided at 64 rows (see below)."
     )
+    # The local LLM: 10 s of LLM calls per 100 rows -> 100 s per 1,000 -> 1e6 s = 280 h a day.
     assert verdict.lines == [
         "With 16 labelled rows, llm_icl (gpt-4o-mini) scores 0.710 AUC and logreg 0.620: the "
-        "LLM-based method is significantly better (LLM - classical = +0.090, 95% CI +0.065 to "
-        "+0.115, 3 paired seeds); llm_icl (gpt-4o-mini) needs 200x the compute time per "
-        "prediction (100 vs 0.50 s per 1,000).",
-        # diffs (-0.02, -0.01, 0): CI -0.010 +- 0.0248
-        "With 64 labelled rows, llm_icl (gpt-4o-mini) scores 0.750 AUC and lightgbm 0.760: not "
-        "significantly different (LLM - classical = -0.010, 95% CI -0.035 to +0.015, 3 paired "
-        "seeds); llm_icl (gpt-4o-mini) needs 33x the compute time per prediction (100 vs 3.0 s "
-        "per 1,000).",
+        "LLM is better (LLM - classical = +0.090, 95% CI +0.065 to +0.115, "
+        f"{SEED_LEVEL}). At 10,000,000 predictions a day, llm_icl (gpt-4o-mini) needs 280 "
+        "compute hours a day; logreg needs 0.35 compute hours.",
+        # diffs (-0.02, -0.01, 0): CI -0.010 +- 0.0248; to clear -0.02 the half-width must drop
+        # below 0.01 = sd: t(n-1) < sqrt(n) first at n = 7 (2.447 < 2.646).
+        "With 64 labelled rows, llm_icl (gpt-4o-mini) scores 0.750 AUC and lightgbm 0.760: "
+        "inconclusive (LLM - classical = -0.010, 95% CI -0.035 to +0.015, "
+        f"{SEED_LEVEL}); about 7 seeds (now 3) would decide whether it is good enough (within "
+        "0.02). At 10,000,000 predictions a day, llm_icl (gpt-4o-mini) needs 280 compute hours "
+        "a day; lightgbm needs 2.1 compute hours.",
     ]
+
+
+def test_a_wider_margin_turns_undecided_into_good_enough(runs: pd.DataFrame) -> None:
+    from bench.config import ReportConfig
+
+    beta = runs[runs["dataset"] == "beta"]
+    verdict = dataset_verdict(beta, "roc_auc", "beta", ReportConfig(margin=0.05))
+    assert [c.category for c in verdict.comparisons] == ["better", "good enough"]
+    assert "(at most 0.05 worse)" in verdict.lines[1]  # the estimate is below 0
 
 
 def test_verdict_on_a_lower_is_better_metric(runs: pd.DataFrame) -> None:
     verdict = dataset_verdict(runs[runs["dataset"] == "beta"], "log_loss", "beta")
     first = verdict.lines[0]
+    assert verdict.comparisons[0].category == "better"  # a lower loss
     assert first.startswith(
         "With 16 labelled rows, llm_icl (gpt-4o-mini) scores 0.290 log loss and logreg 0.380: "
-        "the LLM-based method is significantly better (LLM - classical = -0.090, 95% CI -0.115 "
-        "to -0.065"
+        "the LLM is better (LLM - classical = -0.090, 95% CI -0.115 to -0.065"
     )
 
 
@@ -438,33 +470,31 @@ def test_overall_verdict_pools_dataset_seed_pairs(runs: pd.DataFrame) -> None:
     (verdict,) = overall_verdicts(runs, {"alpha": "roc_auc", "beta": "roc_auc"})
     assert verdict.scope == "2 datasets (roc_auc)"
     assert [c.n_train for c in verdict.comparisons] == [16, 64, 256]  # n=0: no classical
-    assert [c.status for c in verdict.comparisons] == ["llm_better", "tie", "classical_better"]
+    assert [c.category for c in verdict.comparisons] == ["better", "good enough", "worse"]
     assert verdict.headline == (
-        "Classical models win from 256 labelled rows on: the best classical method is "
-        "significantly better at 256 rows. Below that, the best LLM-based method is "
-        "significantly better at 16 rows; the difference is not significant at 64 rows."
+        "With a margin of 0.02 AUC, the LLM is good enough at 16 and 64 rows (better at 16 "
+        "rows); classical models are better from 256 rows on."
     )
     # n=16: 6 pairs (0.02, -0.01, 0.02, 0.10, 0.09, 0.08): mean 0.05, sd 0.045607,
-    # half-width 2.570582 x 0.045607 / sqrt(6) = 0.0479; costs: LLM (200 + 100) / 2 s, $1.5.
-    assert verdict.lines[0] == (
+    # half-width 2.570582 x 0.045607 / sqrt(6) = 0.0479.
+    assert verdict.lines[0].startswith(
         "With 16 labelled rows, llm_icl (gpt-4o-mini) scores 0.760 AUC and logreg 0.710: the "
-        "LLM-based method is significantly better (LLM - classical = +0.050, 95% CI +0.002 to "
-        "+0.098, 6 dataset x seed pairs); llm_icl (gpt-4o-mini) needs 300x the compute time "
-        "per prediction (150 vs 0.50 s per 1,000) and costs $1.5 per 1,000 predictions in fees."
+        "LLM is better (LLM - classical = +0.050, 95% CI +0.002 to +0.098, t-interval over 6 "
+        "dataset x seed groups: per-row predictions are not in the store)."
     )
     # n=64: mean ranks llm 1.5 = lightgbm 1.5: the classical side is lightgbm.
     tie = verdict.comparisons[1]
     assert (tie.llm, tie.classical) == (LLM, "lightgbm")
-    assert tie.difference.n == 6
+    assert tie.interval.n_seeds == 6
     assert (round(tie.llm_mean, 3), round(tie.classical_mean, 3)) == (0.778, 0.78)
-    assert (round(tie.difference.low, 3), round(tie.difference.high, 3)) == (-0.014, 0.011)
+    assert (round(tie.interval.low, 3), round(tie.interval.high, 3)) == (-0.014, 0.011)
 
 
 def test_overall_verdict_pools_only_datasets_with_the_same_metric(runs: pd.DataFrame) -> None:
     verdicts = overall_verdicts(runs, {"alpha": "roc_auc", "beta": "accuracy"})
     assert [v.scope for v in verdicts] == ["1 dataset (roc_auc)", "1 dataset (accuracy)"]
     # accuracy = AUC - 0.1 here, so beta's comparison at 16 rows keeps its +0.090 gap
-    assert verdicts[1].comparisons[0].difference.mean == pytest.approx(0.09)
+    assert verdicts[1].comparisons[0].interval.estimate == pytest.approx(0.09)
 
 
 # --- run summary ----------------------------------------------------------------------------
@@ -527,14 +557,22 @@ def test_report_files(report_dir: Path) -> None:
     for png in ("alpha.png", "beta_cost.png"):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (report_dir / "report.md").read_text()
+    assert markdown.index("## The answer") < markdown.index("## alpha")
+    assert markdown.index("## beta") < markdown.index("## Run details")
     for needle in (
+        "## The answer",
+        "- **alpha.** With a margin of 0.02 AUC, the LLM is good enough at 64 rows",
+        "- **Across 2 datasets (roc_auc).** With a margin of 0.02 AUC, the LLM is good enough",
         "## Verdict across datasets",
-        "Classical models win from 256 labelled rows on",
+        "classical models are better from 256 rows on",
+        "### Cost to deploy",
+        "| llm_icl (gpt-4o-mini) | 256 | 0.810 | $0 (0 s) | $3.0 (200 s) | $30,000 |",
+        "| logreg | 64 | 0.720 | 0.045 s | 0.15 s | 0.42 compute-h |",
         "Runs: 74 (1 failed, 64 ok, 9 skipped).",
         "| 3 | method 'lightgbm' needs training rows (n_train=0) | alpha/lightgbm |",
         "| alpha | xgboost | 16 | 0 | failed | ValueError: boom |",
         "- lightgbm @256: $0 per 1,000 predictions, 0.900 AUC",
-        "- logreg @64: 0.60 s per 1,000 predictions, 0.720 AUC",
+        "- logreg @64: 0.15 s per 1,000 predictions, 0.720 AUC",
         "300 answers from the request cache",
         "1 older run record(s) of a cell",
         "paired t-test",

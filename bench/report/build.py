@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from bench.config import ReportConfig
 from bench.report.content import ReportContent, choose_metric, collect, cost_file, curve_file
+from bench.report.cost_figure import cost_plot
 from bench.report.html import render_html
 from bench.report.markdown import render_markdown
-from bench.report.plots import cost_plot, learning_curve, shot_positions
+from bench.report.plots import learning_curve, shot_positions
 from bench.report.ranks import RANK_NOTE
 from bench.report.runs import metric_name
 from bench.report.tables import TABLE_NOTE, table_caption
@@ -15,15 +18,22 @@ from bench.report.tables import TABLE_NOTE, table_caption
 __all__ = ["choose_metric", "write_report"]
 
 
-def write_report(path: str | Path, metric: str = "auto") -> Path:
+def write_report(
+    path: str | Path, metric: str | None = None, settings: ReportConfig | None = None
+) -> Path:
     """Write the report for the results directory `path`; returns PATH/report.
 
     Files: report.md and report.html (the whole report; the HTML is self-contained), per
     dataset <dataset>.md and <dataset>.tex (booktabs) tables, <dataset>.png (learning curve)
     and <dataset>_cost.png (cost vs quality), and ranks.md / ranks.tex (across datasets).
-    `metric` is a metric name or `auto` (ROC AUC for binary tasks, accuracy otherwise).
+    `metric` is a metric name or `auto` (ROC AUC for binary tasks, accuracy otherwise; it
+    overrides `settings.metric`); `settings` holds the margin, the statistics, the daily volume
+    and the CPU price (`report.*` of bench-run).
     """
-    content = collect(path, metric)
+    settings = settings or ReportConfig()
+    if metric is not None:
+        settings = replace(settings, metric=metric)
+    content = collect(path, settings)
     out = Path(path) / "report"
     out.mkdir(parents=True, exist_ok=True)
     _write_figures_and_tables(content, out)
@@ -48,13 +58,14 @@ def _write_figures_and_tables(content: ReportContent, out: Path) -> None:
                 chosen,
                 f"{name}: {metric_name(chosen)} vs labelled training rows",
                 out / curve_file(name),
+                margin=section.verdict.margin,
             )
         if len(section.points) and section.points["cost"].notna().any():
             cost_plot(
                 section.points,
                 chosen,
                 section.unit,
-                f"{name}: {metric_name(chosen)} vs cost per prediction",
+                f"{name}: {metric_name(chosen)} vs cost",
                 out / cost_file(name),
             )
     if content.rank_grid is not None:

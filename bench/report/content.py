@@ -11,8 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.config import ReportConfig
 from bench.metrics import get_metric
-from bench.report.cost import cost_per_1k, cost_points, cost_unit, with_pareto
+from bench.report.compare import PredictionReader
+from bench.report.cost import (
+    BreakEven,
+    break_even,
+    cost_per_1k,
+    cost_points,
+    cost_unit,
+    deploy_costs,
+    with_pareto,
+)
 from bench.report.grid import Grid
 from bench.report.ranks import rank_grid, rank_table
 from bench.report.runs import prepare_runs
@@ -51,6 +61,8 @@ class DatasetSection:
     unit: str  # usd | seconds
     runs: pd.DataFrame  # this dataset's prepared runs (with costs)
     not_finished: int  # failed or unavailable runs
+    deploy: pd.DataFrame  # deploy_costs: one-off, marginal and per-day cost per method
+    break_even: list[BreakEven] = field(default_factory=list)
 
     @property
     def no_table(self) -> str:
@@ -81,10 +93,15 @@ class ReportContent:
     rank_grid: Grid | None
     overall: list[Verdict]
     datasets: list[DatasetSection] = field(default_factory=list)
+    settings: ReportConfig = field(default_factory=ReportConfig)
 
 
-def collect(path: str | Path, metric: str = "auto") -> ReportContent:
+def collect(path: str | Path, settings: ReportConfig | None = None) -> ReportContent:
     """Read PATH/runs and compute every table, figure input and verdict of the report."""
+    settings = settings or ReportConfig()
+    problems = settings.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
     path = Path(path)
     if not (path / "runs").is_dir():
         raise FileNotFoundError(
@@ -94,18 +111,19 @@ def collect(path: str | Path, metric: str = "auto") -> ReportContent:
     if results.empty:
         raise ValueError(f"{path}/runs holds no run records yet; run bench-run first.")
     prepared = prepare_runs(results)
-    runs = cost_per_1k(prepared.runs, path)
+    runs = cost_per_1k(prepared.runs, path, usd_per_cpu_hour=settings.usd_per_cpu_hour)
     summary = summarize_runs(
         prepared.all_runs, prepared.superseded, results.attrs.get("unreadable")
     )
+    reader = PredictionReader(path)
     metrics: dict[str, str] = {}
     sections = []
     for dataset, dataset_runs in runs.groupby("dataset", sort=True):
-        chosen = choose_metric(dataset_runs, metric)
+        chosen = choose_metric(dataset_runs, settings.metric)
         metrics[str(dataset)] = chosen
         table = summary_table(dataset_runs, chosen)
         points = cost_points(dataset_runs, chosen)
-        unit = cost_unit(points)
+        unit = cost_unit(points, settings.usd_per_cpu_hour)
         if len(points):
             points = with_pareto(points, chosen, unit)
         sections.append(
@@ -114,22 +132,28 @@ def collect(path: str | Path, metric: str = "auto") -> ReportContent:
                 metric=chosen,
                 table=table,
                 grid=summary_grid(table) if len(table) else None,
-                verdict=dataset_verdict(dataset_runs, chosen, str(dataset)),
+                verdict=dataset_verdict(dataset_runs, chosen, str(dataset), settings, reader),
                 points=points,
                 unit=unit,
                 runs=dataset_runs,
                 not_finished=int(dataset_runs["status"].isin(["failed", "unavailable"]).sum()),
+                deploy=deploy_costs(
+                    dataset_runs, chosen, settings.daily_predictions, settings.usd_per_cpu_hour
+                ),
+                break_even=break_even(dataset_runs, chosen),
             )
         )
     ranks = rank_table(runs, metrics)
+    several = len(metrics) > 1  # a rank across one dataset says nothing the table does not
     return ReportContent(
         path=path,
         summary=summary,
         metrics=metrics,
         ranks=ranks,
-        rank_grid=rank_grid(ranks) if len(ranks) else None,
-        overall=overall_verdicts(runs, metrics) if len(metrics) > 1 else [],
+        rank_grid=rank_grid(ranks) if several and len(ranks) else None,
+        overall=overall_verdicts(runs, metrics, settings, reader) if several else [],
         datasets=sections,
+        settings=settings,
     )
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from bench.report.content import DatasetSection, ReportContent, cost_file, curve_file
 from bench.report.cost import COST_NOTE, COST_UNITS
-from bench.report.markdown import pareto_lines, usage_line
+from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
+from bench.report.markdown import answer_lines, pareto_lines, usage_line
 from bench.report.ranks import RANK_NOTE
 from bench.report.summary import RunSummary
 from bench.report.tables import TABLE_NOTE, table_caption
-from bench.report.verdict import VERDICT_NOTE, Verdict
+from bench.report.verdict import Verdict, verdict_note
 
 __all__ = ["render_html"]
 
@@ -33,6 +34,10 @@ nav a { color: var(--accent); margin-right: 14px; text-decoration: none; }
 .verdict p { margin: 4px 0 8px; font-weight: 600; }
 .verdict ul { margin: 4px 0; padding-left: 20px; }
 .verdict li { margin: 3px 0; }
+.answer { background: #eef4fb; border: 1px solid #c9dcf2; border-radius: 6px;
+          padding: 10px 18px; margin: 12px 0 18px; }
+.answer h2 { border: 0; margin: 4px 0 6px; padding: 0; font-size: 19px; }
+.answer li { margin: 6px 0; }
 .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 120px; }
 .card b { display: block; font-size: 20px; }
@@ -127,7 +132,27 @@ def _summary(summary: RunSummary) -> str:
     return "\n".join(parts)
 
 
-def _dataset(section: DatasetSection, out: Path) -> str:
+def _plain_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide">{table}</div>'
+
+
+def _deploy(section: DatasetSection, daily_predictions: int) -> str:
+    table = _plain_table(
+        deploy_header(section.metric, daily_predictions),
+        deploy_rows(section.deploy, section.metric, section.unit),
+    )
+    lines = "".join(
+        f"<li>{_e(line)}</li>" for line in break_even_lines(section.break_even, daily_predictions)
+    )
+    return "<h3>Cost to deploy</h3>" + table + (f"<ul>{lines}</ul>" if lines else "")
+
+
+def _dataset(section: DatasetSection, out: Path, daily_predictions: int) -> str:
     parts = [f'<h2 id="ds-{_e(section.name)}">{_e(section.name)}</h2>']
     parts.append(_verdict(section.verdict))
     if section.grid is None:
@@ -141,12 +166,14 @@ def _dataset(section: DatasetSection, out: Path) -> str:
             "<h3>Learning curve</h3>",
             _image(out / curve_file(section.name), f"learning curve {section.name}"),
         ]
+    if len(section.deploy):
+        parts.append(_deploy(section, daily_predictions))
     if len(section.points) and section.points["cost"].notna().any():
         front = "".join(f"<li>{_e(line)}</li>" for line in pareto_lines(section))
         parts += [
             f"<h3>Cost vs quality ({_e(COST_UNITS[section.unit])})</h3>",
             _image(out / cost_file(section.name), f"cost vs quality {section.name}"),
-            f"<p>Pareto front, cheapest first:</p><ul>{front}</ul>",
+            f"<p>Pareto front on marginal cost, cheapest first:</p><ul>{front}</ul>",
         ]
     if section.not_finished:
         parts.append(
@@ -156,38 +183,47 @@ def _dataset(section: DatasetSection, out: Path) -> str:
     return "\n".join(parts)
 
 
+def _answer(content: ReportContent) -> str:
+    items = "".join(
+        f"<li><b>{_e(scope)}.</b> {_e(headline)}</li>" for scope, headline in answer_lines(content)
+    )
+    return f'<section class="answer" id="answer"><h2>The answer</h2><ul>{items}</ul></section>'
+
+
 def render_html(content: ReportContent, out: Path) -> str:
-    """The report as one HTML page; figures are read from `out` and embedded."""
-    nav = ['<a href="#summary">Summary</a>']
+    """The report as one HTML page (the answer first, run details last); figures are read
+    from `out` and embedded."""
+    daily = content.settings.daily_predictions
+    nav = []
     if content.overall:
-        nav.append('<a href="#overall">Verdict</a>')
+        nav.append('<a href="#overall">Across datasets</a>')
+    nav += [f'<a href="#ds-{_e(s.name)}">{_e(s.name)}</a>' for s in content.datasets]
     if content.rank_grid is not None:
         nav.append('<a href="#ranks">Ranks</a>')
-    nav += [f'<a href="#ds-{_e(s.name)}">{_e(s.name)}</a>' for s in content.datasets]
-    nav.append('<a href="#notes">Notes</a>')
+    nav += ['<a href="#summary">Run summary</a>', '<a href="#notes">Notes</a>']
     body = [
         "<h1>Is the LLM good enough yet?</h1>",
         f'<div class="muted">Benchmark report for <code>{_e(content.path.resolve())}</code></div>',
+        _answer(content),
         f"<nav>{''.join(nav)}</nav>",
-        '<h2 id="summary">Run summary</h2>',
-        _summary(content.summary),
     ]
     if content.overall:
         body.append('<h2 id="overall">Verdict across datasets</h2>')
         body += [_verdict(v, v.scope) for v in content.overall]
+    body += [_dataset(section, out, daily) for section in content.datasets]
     if content.rank_grid is not None:
         body += [
             '<h2 id="ranks">Mean rank and win rate across datasets</h2>',
             f'<div class="wide">{content.rank_grid.to_html()}</div>',
             f'<p class="note">{_e(RANK_NOTE)}</p>',
         ]
-    body += [_dataset(section, out) for section in content.datasets]
+    body += ['<h2 id="summary">Run summary</h2>', _summary(content.summary)]
     notes = "".join(
         f"<li><b>{_e(title)}.</b> {_e(text)}</li>"
         for title, text in (
+            ("Verdicts", verdict_note(content.settings)),
             ("Tables", TABLE_NOTE),
             ("Ranks", RANK_NOTE),
-            ("Verdicts", VERDICT_NOTE),
             ("Cost", COST_NOTE),
         )
     )

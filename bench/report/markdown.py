@@ -6,13 +6,14 @@ import math
 
 from bench.report.content import DatasetSection, ReportContent, cost_file, curve_file
 from bench.report.cost import COST_NOTE, COST_UNITS
+from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
 from bench.report.ranks import RANK_NOTE
 from bench.report.runs import metric_name
 from bench.report.summary import RunSummary
 from bench.report.tables import TABLE_NOTE, table_caption
-from bench.report.verdict import VERDICT_NOTE, Verdict, format_sig
+from bench.report.verdict import Verdict, format_sig, verdict_note
 
-__all__ = ["pareto_lines", "render_markdown", "summary_lines", "usage_line"]
+__all__ = ["answer_lines", "pareto_lines", "render_markdown", "summary_lines", "usage_line"]
 
 
 def usage_line(summary: RunSummary) -> str:
@@ -93,29 +94,35 @@ def pareto_lines(section: DatasetSection) -> list[str]:
     ]
 
 
+def answer_lines(content: ReportContent) -> list[tuple[str, str]]:
+    """(scope, headline) per dataset, then across datasets: the answer, first on the page."""
+    answers = [(section.name, section.verdict.headline) for section in content.datasets]
+    answers += [(f"Across {verdict.scope}", verdict.headline) for verdict in content.overall]
+    return answers
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+
+
 def render_markdown(content: ReportContent) -> str:
-    """The report as one Markdown document."""
+    """The report as one Markdown document: the answer first, the run details last."""
+    settings = content.settings
     out = [
         "# Is the LLM good enough yet? Benchmark report",
         "",
         f"Results directory: `{content.path.resolve()}`",
         "",
-        *summary_lines(content.summary),
+        "## The answer",
+        "",
+        *(f"- **{scope}.** {headline}" for scope, headline in answer_lines(content)),
         "",
     ]
     if content.overall:
         out += ["## Verdict across datasets", ""]
         for verdict in content.overall:
             out += [f"**{verdict.scope}.**", "", *verdict_lines(verdict), ""]
-    if content.rank_grid is not None:
-        out += [
-            "## Mean rank and win rate across datasets",
-            "",
-            content.rank_grid.to_markdown(),
-            "",
-            RANK_NOTE,
-            "",
-        ]
     for section in content.datasets:
         out += [f"## {section.name}", "", "### Verdict", "", *verdict_lines(section.verdict), ""]
         if section.grid is None:
@@ -132,27 +139,51 @@ def render_markdown(content: ReportContent) -> str:
                 f"![learning curve: {section.name}]({curve_file(section.name)})",
                 "",
             ]
+        if len(section.deploy):
+            out += [
+                "### Cost to deploy",
+                "",
+                *_table(
+                    deploy_header(section.metric, settings.daily_predictions),
+                    deploy_rows(section.deploy, section.metric, section.unit),
+                ),
+                "",
+                *(
+                    f"- {line}"
+                    for line in break_even_lines(section.break_even, settings.daily_predictions)
+                ),
+                "",
+            ]
         if len(section.points) and section.points["cost"].notna().any():
             out += [
                 f"### Cost vs quality ({COST_UNITS[section.unit]})",
                 "",
                 f"![cost vs quality: {section.name}]({cost_file(section.name)})",
                 "",
-                "Pareto front (cheapest first):",
+                "Pareto front on marginal cost (cheapest first):",
                 "",
                 *(f"- {line}" for line in pareto_lines(section)),
                 "",
             ]
         if section.not_finished:
             out += [f"{section.not_finished} run(s) did not finish; see Run details.", ""]
+    if content.rank_grid is not None:
+        out += [
+            "## Mean rank and win rate across datasets",
+            "",
+            content.rank_grid.to_markdown(),
+            "",
+            RANK_NOTE,
+            "",
+        ]
     out += ["## Run details", "", *summary_lines(content.summary), *_details(content.summary)]
     out += [
         "",
         "## How to read this report",
         "",
+        f"- Verdicts: {verdict_note(settings)}",
         f"- Tables: {TABLE_NOTE}",
         f"- Ranks: {RANK_NOTE}",
-        f"- Verdicts: {VERDICT_NOTE}",
         f"- Cost: {COST_NOTE}",
         "",
     ]

@@ -1,0 +1,100 @@
+"""The cost-to-deploy table and the break-even sentences, as text both renderers lay out.
+
+A row per method at the largest training size it ran: its score, what it costs once (training,
+tuning, code generation, labelling), what each 1,000 predictions cost, and the cost of a day at
+`report.daily_predictions`. USD where the run paid or `report.usd_per_cpu_hour` prices compute,
+else compute time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.report.cost import BreakEven, format_volume
+from bench.report.runs import metric_name
+from bench.report.verdict import format_sig
+
+__all__ = ["break_even_lines", "deploy_header", "deploy_rows"]
+
+
+def deploy_header(metric: str, daily_predictions: int) -> list[str]:
+    return [
+        "method",
+        "n_train",
+        metric_name(metric),
+        "one-off",
+        "per 1,000 predictions",
+        f"per day at {daily_predictions:,}",
+    ]
+
+
+def _usd(x: float) -> str:
+    return f"${format_sig(x)}"
+
+
+def _seconds(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    if x >= 3600:
+        return f"{format_sig(x / 3600)} h"
+    return f"{format_sig(x)} s"
+
+
+def _cell(usd: float, seconds: float, priced: bool) -> str:
+    """USD when priced (the compute time beside it), else compute time; '-' when unknown."""
+    if priced and not math.isnan(usd):
+        return _usd(usd) + (f" ({_seconds(seconds)})" if not math.isnan(seconds) else "")
+    return _seconds(seconds)
+
+
+def deploy_rows(deploy: pd.DataFrame, metric: str, unit: str) -> list[list[str]]:
+    """The `deploy_costs` frame as display rows (see `deploy_header`); `unit` "usd" shows
+    prices, "seconds" (nothing priced) compute time only."""
+    priced = unit == "usd"
+    rows = []
+    for row in deploy.itertuples(index=False):
+        values = row._asdict()
+        per_day_hours = float(values.get("per_day_cpu_hours", float("nan")))
+        per_day = (
+            _usd(float(values["per_day_usd"]))
+            if priced and not math.isnan(float(values.get("per_day_usd", float("nan"))))
+            else ("-" if math.isnan(per_day_hours) else f"{format_sig(per_day_hours)} compute-h")
+        )
+        rows.append(
+            [
+                str(values["label"]),
+                str(int(values["n_train"])),
+                f"{float(values[metric]):.3f}",
+                _cell(float(values["one_off_usd"]), float(values["one_off_seconds"]), priced),
+                _cell(
+                    float(values["marginal_usd_per_1k"]),
+                    float(values["marginal_seconds_per_1k"]),
+                    priced,
+                ),
+                per_day,
+            ]
+        )
+    return rows
+
+
+def break_even_lines(items: list[BreakEven], daily_predictions: int) -> list[str]:
+    """One sentence per LLM that was both served and distilled."""
+    lines = []
+    for item in items:
+        head = (
+            f"{item.distilled} against serving {item.served} (both at {item.n_train} rows, "
+            f"{item.llm})"
+        )
+        if item.volume is None:
+            lines.append(
+                f"{head}: distilling never pays off (its cost per prediction is not lower)."
+            )
+            continue
+        days = item.volume / daily_predictions
+        lines.append(
+            f"{head}: distilling is cheaper after {format_volume(item.volume)}, "
+            f"{format_sig(days)} day(s) at {daily_predictions:,} a day."
+        )
+    return lines
