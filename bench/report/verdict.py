@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 DEFAULT_MARGIN = 0.02  # in the metric's units: 2 AUC or accuracy points, 0.02 nats of log loss
+MANY_SEEDS = 100  # beyond this, "how many seeds" stops being advice
 CATEGORIES = ("better", "good enough", "worse", "inconclusive", "untested")
 
 
@@ -406,6 +407,11 @@ def _what_decides(iv: Interval, margin: float) -> str:
         else "whether the LLM is worse"
     )
     per_seed = iv.n_rows // iv.n_seeds if iv.n_seeds and iv.n_rows else 0
+    if (iv.seeds_needed or 0) > MANY_SEEDS and (iv.rows_needed is None or iv.method != "rows"):
+        return (
+            f"; more than {MANY_SEEDS} seeds would be needed to decide {target}: the estimate "
+            "sits close to the boundary"
+        )
     if iv.rows_needed is not None and iv.method == "rows":
         text = (
             f"; about {iv.rows_needed:,} test rows per seed (now {per_seed:,}) would decide "
@@ -428,7 +434,10 @@ def _cost(c: Comparison, settings: ReportConfig) -> str:
     elif not math.isnan(c.llm_cpu_hours_per_day):
         text = f"{lead} needs {format_sig(c.llm_cpu_hours_per_day)} compute hours a day"
     else:
-        return ""
+        return (
+            f" The cost per prediction of {c.llm} is unknown: all its answers came from the "
+            "request cache."
+        )
     return text + (f"; {c.classical} {classical}." if classical else ".")
 
 
