@@ -79,22 +79,24 @@ def deploy_rows(deploy: pd.DataFrame, metric: str, unit: str) -> list[list[str]]
     return rows
 
 
+def _method(label: str) -> str:
+    """`llm_icl (local_gemma3_270m, csv_table)` -> `llm_icl`: the sentence names the LLM once."""
+    return label.split(" (")[0]
+
+
 def break_even_lines(items: list[BreakEven], daily_predictions: int) -> list[str]:
-    """One sentence per LLM that was both served and distilled."""
+    """One sentence per LLM that was both served (in-context) and distilled."""
     lines = []
     for item in items:
         head = (
-            f"{item.distilled} against serving {item.served} (both at {item.n_train} rows, "
-            f"{item.llm})"
+            f"Distilling {item.llm} ({_method(item.distilled)}) against serving it "
+            f"({_method(item.served)}), both at {item.n_train} rows"
         )
         if item.volume is None:
-            lines.append(
-                f"{head}: distilling never pays off (its cost per prediction is not lower)."
-            )
-            continue
-        days = item.volume / daily_predictions
-        lines.append(
-            f"{head}: distilling is cheaper after {format_volume(item.volume)}, "
-            f"{format_sig(days)} day(s) at {daily_predictions:,} a day."
-        )
+            lines.append(f"{head}: distilling never pays off (it costs no less per prediction).")
+        elif item.volume == 0:
+            lines.append(f"{head}: distilling is cheaper from the first prediction.")
+        else:
+            when = format_volume(item.volume, daily_predictions)
+            lines.append(f"{head}: distilling is cheaper after {when}.")
     return lines
