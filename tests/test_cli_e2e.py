@@ -40,6 +40,11 @@ USAGE_FIELDS = {
     "cache_hits",
     "usd",
     "llm_seconds",
+    # spent during fit: the one-off part of the cost (bench/report/cost.py)
+    "fit_llm_seconds",
+    "fit_usd",
+    "fit_requests",
+    "fit_cache_hits",
 }
 
 
