@@ -172,3 +172,22 @@ def test_a_methods_pinned_llm_and_the_context_window_are_checked() -> None:
     assert "method.llm" in unknown and "local_qwen25_coder_1_5b" in unknown  # the valid names
     (window,) = sweep_problems(["dataset=callcenter", "method=llm_icl", "llm.n_ctx=8k"])
     assert "llm.n_ctx must be `auto` or a positive number of tokens, got '8k'" in window
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("report.stats=rowz", "report.stats='rowz' is not one of rows, seeds"),
+        ("report.margin=-0.1", "report.margin=-0.1 must be a number >= 0"),
+        ("report.daily_predictions=0", "report.daily_predictions=0 must be > 0"),
+        ("report.metric=aucc", "Did you mean 'roc_auc'?"),
+    ],
+)
+def test_bad_report_settings_are_refused_before_the_sweep(override: str, says: str) -> None:
+    problems = sweep_problems(["dataset=callcenter", "method=logreg", override])
+    assert any(says in p for p in problems), problems
+
+
+def test_report_false_and_report_settings_compose() -> None:
+    assert sweep_problems(["dataset=callcenter", "method=logreg", "report=false"]) == []
+    assert sweep_problems(["dataset=callcenter", "method=logreg", "report.margin=0.05"]) == []
