@@ -29,6 +29,7 @@ __all__ = [
     "check_choice",
     "compose_config",
     "config_names",
+    "load_llm_config",
     "register_configs",
     "report_settings",
 ]
@@ -217,18 +218,23 @@ def check_choice(group: str, name: str, conf_dir: Path = CONF_DIR) -> None:
         raise UnknownNameError(unknown_name_message(group, name, valid, key=group))
 
 
+def load_llm_config(name: str, key: str) -> DictConfig:
+    """conf/llm/NAME.yaml checked against the schema; an unknown NAME names `key`."""
+    valid = config_names("llm")
+    if name not in valid:
+        raise UnknownNameError(unknown_name_message("llm", name, valid, key=key))
+    return OmegaConf.merge(
+        OmegaConf.structured(LLMConfig), OmegaConf.load(CONF_DIR / "llm" / f"{name}.yaml")
+    )
+
+
 def method_llm(cfg: DictConfig) -> DictConfig:
     """The llm config a run's method uses: `method.llm`'s file if it names one (with the
     sweep's request-cache settings, which are not the model's), else the sweep's `llm`."""
     name = cfg.method.get("llm")
     if not name:
         return cfg.llm
-    valid = config_names("llm")
-    if name not in valid:
-        raise UnknownNameError(unknown_name_message("llm", name, valid, key="method.llm"))
-    own = OmegaConf.merge(
-        OmegaConf.structured(LLMConfig), OmegaConf.load(CONF_DIR / "llm" / f"{name}.yaml")
-    )
+    own = load_llm_config(name, key="method.llm")
     for key in ("cache", "cache_path"):
         own[key] = cfg.llm[key]
     return own

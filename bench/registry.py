@@ -91,6 +91,7 @@ METHODS = Registry(
         "xgboost": "bench.methods.classical:CLASSICAL",
         "lightgbm": "bench.methods.classical:CLASSICAL",
         "llm_icl": "bench.methods.llm_icl:LLM_ICL",
+        "llm_icl_tuned": "bench.methods.llm_icl_tuned:LLM_ICL_TUNED",
         "tabpfn": "bench.methods.tabpfn:TABPFN",
         "llm_codegen": "bench.methods.llm_codegen:LLM_CODEGEN",
         "llm_distill": "bench.methods.llm_distill:LLM_DISTILL",

@@ -84,11 +84,15 @@ def instruction(
     glossary: Mapping[str, str] | None = None,
     n_shots: int = 0,
     question: str = "the last row",
+    guidance: str | None = None,
 ) -> str:
-    """The shared instruction built from the dataset card."""
+    """The shared instruction built from the dataset card; `guidance` (e.g. a wording found by
+    a prompt search) follows the description."""
     parts = []
     if description:
         parts.append(" ".join(description.split()))
+    if guidance:
+        parts.append(_squash(guidance))
     if verbalizer.uses_letters:
         options = "; ".join(
             f"{w} = {c}" for w, c in zip(verbalizer.words, verbalizer.classes, strict=True)

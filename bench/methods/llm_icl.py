@@ -66,6 +66,8 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         queries_per_request: int = 1,
         batch_size: int = 64,
         seed: int = 0,
+        guidance: str | None = None,
+        shot_order: str = "given",
     ) -> None:
         self.llm = llm
         self.serializer = serializer
@@ -79,6 +81,8 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         self.queries_per_request = queries_per_request
         self.batch_size = batch_size
         self.seed = seed
+        self.guidance = guidance  # extra instruction text (a prompt search's wording)
+        self.shot_order = shot_order  # given | shuffled (the order of static shots)
 
     # -- estimator API ------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any) -> LLMICLClassifier:
@@ -99,7 +103,13 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         glossary = self.feature_descriptions if self._describe_columns() else None
         question = "each row to label" if self.queries_per_request > 1 else "the last row"
         self.instruction_ = instruction(
-            self.task_description, self.target, self.verbalizer_, glossary, self.k_, question
+            self.task_description,
+            self.target,
+            self.verbalizer_,
+            glossary,
+            self.k_,
+            question,
+            self.guidance,
         )
         header = self.serializer_.header(list(X.columns))
         self.prefix_ = self.instruction_ + "\n\n" + (f"{header}\n" if header else "")
@@ -107,6 +117,12 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
             self.shots_ = None  # chosen per query
         else:
             self.shots_ = static_shots(self.pool_y_, self.k_, self.selection, self.seed)
+            if self.shot_order == "shuffled":
+                self.shots_ = np.random.default_rng(self.seed + 1).permutation(self.shots_)
+            elif self.shot_order != "given":
+                raise ValueError(
+                    f"method.params.shot_order={self.shot_order!r}: use given or shuffled"
+                )
             self.prefix_ += self._shots_text(self.shots_)
         return self
 

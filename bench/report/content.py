@@ -26,6 +26,7 @@ from bench.report.cost import (
 from bench.report.grid import Grid
 from bench.report.ranks import rank_grid, rank_table
 from bench.report.runs import prepare_runs
+from bench.report.search import search_table
 from bench.report.summary import RunSummary, summarize_runs
 from bench.report.tables import summary_grid, summary_table
 from bench.report.verdict import Verdict, dataset_verdict, overall_verdicts
@@ -63,6 +64,7 @@ class DatasetSection:
     not_finished: int  # failed or unavailable runs
     deploy: pd.DataFrame  # deploy_costs: one-off, marginal and per-day cost per method
     break_even: list[BreakEven] = field(default_factory=list)
+    search: pd.DataFrame = field(default_factory=pd.DataFrame)  # search_table: prompt searches
 
     @property
     def no_table(self) -> str:
@@ -141,6 +143,7 @@ def collect(path: str | Path, settings: ReportConfig | None = None) -> ReportCon
                     dataset_runs, chosen, settings.daily_predictions, settings.usd_per_cpu_hour
                 ),
                 break_even=break_even(dataset_runs, chosen),
+                search=search_table(dataset_runs),
             )
         )
     ranks = rank_table(runs, metrics)

@@ -11,6 +11,7 @@ from bench.report.cost import COST_NOTE, COST_UNITS
 from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
 from bench.report.markdown import answer_lines, pareto_lines, usage_line
 from bench.report.ranks import RANK_NOTE
+from bench.report.search import SEARCH_NOTE, search_header, search_rows
 from bench.report.summary import RunSummary
 from bench.report.tables import TABLE_NOTE, table_caption
 from bench.report.verdict import Verdict, verdict_note
@@ -55,6 +56,8 @@ td.tied { background: #eef7ee; }
 table.plain td, table.plain th { text-align: left; white-space: normal; }
 img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 figure { margin: 10px 0; }
+pre { white-space: pre-wrap; background: #f7f8fb; border: 1px solid var(--line);
+      border-radius: 4px; padding: 8px 12px; font-size: 13px; }
 .wide { overflow-x: auto; }
 """
 
@@ -152,6 +155,16 @@ def _deploy(section: DatasetSection, daily_predictions: int) -> str:
     return "<h3>Cost to deploy</h3>" + table + (f"<ul>{lines}</ul>" if lines else "")
 
 
+def _search(section: DatasetSection) -> str:
+    table = _plain_table(search_header(), search_rows(section.search))
+    prompts = "".join(
+        f"<p>Chosen instruction of {_e(row.label)} at {row.n_train} rows (seed {row.seed}):</p>"
+        f"<pre>{_e(row.instruction)}</pre>"
+        for row in section.search.drop_duplicates(["label", "n_train"]).itertuples(index=False)
+    )
+    return f'<h3>Prompt search</h3>{table}<p class="note">{_e(SEARCH_NOTE)}</p>{prompts}'
+
+
 def _dataset(section: DatasetSection, out: Path, daily_predictions: int) -> str:
     parts = [f'<h2 id="ds-{_e(section.name)}">{_e(section.name)}</h2>']
     parts.append(_verdict(section.verdict))
@@ -168,6 +181,8 @@ def _dataset(section: DatasetSection, out: Path, daily_predictions: int) -> str:
         ]
     if len(section.deploy):
         parts.append(_deploy(section, daily_predictions))
+    if len(section.search):
+        parts.append(_search(section))
     if len(section.points) and section.points["cost"].notna().any():
         front = "".join(f"<li>{_e(line)}</li>" for line in pareto_lines(section))
         parts += [

@@ -9,11 +9,19 @@ from bench.report.cost import COST_NOTE, COST_UNITS
 from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
 from bench.report.ranks import RANK_NOTE
 from bench.report.runs import metric_name
+from bench.report.search import SEARCH_NOTE, search_header, search_rows
 from bench.report.summary import RunSummary
 from bench.report.tables import TABLE_NOTE, table_caption
 from bench.report.verdict import Verdict, format_sig, verdict_note
 
-__all__ = ["answer_lines", "pareto_lines", "render_markdown", "summary_lines", "usage_line"]
+__all__ = [
+    "answer_lines",
+    "chosen_prompts",
+    "pareto_lines",
+    "render_markdown",
+    "summary_lines",
+    "usage_line",
+]
 
 
 def usage_line(summary: RunSummary) -> str:
@@ -101,6 +109,22 @@ def answer_lines(content: ReportContent) -> list[tuple[str, str]]:
     return answers
 
 
+def chosen_prompts(section: DatasetSection) -> list[str]:
+    """The instruction a search chose, per method and n_train (its first seed's)."""
+    lines = []
+    firsts = section.search.drop_duplicates(["label", "n_train"])
+    for row in firsts.itertuples(index=False):
+        lines += [
+            f"Chosen instruction of {row.label} at {row.n_train} rows (seed {row.seed}):",
+            "",
+            "```text",
+            row.instruction,
+            "```",
+            "",
+        ]
+    return lines
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
@@ -153,6 +177,16 @@ def render_markdown(content: ReportContent) -> str:
                     for line in break_even_lines(section.break_even, settings.daily_predictions)
                 ),
                 "",
+            ]
+        if len(section.search):
+            out += [
+                "### Prompt search",
+                "",
+                *_table(search_header(), search_rows(section.search)),
+                "",
+                SEARCH_NOTE,
+                "",
+                *chosen_prompts(section),
             ]
         if len(section.points) and section.points["cost"].notna().any():
             out += [

@@ -171,7 +171,7 @@ def test_invalid_model_parameter_fails_at_fit(callcenter_task: Task) -> None:
         model.fit(X_train, y_train)
 
 
-TUNED = [name for name in config_names("method") if name.endswith("_tuned")]
+TUNED = [name for name in METHODS if name.endswith("_tuned")]  # classical tuned variants
 
 
 def test_every_tuned_variant_is_checked_below() -> None:

@@ -1,0 +1,115 @@
+"""llm_icl_tuned with the real embedded model: the search records its candidates, stays in its
+budget, chooses by validation only, and never sees a test label (shown by changing them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.data.dataset import Task
+from bench.methods.llm_icl_tuned import LLMICLTunedClassifier, SearchSettings
+from bench.runner import execute_run, specs_for
+
+SMALL = {"max_validation_rows": 8, "max_candidates": 3, "rewrites": 1, "max_llm_calls": 40}
+
+
+def _tuned(cfg_llm: dict[str, Any], task: Task, **search: Any) -> LLMICLTunedClassifier:
+    return LLMICLTunedClassifier(
+        search={**SMALL, **search},
+        llm=cfg_llm,
+        serializer={"name": "csv_table", "format": "csv", "shared_header": True},
+        class_labels=task.class_labels,
+        target=task.target,
+        task_description=task.description,
+        seed=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def gemma() -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from bench.config import load_llm_config
+
+    cfg = load_llm_config("local_gemma3_270m", key="llm")
+    cfg.cache = False  # every candidate is computed: the budget counts real calls
+    cfg.n_ctx = 4096
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_the_search_records_its_candidates_within_budget(
+    gemma: dict[str, Any], callcenter_task: Task
+) -> None:
+    X, y = callcenter_task.X.iloc[:32], callcenter_task.y.iloc[:32]
+    model = _tuned(gemma, callcenter_task).fit(X, y)
+    info = model.search_info_
+    scored = [c for c in info["candidates"] if c["llm_calls"] > 0]
+    assert 1 <= len(scored) <= SMALL["max_candidates"]
+    assert info["llm_calls"] <= SMALL["max_llm_calls"]
+    assert info["validation_rows"] == 8 and info["shot_rows"] == 24
+    assert all(c["llm_calls"] == 8 for c in scored)  # one call per validation row
+    best = max(scored, key=lambda c: c["validation_score"])
+    assert info["validation_score"] == best["validation_score"]
+    assert info["chosen"] == best["name"]  # greedy, strict improvements: the first best
+    assert model.model_.k_ == 32  # the winner is refitted on every training row
+    proba = model.predict_proba(callcenter_task.X.iloc[100:110])
+    assert proba.shape == (10, 2) and np.allclose(proba.sum(axis=1), 1)
+    usage = model.run_report().usage
+    assert usage["requests"] >= info["llm_calls"]  # search calls + the 10 test rows
+
+
+def test_a_zero_budget_scores_the_configured_prompt_only(
+    gemma: dict[str, Any], callcenter_task: Task
+) -> None:
+    X, y = callcenter_task.X.iloc[:32], callcenter_task.y.iloc[:32]
+    model = _tuned(gemma, callcenter_task, max_candidates=1).fit(X, y)
+    assert [c["name"] for c in model.search_info_["candidates"]] == ["configured"]
+    assert model.search_info_["chosen"] == "configured"
+
+
+def test_bad_search_settings_name_their_key() -> None:
+    problems = SearchSettings(validation=1.5, max_candidates=0).problems()
+    assert any("method.params.search.validation=1.5" in p for p in problems)
+    assert any("method.params.search.max_candidates=0" in p for p in problems)
+
+
+def test_changing_the_test_labels_does_not_change_the_chosen_prompt(
+    compose_run: Callable[..., Any], callcenter_task: Task
+) -> None:
+    cfg = compose_run(
+        "dataset=callcenter",
+        "method=llm_icl_tuned",
+        "serializer=csv_table",
+        "seeds=[0]",
+        "n_train=[24]",
+        "split.max_test_rows=12",
+        "llm.cache=false",
+        "llm.n_ctx=4096",
+        *(f"method.params.search.{k}={v}" for k, v in SMALL.items()),
+    )
+    (spec,) = specs_for(cfg)
+    from bench.runner import _split_or_error
+
+    split = _split_or_error(callcenter_task, spec)
+    flipped_y = callcenter_task.y.copy()
+    test = flipped_y.index[split.test_rows]
+    labels = callcenter_task.class_labels
+    other = dict(zip(labels, labels[::-1], strict=True))
+    flipped_y[test] = flipped_y[test].map(other)
+    flipped = dataclasses.replace(callcenter_task, y=flipped_y)
+
+    original, _ = execute_run(spec, None, callcenter_task, split)
+    changed, _ = execute_run(spec, None, flipped, split)
+    assert original["status"] == changed["status"] == "ok"
+    search, search_flipped = original["details"]["search"], changed["details"]["search"]
+    assert search["chosen"] == search_flipped["chosen"]
+    assert [c["validation_score"] for c in search["candidates"]] == [
+        c["validation_score"] for c in search_flipped["candidates"]
+    ]
+    assert search["instruction"] == search_flipped["instruction"]
+    # ... while the test score, computed from the flipped labels, does change
+    assert original["metrics"]["accuracy"] + changed["metrics"]["accuracy"] == pytest.approx(1.0)
