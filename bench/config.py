@@ -70,6 +70,10 @@ class MethodConfig:
     # llm_codegen_local writes code with Qwen2.5-Coder-1.5B in a sweep whose other LLM methods
     # use Gemma. null: the sweep's `llm`.
     llm: str | None = None
+    # the training sizes this method runs at, whatever `n_train` says: e.g. seed_question
+    # distils from 1,000 labelled rows while the classical methods also train on all 50,000.
+    # null: the sweep's `n_train`.
+    n_train: list[Any] | None = None
 
 
 @dataclass

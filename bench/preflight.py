@@ -30,7 +30,8 @@ __all__ = ["SweepPlan", "job_problems", "plan_sweep", "sweep_jobs", "sweep_probl
 
 def job_problems(cfg: DictConfig) -> list[str]:
     """What is wrong with one job's composed config (empty when nothing is)."""
-    problems = [p for n in cfg.n_train if (p := _n_train_problem(n))]
+    sizes = list(cfg.n_train) + list(cfg.method.get("n_train") or [])
+    problems = [p for n in sizes if (p := _n_train_problem(n))]
     problems += [
         f"seeds: {seed!r} is not a seed (an integer >= 0)"
         for seed in cfg.seeds

@@ -55,6 +55,8 @@ def write_plan(config: DictConfig, multirun: bool) -> Path | None:
         return None
     from bench.sweep import PLANNED  # the runs bench-run planned: the ETA weighs each by method
 
+    if PLANNED:  # exact, also when a method pins its own training sizes (method.n_train)
+        total = len(PLANNED)
     plan = {"id": uuid.uuid4().hex[:12], "total": total, "started": time.time()}
     if PLANNED:
         methods = {_method_of(stem) for stem in PLANNED}

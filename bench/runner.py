@@ -155,6 +155,9 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
     tags = method_kind(cfg.method.kind).tags
     split = OmegaConf.to_container(cfg.split, resolve=True)
     method = OmegaConf.to_container(cfg.method, resolve=True)
+    sizes = method.get("n_train") or list(cfg.n_train)
+    if method.get("n_train") is None:
+        method.pop("n_train", None)  # unpinned: the identity of existing runs is unchanged
     determinants: dict[str, Any] = {
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "method": method,
@@ -192,7 +195,7 @@ def specs_for(cfg: DictConfig) -> list[RunSpec]:
             serializer_config=serializer,
         )
         for seed in cfg.seeds
-        for n in cfg.n_train
+        for n in sizes
     ]
     # `seeds=[0,0]` or `n_train=[16,16]` names one run twice: execute it once.
     unique = {spec.stem: spec for spec in reversed(specs)}

@@ -68,6 +68,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         seed: int = 0,
         guidance: str | None = None,
         shot_order: str = "given",
+        knn_layout: str = "similarity",
     ) -> None:
         self.llm = llm
         self.serializer = serializer
@@ -83,6 +84,9 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.guidance = guidance  # extra instruction text (a prompt search's wording)
         self.shot_order = shot_order  # given | shuffled (the order of static shots)
+        # knn: similarity (most similar shot last) | shared_prefix (shots in one global order,
+        # most often retrieved first, and queries sorted so consecutive prompts share a prefix)
+        self.knn_layout = knn_layout
 
     # -- estimator API ------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any) -> LLMICLClassifier:
@@ -144,6 +148,10 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
             "verbalizer": dict(zip(self.verbalizer_.classes, self.verbalizer_.words, strict=True)),
             "scoring": dict(self._methods),
             "invalid_answers": self._invalid,
+            # share of prompt tokens the engine reused from the previous prompt's prefix
+            "prefix_reuse": round(self._usage.cached_tokens / self._usage.prompt_tokens, 4)
+            if self._usage.prompt_tokens
+            else None,
         }
         return proba
 
@@ -159,14 +167,34 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
 
     # -- prompts ------------------------------------------------------------------------------
     def prompts(self, X: pd.DataFrame) -> list[str]:
-        """The full prompt of each query row (for inspection and tests)."""
+        """The full prompt of each query row, in the rows' order (for inspection and tests)."""
         if self.selection != "knn":
             return [self.prefix_ + self._query_text(row) for _, row in X.iterrows()]
-        neighbours = nearest_shots(self.pool_X_, X, self.k_)
         return [
             self.prefix_ + self._shots_text(shots) + self._query_text(row)
-            for shots, (_, row) in zip(neighbours, X.iterrows(), strict=True)
+            for shots, (_, row) in zip(self._knn_shots(X), X.iterrows(), strict=True)
         ]
+
+    def _knn_shots(self, X: pd.DataFrame) -> list[np.ndarray]:
+        neighbours = nearest_shots(self.pool_X_, X, self.k_)
+        if self.knn_layout == "similarity":
+            return neighbours
+        if self.knn_layout != "shared_prefix":
+            raise ValueError(
+                f"method.params.knn_layout={self.knn_layout!r}: use similarity or shared_prefix"
+            )
+        # Shots retrieved for many queries come first, in one global order, so queries that
+        # share their popular neighbours share the start of their shot list.
+        counts = np.bincount(np.concatenate(neighbours), minlength=len(self.pool_X_))
+        return [np.array(sorted(n, key=lambda i: (-counts[i], i)), dtype=int) for n in neighbours]
+
+    def _query_order(self, shots: list[np.ndarray]) -> np.ndarray:
+        """The order the queries are sent in: with knn_layout=shared_prefix sorted by their shot
+        lists, so consecutive prompts share the longest prefix (the engine reuses the previous
+        prompt's); else the rows' order."""
+        if self.knn_layout == "shared_prefix":
+            return np.array(sorted(range(len(shots)), key=lambda q: tuple(shots[q])), dtype=int)
+        return np.arange(len(shots))
 
     def _shots_text(self, positions: np.ndarray) -> str:
         blocks = [
@@ -183,10 +211,21 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
     def _predict_scored(self, backend: LLMBackend, X: pd.DataFrame) -> np.ndarray:
         answers = self.verbalizer_.answers()
         proba = np.zeros((len(X), len(self.classes_)))
+        shots = None
+        order = np.arange(len(X))
+        if self.selection == "knn":  # retrieval for every row at once: one index, one order
+            shots = self._knn_shots(X)
+            order = self._query_order(shots)
         for start in range(0, len(X), self.batch_size):
-            prompts = self.prompts(X.iloc[start : start + self.batch_size])
+            rows = order[start : start + self.batch_size]
+            prompts = [
+                self.prefix_
+                + ("" if shots is None else self._shots_text(shots[i]))
+                + self._query_text(X.iloc[i])
+                for i in rows
+            ]
             self._check_context(backend, prompts)
-            for i, result in enumerate(backend.score_many(prompts, answers), start=start):
+            for i, result in zip(rows, backend.score_many(prompts, answers), strict=True):
                 proba[i] = [result.probs[a] for a in answers]
                 self._usage += result.usage
                 self._methods[result.method] += 1
