@@ -50,6 +50,10 @@ EXPLICIT = (
 class SearchSettings:
     """`method.params.search`: how the prompt search splits the rows and what it may spend."""
 
+    # "auto": hold out `validation` of the rows from 64 rows on; below that, 2-fold
+    # cross-validation (each row validates once: a holdout of a few rows is mostly noise).
+    # An integer k >= 2: k-fold cross-validation; 1: the holdout.
+    folds: Any = "auto"
     validation: float = 0.25  # share of the n training rows held out for validation
     min_validation_rows: int = 8
     max_validation_rows: int = 64  # each candidate costs one LLM call per validation row
@@ -67,6 +71,8 @@ class SearchSettings:
         for name in ("min_validation_rows", "max_validation_rows", "max_candidates"):
             if getattr(self, name) < 1:
                 found.append(f"{key}.{name}={getattr(self, name)} must be >= 1")
+        if not (self.folds == "auto" or (isinstance(self.folds, int) and self.folds >= 1)):
+            found.append(f"{key}.folds={self.folds!r} must be auto or an integer >= 1")
         if self.max_llm_calls < 0 or self.rewrites < 0:
             found.append(f"{key}.max_llm_calls and {key}.rewrites must be >= 0")
         return found
@@ -112,28 +118,29 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("; ".join(problems))
         labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
         self._search = _Search()
-        shots_X, shots_y, val_X, val_y = self._split(X, labels, settings)
-        metric = _metric_name(settings.metric, val_y)
-        best = self._try(Candidate("configured", {}), shots_X, shots_y, val_X, val_y, metric)
+        folds = self._folds(X, labels, settings)
+        calls = sum(len(val_X) for _, _, val_X, _ in folds)  # per candidate
+        metric = _metric_name(settings.metric, labels)
+        best = self._try(Candidate("configured", {}), folds, metric)
         best.kept = True
         for candidate in self._alternatives():
-            if not self._room(settings, len(val_X)):
+            if not self._room(settings, calls):
                 break
             candidate.parent = best.name
             candidate.changes = {**best.changes, **candidate.changes}
-            self._try(candidate, shots_X, shots_y, val_X, val_y, metric)
+            self._try(candidate, folds, metric)
             if _better(candidate.validation_score, best.validation_score, metric):
                 candidate.kept, best = True, candidate
         for i in range(settings.rewrites):
-            if not self._room(settings, len(val_X) + 1):
+            if not self._room(settings, calls + 1):
                 break
-            wording = self._rewrite(settings, best, shots_X, shots_y, val_X, val_y)
+            wording = self._rewrite(settings, best, *folds[0])
             if not wording:
                 continue
             candidate = Candidate(
                 f"rewrite_{i + 1}", {**best.changes, "guidance": wording}, parent=best.name
             )
-            self._try(candidate, shots_X, shots_y, val_X, val_y, metric)
+            self._try(candidate, folds, metric)
             if _better(candidate.validation_score, best.validation_score, metric):
                 candidate.kept, best = True, candidate
         self.best_ = best
@@ -141,8 +148,9 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = self.model_.classes_
         self.search_info_ = {
             "metric": metric,
-            "validation_rows": len(val_X),
-            "shot_rows": len(shots_X),
+            "folds": len(folds),
+            "validation_rows": calls,  # over all folds
+            "shot_rows": len(folds[0][0]),  # per fold
             "chosen": best.name,
             "chosen_changes": best.changes,
             "validation_score": best.validation_score,
@@ -175,24 +183,33 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
         return MethodReport(details=details, usage=usage.as_dict())
 
     # -- the search -----------------------------------------------------------------------------
-    def _split(
+    def _folds(
         self, X: pd.DataFrame, y: pd.Series, settings: SearchSettings
-    ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
-        n = len(X)
+    ) -> list[tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]]:
+        """(shot rows, their labels, validation rows, their labels) per fold, stratified."""
+        n, seed = len(X), int(self.icl.get("seed", 0))
+        k = settings.folds if settings.folds != "auto" else (1 if n >= 64 else 2)
+        counts = y.value_counts()
+        if y.nunique() < 2 or counts.min() < 2 or n < max(4, 2 * k):
+            raise ValueError(
+                f"llm_icl_tuned needs training rows of two classes, at least 2 of each, to "
+                f"validate prompts on (got {n} rows: {counts.to_dict()}); use llm_icl for fewer"
+            )
+        if k >= 2:
+            from sklearn.model_selection import StratifiedKFold
+
+            splitter = StratifiedKFold(
+                n_splits=min(k, int(counts.min())), shuffle=True, random_state=seed
+            )
+            return [(X.iloc[a], y.iloc[a], X.iloc[b], y.iloc[b]) for a, b in splitter.split(X, y)]
         n_val = round(settings.validation * n)
         n_val = max(settings.min_validation_rows, min(settings.max_validation_rows, n_val))
-        if n - n_val < 2 or y.nunique() < 2:
-            raise ValueError(
-                f"llm_icl_tuned needs at least {settings.min_validation_rows + 2} training rows "
-                f"of two classes to hold out validation rows (got {n}); use llm_icl for fewer"
-            )
-        counts = y.value_counts()
-        stratify = y if counts.min() >= 2 and n_val >= len(counts) else None
-        seed = int(self.icl.get("seed", 0))
+        n_val = min(n_val, n - 2)
+        stratify = y if n_val >= len(counts) and n - n_val >= len(counts) else None
         shots_X, val_X, shots_y, val_y = train_test_split(
             X, y, test_size=n_val, random_state=seed, stratify=stratify
         )
-        return shots_X, shots_y, val_X, val_y
+        return [(shots_X, shots_y, val_X, val_y)]
 
     def _alternatives(self) -> list[Candidate]:
         serializer = dict(self.icl.get("serializer") or {})
@@ -223,33 +240,39 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
     def _try(
         self,
         candidate: Candidate,
-        shots_X: pd.DataFrame,
-        shots_y: pd.Series,
-        val_X: pd.DataFrame,
-        val_y: pd.Series,
+        folds: list[tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]],
         metric: str,
     ) -> Candidate:
-        """Fit the candidate on the shot rows, score it on the validation rows."""
+        """Fit the candidate on each fold's shot rows and score its validation rows; the score
+        is the metric over every fold's validation predictions together."""
         start = time.perf_counter()
         self._search.candidates.append(candidate)
+        predictions, truths = [], []
         try:
-            model = LLMICLClassifier(**{**self.icl, **candidate.changes}).fit(shots_X, shots_y)
-            same = self._search.prompts.get(model.prefix_)
-            if same is not None:  # e.g. balanced shots when every row is a shot already
-                candidate.error = f"the same prompt as {same}: not scored again"
-                return candidate
-            self._search.prompts[model.prefix_] = candidate.name
-            proba = model.predict_proba(val_X)
+            for i, (shots_X, shots_y, val_X, val_y) in enumerate(folds):
+                model = LLMICLClassifier(**{**self.icl, **candidate.changes}).fit(shots_X, shots_y)
+                if i == 0:
+                    same = self._search.prompts.get(model.prefix_)
+                    if same is not None:  # e.g. balanced shots when every row is a shot
+                        candidate.error = f"the same prompt as {same}: not scored again"
+                        return candidate
+                    self._search.prompts[model.prefix_] = candidate.name
+                proba = model.predict_proba(val_X)
+                report = model.run_report()
+                self._search.usage += Usage(
+                    **{k: v for k, v in report.usage.items() if k in _USAGE_FIELDS}
+                )
+                candidate.llm_calls += len(val_X)
+                self._search.calls += len(val_X)
+                predictions.append(proba)
+                truths.append(val_y)
         except Exception as error:  # a candidate that cannot run loses; the search goes on
             candidate.error = f"{type(error).__name__}: {error}"
             candidate.seconds = time.perf_counter() - start
             return candidate
-        report = model.run_report()
-        usage = Usage(**{k: v for k, v in report.usage.items() if k in _USAGE_FIELDS})
-        self._search.usage += usage
-        candidate.llm_calls = len(val_X)
-        self._search.calls += len(val_X)
-        candidate.validation_score = _score(metric, val_y, proba, model.classes_)
+        candidate.validation_score = _score(
+            metric, pd.concat(truths), np.vstack(predictions), model.classes_
+        )
         candidate.seconds = time.perf_counter() - start
         return candidate
 

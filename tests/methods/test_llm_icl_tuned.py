@@ -14,7 +14,13 @@ from bench.data.dataset import Task
 from bench.methods.llm_icl_tuned import LLMICLTunedClassifier, SearchSettings
 from bench.runner import execute_run, specs_for
 
-SMALL = {"max_validation_rows": 8, "max_candidates": 3, "rewrites": 1, "max_llm_calls": 40}
+SMALL = {
+    "folds": 1,
+    "max_validation_rows": 8,
+    "max_candidates": 3,
+    "rewrites": 1,
+    "max_llm_calls": 40,
+}
 
 
 def _tuned(cfg_llm: dict[str, Any], task: Task, **search: Any) -> LLMICLTunedClassifier:
@@ -71,8 +77,21 @@ def test_a_zero_budget_scores_the_configured_prompt_only(
     assert model.search_info_["chosen"] == "configured"
 
 
+def test_cross_validation_scores_every_row_once(
+    gemma: dict[str, Any], callcenter_task: Task
+) -> None:
+    X, y = callcenter_task.X.iloc[:24], callcenter_task.y.iloc[:24]
+    model = _tuned(gemma, callcenter_task, folds="auto", max_candidates=2, max_llm_calls=60)
+    info = model.fit(X, y).search_info_  # 24 rows: "auto" is 2-fold cross-validation
+    assert (info["folds"], info["validation_rows"], info["shot_rows"]) == (2, 24, 12)
+    scored = [c for c in info["candidates"] if c["llm_calls"] > 0]
+    assert [c["llm_calls"] for c in scored] == [24, 24]  # a third would pass 60 calls
+    assert info["llm_calls"] == 48
+
+
 def test_bad_search_settings_name_their_key() -> None:
-    problems = SearchSettings(validation=1.5, max_candidates=0).problems()
+    problems = SearchSettings(validation=1.5, max_candidates=0, folds="many").problems()
+    assert any("method.params.search.folds='many'" in p for p in problems)
     assert any("method.params.search.validation=1.5" in p for p in problems)
     assert any("method.params.search.max_candidates=0" in p for p in problems)
 
