@@ -25,18 +25,18 @@ def test_seed_question_composes_to_50k_pool_and_10k_test_rows() -> None:
     cfg = compose_config(["experiment=seed_question", "method=llm_icl_knn_all"])
     assert cfg.dataset.params.rows == 60000
     assert round(cfg.split.test_size * 60000) == 10002 and cfg.split.max_test_rows == 10000
-    assert list(cfg.method.n_train) == ["all"] and cfg.method.params.knn_layout == "shared_prefix"
+    assert list(cfg.method.n_train) == [50000] and cfg.method.params.knn_layout == "shared_prefix"
     distill = compose_config(["experiment=seed_question", "method=llm_distill_1k"]).method
     assert list(distill.n_train) == [1000] and distill.params.n_unlabelled == 49000
     plan = plan_sweep(["experiment=seed_question"])
     assert plan.problems == []
     stems = sorted(plan.run_stems)
     # the LLM methods run once each at their pinned size, the 6 classical ones at both sizes
-    assert sum("llm_icl_knn_all__nall" in s for s in stems) == 1
+    assert sum("llm_icl_knn_all__n50000" in s for s in stems) == 1
     assert sum("llm_distill_1k__n1000" in s for s in stems) == 1
     assert len(stems) == 2 + 6 * 2
     small = compose_config(["experiment=seed_question_small", "method=llm_distill_1k_small"])
-    assert small.split.max_test_rows == 1000 and small.method.params.n_unlabelled == 4000
+    assert small.split.max_test_rows == 600 and small.method.params.n_unlabelled == 4000
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -52,12 +52,15 @@ def test_a_miniature_seed_question_runs_end_to_end(tmp_path: Path) -> None:
     common = [
         "experiment=seed_question_small",
         "dataset.params.rows=1500",  # a pool of 1,490 rows, 10 test rows
+        "n_train=[1000,all]",
         "split.max_test_rows=10",
         f"results_dir={results}",
         "llm.cache=false",
         "report=false",
     ]
-    _run(*common, "method=llm_icl_knn_all,logreg", cwd=tmp_path)
+    # the pool is smaller than 50,000 here: retrieval from all of it
+    _run(*common, "method=llm_icl_knn_all", "method.n_train=[all]", cwd=tmp_path)
+    _run(*common, "method=logreg", cwd=tmp_path)
     _run(
         *common,
         "method=llm_distill_1k_small",
@@ -79,8 +82,8 @@ def test_a_miniature_seed_question_runs_end_to_end(tmp_path: Path) -> None:
     assert 0 < knn["details"]["prefix_reuse"] < 1  # the shared instruction at least
     assert by[("llm_distill_1k_small", 1000)]["details"]["unlabelled_rows"] == 24
     report = (results / "report" / "report.md").read_text()
-    assert "With 1000 labelled rows, llm_distill_1k_small (local_gemma3_270m)" in report
-    assert "With 1490 labelled rows, llm_icl_knn_all (local_gemma3_270m)" in report
+    assert "With 1,000 labelled rows, llm_distill_1k_small (local_gemma3_270m)" in report
+    assert "With 1,490 labelled rows, llm_icl_knn_all (local_gemma3_270m)" in report
 
 
 def test_shared_prefix_orders_queries_by_their_shots(callcenter_task) -> None:

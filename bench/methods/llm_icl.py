@@ -15,7 +15,9 @@ evaluates once.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections import Counter
 from dataclasses import fields
 from typing import Any
@@ -39,6 +41,9 @@ from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTa
 from bench.methods.shots import nearest_shots, static_shots
 
 __all__ = ["LLM_ICL", "SERIALIZER_KEYS", "LLMICLClassifier", "build_llm_icl", "prompt_context"]
+
+log = logging.getLogger("bench")
+PROGRESS_EVERY_S = 60.0  # a long labelling run says how far it got, at most once a minute
 
 # The serializer config's keys that are RowSerializer options (`seed` comes from the run).
 SERIALIZER_KEYS = tuple(f.name for f in fields(RowSerializer) if f.name != "seed")
@@ -216,7 +221,18 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         if self.selection == "knn":  # retrieval for every row at once: one index, one order
             shots = self._knn_shots(X)
             order = self._query_order(shots)
+        started = last_said = time.perf_counter()
         for start in range(0, len(X), self.batch_size):
+            if time.perf_counter() - last_said > PROGRESS_EVERY_S:
+                last_said = time.perf_counter()
+                rate = (last_said - started) / start
+                log.info(
+                    "llm_icl: %d/%d rows labelled, %.2f s a row, about %.0f s to go",
+                    start,
+                    len(X),
+                    rate,
+                    rate * (len(X) - start),
+                )
             rows = order[start : start + self.batch_size]
             prompts = [
                 self.prefix_

@@ -338,7 +338,7 @@ def _headline(
                 part += f" (better at {_sizes(by['better'])})"
             parts.append(part)
         if from_n is not None:
-            parts.append(f"classical models are better from {from_n} rows on")
+            parts.append(f"classical models are better from {from_n:,} rows on")
             earlier = [n for n in by["worse"] if n < from_n]
             if earlier:
                 parts.append(f"and at {_sizes(earlier)}")
@@ -353,7 +353,7 @@ def _headline(
 
 def _sizes(ns: Sequence[int]) -> str:
     """[16, 64, 256] -> '16, 64 and 256 rows'."""
-    words = [str(n) for n in ns]
+    words = [f"{n:,}" for n in ns]
     joined = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
     return f"{joined} row{'s' if len(ns) > 1 or ns[0] != 1 else ''}"
 
@@ -375,7 +375,7 @@ def _sentence(
 ) -> str:
     iv = c.interval
     start = (
-        f"With {c.n_train} labelled rows, {c.llm} scores {c.llm_mean:.3f} "
+        f"With {c.n_train:,} labelled rows, {c.llm} scores {c.llm_mean:.3f} "
         f"{metric_name(metric)} and {c.classical} {c.classical_mean:.3f}"
     )
     groups = f"{iv.n_seeds} {group_words[0] if iv.n_seeds == 1 else group_words[1]}"
