@@ -65,7 +65,7 @@ def deploy_rows(deploy: pd.DataFrame, metric: str, unit: str) -> list[list[str]]
         rows.append(
             [
                 str(values["label"]),
-                str(int(values["n_train"])),
+                f"{int(values['n_train']):,}",
                 f"{float(values[metric]):.3f}",
                 _cell(float(values["one_off_usd"]), float(values["one_off_seconds"]), priced),
                 _cell(
