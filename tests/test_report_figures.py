@@ -187,3 +187,19 @@ def test_an_outlier_does_not_flatten_the_difference_panel(
     assert _difference_limits(zeros, margin=0.02) == pytest.approx((-0.0342, 0.0342))
     path = learning_curve(table, "roc_auc", "outlier", tmp_path / "o.png", margin=0.02)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_retrieval_runs_stay_at_n_train_and_capped_shots_move_to_k() -> None:
+    from bench.report.plots import shot_positions
+
+    table = pd.DataFrame(
+        {"family": ["llm_icl", "llm_icl"], "method": ["knn", "capped"], "n_train": [50000, 256]}
+    )
+    runs = pd.DataFrame(
+        {
+            "label": ["knn", "capped"],
+            "n_train": [50000, 256],
+            "details": [{"shots": 16, "selection": "knn"}, {"shots": 64, "selection": "first"}],
+        }
+    )
+    assert shot_positions(table, runs)["x"].tolist() == [50000.0, 64.0]

@@ -87,12 +87,20 @@ def _base(label: str) -> str:
 def shot_positions(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """`table` with `x`: n_train, or the mean shot count k of in-context runs (`details.shots`).
 
-    An in-context method may cap its shots (`max_shots`), so its point belongs at k.
+    An in-context method may cap its shots (`max_shots`), so its point belongs at k; one that
+    retrieves its shots per query from all n rows (`selection: knn`) learns from all of them
+    and stays at n_train.
     """
     table = table.assign(x=table["n_train"].astype(float))
     if "details" not in runs.columns or runs.empty:
         return table
-    shots = runs["details"].map(lambda d: d.get("shots") if isinstance(d, dict) else None)
+
+    def fixed_shots(details: object) -> object:
+        if not isinstance(details, dict) or details.get("selection") == "knn":
+            return None
+        return details.get("shots")
+
+    shots = runs["details"].map(fixed_shots)
     known = runs.assign(k=pd.to_numeric(shots, errors="coerce")).dropna(subset=["k", "n_train"])
     if known.empty:
         return table
