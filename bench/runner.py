@@ -448,7 +448,16 @@ def _fit_predict(
     return np.asarray(proba, dtype=float), timing, fit_usage
 
 
-FIT_USAGE_KEYS = ("llm_seconds", "usd", "requests", "cache_hits")  # spent during fit
+# spent during fit (the rest of the run's usage was spent predicting)
+FIT_USAGE_KEYS = (
+    "llm_seconds",
+    "usd",
+    "requests",
+    "cache_hits",
+    "cached_llm_seconds",
+    "cached_usd",
+    "costed_cache_hits",
+)
 
 
 def _usage_so_far(estimator: Any) -> dict[str, float]:

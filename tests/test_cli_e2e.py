@@ -40,11 +40,18 @@ USAGE_FIELDS = {
     "cache_hits",
     "usd",
     "llm_seconds",
+    # what answers from the request cache cost when computed
+    "cached_llm_seconds",
+    "cached_usd",
+    "costed_cache_hits",
     # spent during fit: the one-off part of the cost (bench/report/cost.py)
     "fit_llm_seconds",
     "fit_usd",
     "fit_requests",
     "fit_cache_hits",
+    "fit_cached_llm_seconds",
+    "fit_cached_usd",
+    "fit_costed_cache_hits",
 }
 
 

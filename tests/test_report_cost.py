@@ -137,6 +137,16 @@ def test_a_phase_answered_only_from_the_cache_has_no_cost() -> None:
     assert (marginal_s, marginal_usd) == pytest.approx((0.2, 0.0))  # the student still counts
 
 
+def test_a_rerun_from_the_cache_costs_what_the_answers_cost_when_computed() -> None:
+    # ICL again, every answer from cache entries that kept their cost (80 s, $1.2 in all)...
+    rerun = {**ICL, "requests": 0, "cache_hits": 400, "usd": 0.0, "llm_seconds": 0.0}
+    rerun.update(cached_llm_seconds=80.0, cached_usd=1.2, costed_cache_hits=400, predict_s=0.4)
+    assert values(costs(rerun))[2:] == pytest.approx(values(costs(ICL))[2:])
+    # ... and with half the entries too old to say: the known half is scaled to all answers
+    half = {**rerun, "cached_llm_seconds": 40.0, "cached_usd": 0.6, "costed_cache_hits": 200}
+    assert values(costs(half))[2:] == pytest.approx(values(costs(ICL))[2:])
+
+
 def test_a_cpu_price_prices_the_phases_without_fees() -> None:
     # 3.6 USD per CPU hour = $0.001 per compute second; phases with fees keep their fees.
     frame = costs(CLASSICAL, ICL, CODEGEN, usd_per_cpu_hour=3.6)

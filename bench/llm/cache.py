@@ -5,7 +5,9 @@ in-process model the identity of its weights file (bench/llm/weights.py), the fu
 messages, the decoding parameters and the label set (never an API key). Several
 processes (the joblib launcher's workers) may read and write at once: WAL lets readers go on
 while one writer commits, and a busy timeout makes writers wait their turn instead of failing.
-A hit is returned with `Usage(cache_hits=1)`: counted, not billed.
+A hit is returned with `Usage(cache_hits=1)`: counted, not billed; an entry keeps what computing
+its answer cost (LLM seconds, USD), and a hit carries it as `cached_llm_seconds` / `cached_usd`
+so the report can still cost a rerun answered from the cache.
 """
 
 from __future__ import annotations
@@ -119,6 +121,24 @@ class RequestCache:
             self._conn = None
 
 
+def _cost(usage: Usage) -> dict[str, float]:
+    """What computing an answer cost, kept with it so that a hit can say so."""
+    return {"llm_seconds": usage.llm_seconds, "usd": usage.usd}
+
+
+def _hit_usage(cost: dict[str, float] | None) -> Usage:
+    """A hit is counted, not billed; it carries its original cost when the entry recorded it
+    (entries written before costs were kept have none)."""
+    if not cost:
+        return Usage(cache_hits=1)
+    return Usage(
+        cache_hits=1,
+        cached_llm_seconds=float(cost.get("llm_seconds", 0.0)),
+        cached_usd=float(cost.get("usd", 0.0)),
+        costed_cache_hits=1,
+    )
+
+
 def _retry_locked(statement: Callable[[], object], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -171,7 +191,9 @@ class CachedBackend:
         missing = [i for i, r in enumerate(results) if r is None]
 
         def store(j: int, result: ScoreResult) -> None:  # as each answer arrives
-            self.cache.put(keys[missing[j]], {**asdict(result), "usage": None})
+            self.cache.put(
+                keys[missing[j]], {**asdict(result), "usage": None, "cost": _cost(result.usage)}
+            )
             results[missing[j]] = result
 
         if missing:
@@ -185,7 +207,8 @@ class CachedBackend:
         hit = self.cache.get(key)
         if hit is None:
             return None
-        return ScoreResult(**{**hit, "usage": Usage(cache_hits=1)})
+        cost = hit.pop("cost", None)
+        return ScoreResult(**{**hit, "usage": _hit_usage(cost)})
 
     def generate_many(
         self,
@@ -209,12 +232,12 @@ class CachedBackend:
         for key in keys:
             hit = self.cache.get(key)
             results.append(
-                None if hit is None else GenerateResult(hit["text"], Usage(cache_hits=1))
+                None if hit is None else GenerateResult(hit["text"], _hit_usage(hit.get("cost")))
             )
         missing = [i for i, r in enumerate(results) if r is None]
 
         def store(j: int, result: GenerateResult) -> None:  # as each answer arrives
-            self.cache.put(keys[missing[j]], {"text": result.text})
+            self.cache.put(keys[missing[j]], {"text": result.text, "cost": _cost(result.usage)})
             results[missing[j]] = result
 
         if missing:

@@ -43,6 +43,12 @@ class Usage:
     cache_hits: int = 0  # answers served from the request cache: counted, not billed
     usd: float = 0.0
     llm_seconds: float = 0.0
+    # What the answers served from the cache cost when they were computed (not spent now), for
+    # the `costed_cache_hits` of them whose cache entry recorded it: a rerun answered from the
+    # cache still has a cost per prediction (bench/report/cost.py).
+    cached_llm_seconds: float = 0.0
+    cached_usd: float = 0.0
+    costed_cache_hits: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})

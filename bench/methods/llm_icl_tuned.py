@@ -23,6 +23,7 @@ during fit, so the report counts it as a one-off cost.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -134,12 +135,15 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
         for i in range(settings.rewrites):
             if not self._room(settings, calls + 1):
                 break
-            wording = self._rewrite(settings, best, *folds[0])
-            if not wording:
-                continue
+            wording = self._rewrite(settings, best, *folds[0], attempt=i)
             candidate = Candidate(
                 f"rewrite_{i + 1}", {**best.changes, "guidance": wording}, parent=best.name
             )
+            problem = _unusable(wording)
+            if problem:  # recorded, not scored: a degenerate reply would only fit noise
+                candidate.error = problem
+                self._search.candidates.append(candidate)
+                continue
             self._try(candidate, folds, metric)
             if _better(candidate.validation_score, best.validation_score, metric):
                 candidate.kept, best = True, candidate
@@ -284,8 +288,11 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
         shots_y: pd.Series,
         val_X: pd.DataFrame,
         val_y: pd.Series,
+        attempt: int = 0,
     ) -> str:
-        """An instruction the optimizer LLM proposes from the best candidate's mistakes."""
+        """An instruction the optimizer LLM proposes from the best candidate's mistakes;
+        sampled (temperature 0.7, seeded by the attempt), so that two rounds from the same best
+        do not propose the same words."""
         model = LLMICLClassifier(**{**self.icl, **best.changes}).fit(shots_X, shots_y)
         wrong = _mistakes(model, val_X, val_y)
         request = (
@@ -300,7 +307,9 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
         llm = settings.optimizer_llm or self.icl.get("llm")
         backend = make_backend(llm)
         try:
-            (result,) = backend.generate_many([request], max_tokens=120, seed=0)
+            (result,) = backend.generate_many(
+                [request], max_tokens=120, temperature=0.7, seed=attempt
+            )
         except Exception:  # no rewrite this round; the search keeps what it has
             return ""
         finally:
@@ -324,6 +333,17 @@ def _mistakes(model: LLMICLClassifier, X: pd.DataFrame, y: pd.Series, limit: int
         if len(rows) == limit:
             break
     return "\n\n".join(rows) or "(none: every held-out row is right)"
+
+
+def _unusable(wording: str) -> str:
+    """Why a proposed instruction is not worth scoring ("" when it is)."""
+    if not wording:
+        return "the optimizer proposed nothing"
+    sentences = [x.strip().lower() for x in re.split(r"(?<=[.!?])\s+|\s\d+\.\s", wording)]
+    sentences = [x for x in sentences if len(x) > 3]
+    if len(sentences) >= 3 and len(set(sentences)) <= len(sentences) / 2:
+        return "the proposed instruction repeats itself: not scored"
+    return ""
 
 
 def _first_paragraph(text: str, limit: int = 400) -> str:

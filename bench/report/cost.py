@@ -22,9 +22,11 @@ Each phase has compute seconds and USD:
 
 The runner records the LLM usage spent during fit (`fit_requests`, `fit_cache_hits`, `fit_usd`,
 `fit_llm_seconds`); the rest of the run's usage was spent predicting. Answers served from the
-request cache are not billed (their usage is zero), so a cost would shrink with every rerun:
-the cost of a phase's computed answers is scaled to all its answers, (requests + cache_hits) /
-requests, and a phase answered entirely from the cache has no cost measurement (NaN).
+request cache are not billed, so a cost would shrink with every rerun. A cache entry keeps what
+computing its answer cost, and a hit reports it (`cached_llm_seconds`, `cached_usd`,
+`costed_cache_hits`): those answers cost what they cost when computed. Hits from entries older
+than that carry no cost; the known cost is scaled to all answers, (requests + cache_hits) /
+(requests + costed_cache_hits), and a phase whose answers all lack a cost has none (NaN).
 
 Older records lack the split. Then one-off is the wall seconds of fit (`fit_s`) and marginal the
 wall seconds of predict (`predict_s`), CPU seconds being unknown per phase, and all LLM usage
@@ -79,8 +81,10 @@ COST_NOTE = (
     "compute seconds: CPU seconds for classical methods, the longer of wall time and time in "
     "LLM calls for LLM-based methods, wall seconds for others. Cost per day is the marginal "
     "cost x the daily number of predictions; the one-off cost is shown apart, not spread over "
-    "days. Answers from the request cache are costed like the computed ones; a phase answered "
-    "entirely from the cache has no cost and is not plotted. Older run records, without the "
+    "days. Answers from the request cache cost what they cost when computed (the cache keeps "
+    "it); answers from cache entries written before costs were kept are costed like the "
+    "others of their phase, and a phase with no known cost is not plotted. Older run records, "
+    "without the "
     "split, count fit wall time as one-off and predict wall time as marginal, and all LLM calls "
     "as marginal for llm_icl and as one-off for llm_codegen and llm_distill. Points are means "
     "over seeds per method and n_train; the Pareto front holds the points no other point beats "
@@ -94,7 +98,15 @@ ONE_OFF_UNITS = {"usd": "USD, once", "seconds": "compute seconds, once"}
 
 # Families whose LLM calls happen during fit: in old records, all their usage is one-off.
 _FIT_LLM_FAMILIES = ("llm_codegen", "llm_distill")
-_USAGE_KEYS = ("requests", "cache_hits", "usd", "llm_seconds")
+_USAGE_KEYS = (
+    "requests",
+    "cache_hits",
+    "usd",
+    "llm_seconds",
+    "cached_llm_seconds",
+    "cached_usd",
+    "costed_cache_hits",
+)
 
 
 def _column(runs: pd.DataFrame, name: str) -> pd.Series:
@@ -132,12 +144,14 @@ def _usage_by_phase(runs: pd.DataFrame) -> tuple[dict[str, pd.Series], dict[str,
     return fit, predict
 
 
-def _cache_scale(requests: pd.Series, hits: pd.Series) -> pd.Series:
-    """All answers / computed answers; NaN where every answer came from the cache."""
+def _cache_scale(requests: pd.Series, hits: pd.Series, costed: pd.Series) -> pd.Series:
+    """All answers / answers whose cost is known (computed now, or hits whose cache entry kept
+    their original cost); NaN where no answer's cost is known."""
+    known = requests + costed
     scale = pd.Series(1.0, index=requests.index)
-    computed = requests > 0
-    scale[computed] = (requests + hits)[computed] / requests[computed]
-    scale[~computed & (hits > 0)] = np.nan
+    some = known > 0
+    scale[some] = (requests + hits)[some] / known[some]
+    scale[~some & (hits > 0)] = np.nan
     return scale
 
 
@@ -153,10 +167,12 @@ def _phase_cost(
     classical = runs["family"].astype(str).eq("classical") & ~llm_based
     seconds = wall.copy()
     seconds[classical] = cpu.fillna(wall)[classical]  # old records: the phase's CPU is unknown
-    seconds[llm_based] = np.fmax(wall, usage["llm_seconds"])[llm_based]
-    scale = _cache_scale(usage["requests"], usage["cache_hits"])
+    # answers from the cache cost what they cost when computed (when their entry says)
+    llm_seconds = usage["llm_seconds"] + usage["cached_llm_seconds"]
+    seconds[llm_based] = np.fmax(wall, llm_seconds)[llm_based]
+    scale = _cache_scale(usage["requests"], usage["cache_hits"], usage["costed_cache_hits"])
     seconds = seconds * scale
-    fees = usage["usd"]
+    fees = usage["usd"] + usage["cached_usd"]
     usd = fees * scale
     if usd_per_cpu_hour is not None:
         usd = usd.where(fees > 0, seconds * usd_per_cpu_hour / 3600)

@@ -3,6 +3,7 @@ processes, keyed by everything that determines an answer and never holding an AP
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import threading
@@ -39,9 +40,35 @@ def test_the_same_request_twice_is_a_hit_the_second_time(
     assert second.usage.requests == 0
     assert second.usage.prompt_tokens == 0 and second.usage.usd == 0.0
     assert second.usage.llm_seconds == 0.0
+    # ... yet it says what computing it cost, so a rerun from the cache still has a cost
+    assert second.usage.costed_cache_hits == 1
+    assert second.usage.cached_llm_seconds == pytest.approx(first.usage.llm_seconds)
+    assert first.usage.llm_seconds > 0 and second.usage.cached_usd == first.usage.usd
     assert second.probs == first.probs
     assert (second.method, second.valid) == (first.method, first.valid)
     backend.close()
+
+
+def test_entries_written_before_costs_were_kept_are_hits_without_a_cost(
+    local_llm_cfg: DictConfig, tmp_path: Path
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    backend = make_backend(with_cache(local_llm_cfg, path))
+    backend.score_many([PROMPT], LABELS)
+    backend.generate_many([PROMPT], max_tokens=4)
+    backend.close()
+    cache = RequestCache(path)
+    connection = cache._connection()
+    for key, value in connection.execute("SELECT key, value FROM responses").fetchall():
+        old = json.loads(value)
+        old.pop("cost")
+        cache.put(key, old)  # as an entry written by the previous version
+    again = make_backend(with_cache(local_llm_cfg, path))
+    (scored,) = again.score_many([PROMPT], LABELS)
+    (generated,) = again.generate_many([PROMPT], max_tokens=4)
+    for usage in (scored.usage, generated.usage):
+        assert (usage.cache_hits, usage.costed_cache_hits, usage.cached_llm_seconds) == (1, 0, 0.0)
+    again.close()
 
 
 def test_a_hit_survives_a_new_backend_and_process_state(

@@ -132,3 +132,15 @@ def test_changing_the_test_labels_does_not_change_the_chosen_prompt(
     assert search["instruction"] == search_flipped["instruction"]
     # ... while the test score, computed from the flipped labels, does change
     assert original["metrics"]["accuracy"] + changed["metrics"]["accuracy"] == pytest.approx(1.0)
+
+
+def test_a_degenerate_rewrite_is_recorded_not_scored() -> None:
+    from bench.methods.llm_icl_tuned import _unusable
+
+    # what Gemma 270M proposed on callcenter at 256 rows: it won on 64 validation rows by 0.008
+    repeated = " ".join(
+        f"{i}. The customer's issue was resolved on this contact." for i in range(6)
+    )
+    assert _unusable(repeated) == "the proposed instruction repeats itself: not scored"
+    assert _unusable("") == "the optimizer proposed nothing"
+    assert _unusable("Long queue waits make a first-contact resolution less likely.") == ""
