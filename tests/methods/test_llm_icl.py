@@ -66,7 +66,9 @@ def test_predict_proba_columns_follow_classes(llm: dict[str, Any]) -> None:
         "verbalizer": {"London": "London", "Paris": "Paris"},
         "scoring": {"logprobs": 4},
         "invalid_answers": 0,
+        "prefix_reuse": round(usage["cached_tokens"] / usage["prompt_tokens"], 4),
     }
+    assert 0 < estimator.fit_info_["prefix_reuse"] < 1
     assert list(estimator.predict(X_test)) == list(y_test)
     assert estimator.usage_["cache_hits"] == 4  # predict asked the same questions again
 
