@@ -387,7 +387,7 @@ def test_pareto_fronts(store: Path) -> None:
 # --- verdicts -------------------------------------------------------------------------------
 
 
-SEED_LEVEL = "t-interval over 3 seeds: per-row predictions are not in the store"
+SEED_LEVEL = "t-interval over 3 seeds: per-row predictions are missing or unreadable"
 
 
 def test_dataset_verdict_alpha(runs: pd.DataFrame) -> None:
@@ -480,7 +480,7 @@ def test_overall_verdict_pools_dataset_seed_pairs(runs: pd.DataFrame) -> None:
     assert verdict.lines[0].startswith(
         "With 16 labelled rows, llm_icl (gpt-4o-mini) scores 0.760 AUC and logreg 0.710: the "
         "LLM is better (LLM - classical = +0.050, 95% CI +0.002 to +0.098, t-interval over 6 "
-        "dataset x seed groups: per-row predictions are not in the store)."
+        "dataset x seed groups: per-row predictions are missing or unreadable)."
     )
     # n=64: mean ranks llm 1.5 = lightgbm 1.5: the classical side is lightgbm.
     tie = verdict.comparisons[1]

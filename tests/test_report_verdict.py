@@ -196,11 +196,8 @@ def test_row_level_verdicts_on_predictions_with_known_answers(
         assert (comparison.interval.low, comparison.interval.high) == (0.0, 0.0)
 
 
-def test_the_row_level_interval_is_the_paired_bootstrap_of_the_stored_rows(tmp_path: Path) -> None:
-    path = _store(tmp_path, "d", "noise")
-    runs = prepare_runs(load_results(path)).runs
-    llm, rf = runs[runs["family"].eq("llm_icl")], runs[runs["family"].eq("classical")]
-    interval = compare_runs(llm, rf, "roc_auc", ["seed"], PredictionReader(path))
+def _stored_groups(path: Path, llm: pd.DataFrame, rf: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """(y, LLM score, classical score) per seed, read straight from the stored Parquet files."""
     groups = []
     for seed in SEEDS:
         a = pd.read_parquet(path / llm[llm["seed"].eq(seed)]["predictions_file"].iloc[0])
@@ -208,6 +205,15 @@ def test_the_row_level_interval_is_the_paired_bootstrap_of_the_stored_rows(tmp_p
         groups.append(
             ((a["y_true"] == "yes").astype(int).to_numpy(), a["proba_yes"], b["proba_yes"])
         )
+    return groups
+
+
+def test_the_row_level_interval_is_the_paired_bootstrap_of_the_stored_rows(tmp_path: Path) -> None:
+    path = _store(tmp_path, "d", "noise")
+    runs = prepare_runs(load_results(path)).runs
+    llm, rf = runs[runs["family"].eq("llm_icl")], runs[runs["family"].eq("classical")]
+    interval = compare_runs(llm, rf, "roc_auc", ["seed"], PredictionReader(path))
+    groups = _stored_groups(path, llm, rf)
     expected = paired_bootstrap(groups, "roc_auc", n_boot=2000)
     assert (interval.low, interval.high) == pytest.approx((expected.low, expected.high))
     assert interval.estimate == pytest.approx(float(llm["roc_auc"].mean() - rf["roc_auc"].mean()))
@@ -235,13 +241,7 @@ def test_rows_needed_follows_rows_to_decide(tmp_path: Path) -> None:
     runs = prepare_runs(load_results(path)).runs
     llm, rf = runs[runs["family"].eq("llm_icl")], runs[runs["family"].eq("classical")]
     interval = compare_runs(llm, rf, "roc_auc", ["seed"], PredictionReader(path), margin=0.02)
-    groups = []
-    for seed in SEEDS:
-        a = pd.read_parquet(path / llm[llm["seed"].eq(seed)]["predictions_file"].iloc[0])
-        b = pd.read_parquet(path / rf[rf["seed"].eq(seed)]["predictions_file"].iloc[0])
-        groups.append(
-            ((a["y_true"] == "yes").astype(int).to_numpy(), a["proba_yes"], b["proba_yes"])
-        )
+    groups = _stored_groups(path, llm, rf)
     paired = paired_bootstrap(groups, "roc_auc", n_boot=2000)
     threshold = 0.02 if paired.estimate > -0.02 else 0.0  # the nearer decision
     total = rows_to_decide(paired, threshold)
@@ -261,7 +261,7 @@ def test_a_store_without_predictions_falls_back_to_seeds_and_says_so(tmp_path: P
         file.unlink()
     verdict = _verdict(path)
     assert verdict.comparisons[0].interval.method == "seeds"
-    assert "per-row predictions are not in the store" in verdict.lines[0]
+    assert "per-row predictions are missing or unreadable" in verdict.lines[0]
 
 
 def test_collect_refuses_bad_settings_naming_the_key(tmp_path: Path) -> None:
@@ -286,3 +286,16 @@ def test_one_dataset_has_no_rank_table_and_the_answer_comes_first(tmp_path: Path
     html = (out / "report.html").read_text()
     assert html.index('id="answer"') < html.index('id="ds-d"') < html.index('id="summary"')
     assert "good enough at 64 rows" in markdown.split("## d")[0]
+
+
+def test_a_damaged_predictions_file_falls_back_to_seeds_and_the_report_is_written(
+    tmp_path: Path,
+) -> None:
+    from bench.report import write_report
+
+    path = _store(tmp_path, "d", "noise")
+    next((path / "predictions").iterdir()).write_bytes(b"not parquet")
+    verdict = _verdict(path)
+    assert verdict.comparisons[0].interval.method == "seeds"
+    assert "per-row predictions are missing or unreadable" in verdict.lines[0]
+    assert (write_report(path) / "report.md").is_file()

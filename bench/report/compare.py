@@ -13,6 +13,7 @@ The interval is of `a - b` in the metric's units; `advantage` orients it so that
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ import pandas as pd
 from bench.metrics import get_metric, higher_is_better
 from bench.report.paired import PairedInterval, paired_bootstrap, rows_to_decide, seeds_to_decide
 from bench.report.stats import ALPHA, paired_difference
+
+log = logging.getLogger("bench")
 
 __all__ = ["Interval", "PredictionReader", "compare_runs", "seeds_for_t_interval"]
 
@@ -77,7 +80,13 @@ class PredictionReader:
             return None
         if name not in self._cache:
             path = self.root / name
-            self._cache[name] = pd.read_parquet(path) if path.is_file() else None
+            try:
+                self._cache[name] = pd.read_parquet(path) if path.is_file() else None
+            except Exception as error:  # a damaged file: this comparison falls back to seeds
+                log.warning(
+                    "report: cannot read %s (%s); using the seed-level interval", path, error
+                )
+                self._cache[name] = None
         return self._cache[name]
 
 
@@ -206,7 +215,7 @@ def _row_groups(
         run_a, run_b = left.loc[key], right.loc[key]
         pa, pb = reader.read(run_a), reader.read(run_b)
         if pa is None or pb is None:
-            return None, "per-row predictions are not in the store"
+            return None, "per-row predictions are missing or unreadable"
         labels = [str(x) for x in run_a.get("class_labels", [])] or _labels_of(pa)
         merged = pa.merge(pb, on="row", suffixes=("_a", "_b"))
         if len(merged) != len(pa) or len(merged) != len(pb):
