@@ -32,6 +32,7 @@ from bench.endpoint import EndpointBreaker
 from bench.errors import MethodFailed, RunSkipped, RunUnavailable
 from bench.lifeline import set_interrupt_record, watch_parent
 from bench.llm.backend import Usage
+from bench.llm.protocol import PHASE_USAGE_KEYS
 from bench.methods.base import (
     MethodContext,
     MethodReport,
@@ -448,25 +449,13 @@ def _fit_predict(
     return np.asarray(proba, dtype=float), timing, fit_usage
 
 
-# spent during fit (the rest of the run's usage was spent predicting)
-FIT_USAGE_KEYS = (
-    "llm_seconds",
-    "usd",
-    "requests",
-    "cache_hits",
-    "cached_llm_seconds",
-    "cached_usd",
-    "costed_cache_hits",
-)
-
-
 def _usage_so_far(estimator: Any) -> dict[str, float]:
     """The LLM usage a method has reported so far (zeros for one that reports nothing)."""
     try:
         usage = method_report(estimator).usage
     except Exception:  # a report is a courtesy; the run's fit succeeded
         return {}
-    return {f"fit_{key}": float(usage.get(key) or 0.0) for key in FIT_USAGE_KEYS}
+    return {f"fit_{key}": float(usage.get(key) or 0.0) for key in PHASE_USAGE_KEYS}
 
 
 def _score(

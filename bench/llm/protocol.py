@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from omegaconf import DictConfig
 
 __all__ = [
+    "PHASE_USAGE_KEYS",
     "GenerateResult",
     "LLMBackend",
     "LLMConfigError",
@@ -55,6 +56,19 @@ class Usage:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The usage a run records per phase as well (`fit_<key>`: spent while fitting, the one-off
+# cost; the rest was spent predicting): what the report needs to cost each phase.
+PHASE_USAGE_KEYS = (
+    "requests",
+    "cache_hits",
+    "usd",
+    "llm_seconds",
+    "cached_llm_seconds",
+    "cached_usd",
+    "costed_cache_hits",
+)
 
 
 @dataclass

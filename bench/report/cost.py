@@ -46,6 +46,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bench.llm.protocol import PHASE_USAGE_KEYS
 from bench.report.runs import BASELINE, row_order, uses_llm
 
 __all__ = [
@@ -98,15 +99,6 @@ ONE_OFF_UNITS = {"usd": "USD, once", "seconds": "compute seconds, once"}
 
 # Families whose LLM calls happen during fit: in old records, all their usage is one-off.
 _FIT_LLM_FAMILIES = ("llm_codegen", "llm_distill")
-_USAGE_KEYS = (
-    "requests",
-    "cache_hits",
-    "usd",
-    "llm_seconds",
-    "cached_llm_seconds",
-    "cached_usd",
-    "costed_cache_hits",
-)
 
 
 def _column(runs: pd.DataFrame, name: str) -> pd.Series:
@@ -131,13 +123,13 @@ def n_test_rows(runs: pd.DataFrame, root: Path | None = None) -> pd.Series:
 
 def _usage_by_phase(runs: pd.DataFrame) -> tuple[dict[str, pd.Series], dict[str, pd.Series]]:
     """(fit, predict) LLM usage per run: the recorded fit share, or the old-record fallback."""
-    totals = {key: _column(runs, key).fillna(0.0) for key in _USAGE_KEYS}
-    recorded = {key: _column(runs, f"fit_{key}") for key in _USAGE_KEYS}
-    # The runner writes the four fit_* fields together; any one marks a record with the split.
+    totals = {key: _column(runs, key).fillna(0.0) for key in PHASE_USAGE_KEYS}
+    recorded = {key: _column(runs, f"fit_{key}") for key in PHASE_USAGE_KEYS}
+    # The runner writes the fit_* fields together; any one marks a record with the split.
     split = pd.concat(recorded.values(), axis=1).notna().any(axis=1)
     in_fit = runs["family"].astype(str).isin(_FIT_LLM_FAMILIES)
     fit, predict = {}, {}
-    for key in _USAGE_KEYS:
+    for key in PHASE_USAGE_KEYS:
         fallback = totals[key].where(in_fit, 0.0)
         fit[key] = recorded[key].fillna(0.0).where(split, fallback)
         predict[key] = (totals[key] - fit[key]).clip(lower=0.0)
