@@ -104,13 +104,16 @@ class _Search:
 class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
     """`LLMICLClassifier` whose prompt is chosen by validation on the training rows."""
 
-    def __init__(self, search: dict[str, Any] | None = None, **icl: Any) -> None:
+    def __init__(
+        self, search: dict[str, Any] | None = None, positive_label: str | None = None, **icl: Any
+    ) -> None:
         self.search = search
+        self.positive_label = positive_label  # the class a binary search metric scores
         self.icl = icl  # LLMICLClassifier's parameters: the configured prompt
 
     # scikit-learn's get_params cannot see **kwargs; the run builds a fresh estimator anyway.
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"search": self.search, **self.icl}
+        return {"search": self.search, "positive_label": self.positive_label, **self.icl}
 
     def fit(self, X: pd.DataFrame, y: Any) -> LLMICLTunedClassifier:
         settings = SearchSettings(**(self.search or {}))
@@ -275,7 +278,7 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
             candidate.seconds = time.perf_counter() - start
             return candidate
         candidate.validation_score = _score(
-            metric, pd.concat(truths), np.vstack(predictions), model.classes_
+            metric, pd.concat(truths), np.vstack(predictions), model.classes_, self.positive_label
         )
         candidate.seconds = time.perf_counter() - start
         return candidate
@@ -358,12 +361,16 @@ def _metric_name(requested: str, y: pd.Series) -> str:
     return "roc_auc" if y.nunique() == 2 else "accuracy"
 
 
-def _score(metric: str, y: pd.Series, proba: np.ndarray, classes: np.ndarray) -> float:
+def _score(
+    metric: str, y: pd.Series, proba: np.ndarray, classes: np.ndarray, positive_label: str | None
+) -> float:
+    """`metric` on validation rows; binary metrics score the dataset's positive class (else the
+    last class, as the runner does)."""
     from bench.metrics import get_metric
 
     codes = {c: i for i, c in enumerate(classes)}
     y_codes = np.array([codes[str(v)] for v in y])
-    positive = len(classes) - 1
+    positive = codes.get(positive_label, len(classes) - 1)
     return float(get_metric(metric)(y_codes, np.clip(proba, 1e-15, 1.0), positive))
 
 
@@ -395,7 +402,12 @@ def build_llm_icl_tuned(cfg: DictConfig, context: MethodContext) -> LLMICLTunedC
     problems = SearchSettings(**search).problems()
     if problems:
         raise ValueError("; ".join(problems))
-    return LLMICLTunedClassifier(search=search, **prompt_context(context), **params)
+    return LLMICLTunedClassifier(
+        search=search,
+        positive_label=context.positive_label,
+        **prompt_context(context),
+        **params,
+    )
 
 
 LLM_ICL_TUNED = MethodKind(

@@ -144,3 +144,15 @@ def test_a_degenerate_rewrite_is_recorded_not_scored() -> None:
     assert _unusable(repeated) == "the proposed instruction repeats itself: not scored"
     assert _unusable("") == "the optimizer proposed nothing"
     assert _unusable("Long queue waits make a first-contact resolution less likely.") == ""
+
+
+def test_a_binary_search_metric_scores_the_datasets_positive_class() -> None:
+    import pandas as pd
+
+    from bench.methods.llm_icl_tuned import _score
+
+    y = pd.Series(["yes", "no", "no", "no"])
+    proba = np.array([[0.3, 0.7], [0.8, 0.2], [0.4, 0.6], [0.9, 0.1]])  # columns: no, yes
+    classes = np.array(["no", "yes"])
+    assert _score("precision", y, proba, classes, "yes") == 0.5  # 2 predicted yes, 1 right
+    assert _score("precision", y, proba, classes, "no") == 1.0
