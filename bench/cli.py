@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -159,6 +160,12 @@ def report_main(argv: list[str] | None = None) -> None:
         daily_predictions=args.daily_predictions,
         usd_per_cpu_hour=args.usd_per_cpu_hour,
     )
+    problems = settings.problems()
+    if problems:  # named as the options given here, not as bench-run's report.* keys
+        for problem in problems:
+            text = re.sub(r"report\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), problem)
+            print(f"bench-report: {text}", file=sys.stderr)
+        sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         out = write_report(args.path, settings=settings)

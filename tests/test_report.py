@@ -100,6 +100,17 @@ def test_cli_writes_the_report_with_a_chosen_metric(
     assert "Did you mean 'log_loss'" in capsys.readouterr().err
 
 
+def test_cli_refuses_bad_settings_naming_its_options(
+    results_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        report_main([str(results_dir), "--margin", "-1", "--daily-predictions", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--margin=-1.0 must be a number >= 0" in err
+    assert "--daily-predictions=0 must be > 0" in err
+
+
 def test_report_on_a_folder_without_runs(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no runs/ folder"):
         write_report(tmp_path)
