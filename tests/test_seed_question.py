@@ -9,11 +9,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from bench.config import compose_config
 from bench.methods.llm_icl import LLMICLClassifier
+from bench.methods.shots import nearest_shots, shared_prefix_layout
 from bench.preflight import plan_sweep
 
 pytestmark = pytest.mark.e2e
@@ -86,11 +89,23 @@ def test_a_miniature_seed_question_runs_end_to_end(tmp_path: Path) -> None:
     assert "With 1,490 labelled rows, llm_icl_knn_all (local_gemma3_270m)" in report
 
 
-def test_shared_prefix_orders_queries_by_their_shots(callcenter_task) -> None:
-    """Consecutive prompts share their popular shots: the sent order sorts the shot lists."""
+def test_shared_prefix_layout_keeps_each_querys_shots_and_shares_more_of_them(
+    callcenter_task,
+) -> None:
+    """The layout only reorders: every query keeps its own neighbours, and consecutive prompts
+    share more shots than in the popularity order alone, and more text than unordered."""
     from omegaconf import OmegaConf
 
     from bench.config import load_llm_config
+
+    X = callcenter_task.X
+    neighbours = nearest_shots(X.iloc[:1500], X.iloc[1500:2100], 8)
+    laid, order = shared_prefix_layout(neighbours)
+    assert sorted(order) == list(range(len(neighbours)))
+    assert all(sorted(a) == sorted(b) for a, b in zip(laid, neighbours, strict=True))
+    counts = np.bincount(np.concatenate(neighbours))
+    popular = [sorted(n, key=lambda i: (-counts[i], i)) for n in neighbours]
+    assert _shared_shots(laid, order) > _shared_shots(popular, order)
 
     llm = OmegaConf.to_container(load_llm_config("local_gemma3_270m", key="llm"), resolve=True)
     model = LLMICLClassifier(
@@ -101,26 +116,23 @@ def test_shared_prefix_orders_queries_by_their_shots(callcenter_task) -> None:
         selection="knn",
         knn_layout="shared_prefix",
     )
-    model.fit(callcenter_task.X.iloc[:300], callcenter_task.y.iloc[:300])
-    queries = callcenter_task.X.iloc[300:340]
-    shots = model._knn_shots(queries)
-    order = model._query_order(shots)
-    sent = [tuple(shots[i]) for i in order]
-    assert sent == sorted(sent)
-    counts = {}
-    for shot_list in shots:
-        for i in shot_list:
-            counts[i] = counts.get(i, 0) + 1
-    for shot_list in shots:  # most often retrieved first
-        seen = [counts[i] for i in shot_list]
-        assert seen == sorted(seen, reverse=True)
+    model.fit(X.iloc[:300], callcenter_task.y.iloc[:300])
+    queries = X.iloc[300:340]
+    _, sent = model._knn_plan(queries)
     prompts = model.prompts(queries)
-    shared = sum(len(_common_prefix(prompts[a], prompts[b])) for a, b in itertools.pairwise(order))
+    shared = sum(len(_common_prefix(prompts[a], prompts[b])) for a, b in itertools.pairwise(sent))
     unordered = sum(len(_common_prefix(a, b)) for a, b in itertools.pairwise(prompts))
     assert shared > unordered
 
 
-def _common_prefix(a: str, b: str) -> str:
+def _shared_shots(shots: list[np.ndarray], order: np.ndarray) -> int:
+    total = 0
+    for a, b in itertools.pairwise(order):
+        total += len(_common_prefix(list(shots[a]), list(shots[b])))
+    return total
+
+
+def _common_prefix(a: Any, b: Any) -> Any:
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1

@@ -38,7 +38,7 @@ from bench.llm.backend import (
 from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
 from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
-from bench.methods.shots import nearest_shots, static_shots
+from bench.methods.shots import nearest_shots, shared_prefix_layout, static_shots
 
 __all__ = ["LLM_ICL", "SERIALIZER_KEYS", "LLMICLClassifier", "build_llm_icl", "prompt_context"]
 
@@ -89,8 +89,8 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.guidance = guidance  # extra instruction text (a prompt search's wording)
         self.shot_order = shot_order  # given | shuffled (the order of static shots)
-        # knn: similarity (most similar shot last) | shared_prefix (shots in one global order,
-        # most often retrieved first, and queries sorted so consecutive prompts share a prefix)
+        # knn: similarity (most similar shot last) | shared_prefix (queries and their shots
+        # ordered so consecutive prompts share long prefixes: shots.shared_prefix_layout)
         self.knn_layout = knn_layout
 
     # -- estimator API ------------------------------------------------------------------------
@@ -103,7 +103,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("LLMICLClassifier needs at least two classes (class_labels or y)")
         self.k_ = len(X) if self.max_shots is None else min(self.max_shots, len(X))
         self.pool_X_, self.pool_y_ = X.reset_index(drop=True), labels.reset_index(drop=True)
-        self.serializer_ = RowSerializer(**self._serializer_options(), seed=self.seed)
+        self.serializer_ = RowSerializer(**self._serializer_options(), seed=self.seed).fit(X)
         self._backend: LLMBackend | None = None
         backend = self._get_backend()
         self.verbalizer_ = Verbalizer.build(
@@ -175,31 +175,22 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         """The full prompt of each query row, in the rows' order (for inspection and tests)."""
         if self.selection != "knn":
             return [self.prefix_ + self._query_text(row) for _, row in X.iterrows()]
+        shots, _ = self._knn_plan(X)
         return [
-            self.prefix_ + self._shots_text(shots) + self._query_text(row)
-            for shots, (_, row) in zip(self._knn_shots(X), X.iterrows(), strict=True)
+            self.prefix_ + self._shots_text(positions) + self._query_text(row)
+            for positions, (_, row) in zip(shots, X.iterrows(), strict=True)
         ]
 
-    def _knn_shots(self, X: pd.DataFrame) -> list[np.ndarray]:
+    def _knn_plan(self, X: pd.DataFrame) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each query row's retrieved shots (in prompt order) and the order to send the rows in."""
         neighbours = nearest_shots(self.pool_X_, X, self.k_)
         if self.knn_layout == "similarity":
-            return neighbours
+            return neighbours, np.arange(len(neighbours))
         if self.knn_layout != "shared_prefix":
             raise ValueError(
                 f"method.params.knn_layout={self.knn_layout!r}: use similarity or shared_prefix"
             )
-        # Shots retrieved for many queries come first, in one global order, so queries that
-        # share their popular neighbours share the start of their shot list.
-        counts = np.bincount(np.concatenate(neighbours), minlength=len(self.pool_X_))
-        return [np.array(sorted(n, key=lambda i: (-counts[i], i)), dtype=int) for n in neighbours]
-
-    def _query_order(self, shots: list[np.ndarray]) -> np.ndarray:
-        """The order the queries are sent in: with knn_layout=shared_prefix sorted by their shot
-        lists, so consecutive prompts share the longest prefix (the engine reuses the previous
-        prompt's); else the rows' order."""
-        if self.knn_layout == "shared_prefix":
-            return np.array(sorted(range(len(shots)), key=lambda q: tuple(shots[q])), dtype=int)
-        return np.arange(len(shots))
+        return shared_prefix_layout(neighbours)
 
     def _shots_text(self, positions: np.ndarray) -> str:
         blocks = [
@@ -219,8 +210,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         shots = None
         order = np.arange(len(X))
         if self.selection == "knn":  # retrieval for every row at once: one index, one order
-            shots = self._knn_shots(X)
-            order = self._query_order(shots)
+            shots, order = self._knn_plan(X)
         started = last_said = time.perf_counter()
         for start in range(0, len(X), self.batch_size):
             if time.perf_counter() - last_said > PROGRESS_EVERY_S:
