@@ -196,7 +196,7 @@ def data_main(argv: list[str] | None = None) -> None:
 
 
 def llm_main(argv: list[str] | None = None) -> None:
-    """`bench-llm check --llm NAME` | `bench-llm serve --llm NAME [--port P]`."""
+    """`bench-llm check --llm NAME` | `bench-llm serve --llm NAME [--port P] [--embedding]`."""
     from bench.llm.tools import check_llm, serve_llm
 
     parser = argparse.ArgumentParser(prog="bench-llm", description=llm_main.__doc__)
@@ -210,12 +210,15 @@ def llm_main(argv: list[str] | None = None) -> None:
         )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--embedding", action="store_true", help="serve /v1/embeddings (method=llm_embed)"
+    )
     args = parser.parse_args(argv)
     try:
         check_choice("llm", args.llm)
         if args.command == "check":
             sys.exit(check_llm(args.llm, args.overrides))
-        serve_llm(args.llm, args.overrides, args.host, args.port)
+        serve_llm(args.llm, args.overrides, args.host, args.port, args.embedding)
     except (UnknownNameError, ValueError) as error:
         print(f"bench-llm: {error}", file=sys.stderr)
         sys.exit(2)

@@ -95,6 +95,7 @@ class SerializerConfig:
     permute_names: bool = False  # ablation: column names shuffled across columns
     shared_header: bool = False  # csv/markdown: one header for all rows instead of one per row
     precision: int = 4  # significant digits of numbers
+    numbers: str = "raw"  # raw | rounded | binned | words (bins from the training rows only)
     missing: str = "missing"  # how a missing value is written
 
 

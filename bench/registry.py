@@ -95,5 +95,6 @@ METHODS = Registry(
         "tabpfn": "bench.methods.tabpfn:TABPFN",
         "llm_codegen": "bench.methods.llm_codegen:LLM_CODEGEN",
         "llm_distill": "bench.methods.llm_distill:LLM_DISTILL",
+        "llm_embed": "bench.methods.llm_embed:LLM_EMBED",
     },
 )

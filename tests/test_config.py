@@ -12,7 +12,7 @@ from bench.config import check_choice, compose_config, config_names
 from bench.registry import METHODS, SOURCES, UnknownNameError
 
 GROUPS = ("dataset", "method", "experiment")
-FAMILIES = ("classical", "tabpfn", "llm_icl", "llm_codegen", "llm_distill")
+FAMILIES = ("classical", "tabpfn", "llm_icl", "llm_codegen", "llm_distill", "llm_embed")
 
 
 @pytest.mark.parametrize(

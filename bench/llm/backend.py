@@ -1,11 +1,12 @@
 """The backend protocol every LLM family uses, its result types and `make_backend`.
 
-A backend answers two questions:
+A backend answers three questions:
 
 * ``score_many(prompts, labels)``: for each prompt, a probability for each label, read from the
   model's next-token log-probabilities of ``prompt + label`` (falling back to parsing generated
   text where an endpoint has no logprobs; `ScoreResult.method` says which);
-* ``generate_many(requests, ...)``: text for each prompt string or chat message list.
+* ``generate_many(requests, ...)``: text for each prompt string or chat message list;
+* ``embed_many(texts)``: an embedding vector for each text (mean-pooled hidden states).
 
 Every result carries the `Usage` of its own request, so callers add up exactly what they used,
 and a cached answer shows up as a cache hit with no tokens billed.
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.errors import RunSkipped
 from bench.llm.cache import CachedBackend, RequestCache
 from bench.llm.protocol import (
+    EmbedResult,
     GenerateResult,
     LLMBackend,
     LLMConfigError,
@@ -31,6 +33,7 @@ from bench.llm.protocol import (
 )
 
 __all__ = [
+    "EmbedResult",
     "GenerateResult",
     "LLMBackend",
     "LLMConfigError",

@@ -4,6 +4,10 @@ Scoring reads label probabilities from the logits of the last evaluated position
 is created with ``logits_all=False``) and keeps the KV cache between queries: a new prompt
 re-evaluates only the tokens after its longest common prefix with what is already in the cache,
 so k shots placed before the query cost their prompt evaluation once, not once per query.
+
+Embeddings come from a second instance of the same weights in llama.cpp's embedding mode with
+mean pooling (the scoring instance is never switched): texts are packed into batches of up to
+`EMBED_BATCH_TOKENS` tokens, one forward pass per batch.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from bench.llm.backend import (
+    EmbedResult,
     GenerateResult,
     LLMConfigError,
     Messages,
@@ -38,6 +43,11 @@ __all__ = ["LlamaCppBackend", "resolve_model_path"]
 _MODELS: dict[tuple[str, int, int], Any] = {}
 _VOCABS: dict[str, Any] = {}  # tokenizer-only instances, to size a window before loading it
 AUTO_MIN_WINDOW = 4096  # auto windows are powers of two from here, so they are rarely regrown
+# Embedding instances per (file, batch tokens, threads). Every token of a batch is an output in
+# embedding mode, so llama.cpp keeps logits for all of them: 512 tokens x Gemma's 262k vocabulary
+# is 0.5 GB, 2,048 tokens 4 GB, for no gain in speed on 2 cores (measured).
+_EMBEDDERS: dict[tuple[str, int, int], Any] = {}
+EMBED_BATCH_TOKENS = 512  # tokens per forward pass; a longer text gets a larger batch
 
 
 class LlamaCppBackend:
@@ -272,6 +282,65 @@ class LlamaCppBackend:
                 on_result(index, results[-1])
         return results
 
+    def embed_many(
+        self, texts: Sequence[str], on_result: OnResult | None = None
+    ) -> list[EmbedResult]:
+        """Mean-pooled embeddings of raw texts (no chat template), several texts per forward
+        pass. Each result's usage holds its tokens and its share of the batch's seconds.
+
+        A text's vector depends a little (about 1e-3 relative) on the texts batched with it;
+        repeating a call repeats it exactly, and the request cache keeps the first answer.
+        """
+        if not texts:
+            return []
+        encoded = [self._tokenize(text) for text in texts]
+        longest = max(len(t) for t in encoded)
+        if longest > self.n_ctx:
+            raise PromptTooLongError(longest, self.n_ctx, self.config.name)
+        window = EMBED_BATCH_TOKENS
+        while window < longest:
+            window *= 2
+        window = min(window, max(self.n_ctx, EMBED_BATCH_TOKENS))
+        model = self._embedder(window)
+        lengths = [len(t) for t in encoded]
+        results: list[EmbedResult] = []
+        for batch in _token_batches(lengths, window, model.context_params.n_seq_max):
+            start = time.perf_counter()
+            vectors = model.embed([texts[i] for i in batch], truncate=False)
+            seconds = time.perf_counter() - start
+            tokens = sum(len(encoded[i]) for i in batch)
+            for i, vector in zip(batch, vectors, strict=True):
+                usage = Usage(
+                    requests=1,
+                    prompt_tokens=len(encoded[i]),
+                    llm_seconds=seconds * len(encoded[i]) / tokens,
+                )
+                results.append(EmbedResult(list(vector), priced(usage, self.config.prices)))
+                if on_result is not None:
+                    on_result(i, results[-1])
+        return results
+
+    def _embedder(self, window: int) -> Any:
+        """The weights loaded in embedding mode (mean pooling), `window` tokens per batch."""
+        import llama_cpp
+
+        path = str(self._path())
+        threads = int(self.config.n_threads or os.cpu_count() or 1)
+        key = (path, window, threads)
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = _llama_class()(
+                model_path=path,
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                n_ctx=window,
+                n_batch=window,
+                n_ubatch=window,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        return _EMBEDDERS[key]
+
     def close(self) -> None:
         self._llm = None  # the process-wide model stays loaded for the next run
 
@@ -283,6 +352,20 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def _token_batches(lengths: Sequence[int], window: int, max_texts: int) -> list[list[int]]:
+    """Consecutive text indexes packed into batches of at most `window` tokens and
+    `max_texts` texts (llama.cpp's sequences per batch)."""
+    batches: list[list[int]] = []
+    tokens = window + 1
+    for index, length in enumerate(lengths):
+        if tokens + length > window or len(batches[-1]) >= max_texts:
+            batches.append([])
+            tokens = 0
+        batches[-1].append(index)
+        tokens += length
+    return batches
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -22,9 +22,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 from omegaconf import DictConfig
 
 from bench.llm.backend import (
+    EmbedResult,
     GenerateResult,
     LLMConfigError,
     LLMUnavailableError,
@@ -114,6 +116,13 @@ class OpenAIBackend:
         jobs = [(self._estimate(r, max_tokens), job(r)) for r in requests]
         return self._run_all(jobs, on_result)
 
+    def embed_many(
+        self, texts: Sequence[str], on_result: OnResult | None = None
+    ) -> list[EmbedResult]:
+        """One `/v1/embeddings` request per text, `llm.max_concurrency` at a time."""
+        jobs = [(self._estimate(t, 0), lambda c, t=t: self._embed(c, t)) for t in texts]
+        return self._run_all(jobs, on_result)
+
     def _estimate(self, request: str | Messages, max_tokens: int) -> int:
         """Tokens a request may use, for the tokens-per-minute limit."""
         text = request if isinstance(request, str) else _as_prompt(request)
@@ -133,6 +142,26 @@ class OpenAIBackend:
             if probs is not None:
                 return ScoreResult(probs, "logprobs", usage=usage)
         return generation_score(text, labels, usage)
+
+    # -- embeddings ---------------------------------------------------------------------------
+    async def _embed(self, client: Any, text: str) -> EmbedResult:
+        start = time.perf_counter()
+        response = await self._with_retries(
+            lambda: client.embeddings.create(
+                model=self.config.model, input=text, encoding_format="float"
+            )
+        )
+        data = getattr(response, "data", None)
+        if not data:
+            cfg = self.config
+            seen = " ".join(str(response).split())[:120]
+            raise LLMUnavailableError(
+                f"LLM endpoint {cfg.base_url} (llm '{cfg.name}') answered, but not with "
+                f"embeddings (got: {seen!r}); check llm.base_url and that the server embeds "
+                "(bench-llm serve --embedding)"
+            )
+        usage = _usage(response, time.perf_counter() - start)
+        return EmbedResult(_pooled(data[0].embedding), priced(usage, self.config.prices))
 
     # -- one request with retries -----------------------------------------------------------
     async def _complete(
@@ -299,6 +328,13 @@ def _label_mass(top: dict[str, float], labels: Sequence[str]) -> dict[str, float
         return None
     floor = min(math.exp(lp) for lp in top.values()) / 2  # below anything the endpoint listed
     return normalize({label: math.log(m if m > 0 else floor) for label, m in mass.items()})
+
+
+def _pooled(embedding: Any) -> list[float]:
+    """A vector from an embedding: as sent, or the mean of per-token vectors (a llama.cpp server
+    on a model without a pooling type answers one vector per token)."""
+    values = np.asarray(embedding, dtype=float)
+    return (values.mean(axis=0) if values.ndim == 2 else values).tolist()
 
 
 # How servers say a prompt is too long. OpenAI and vLLM: "maximum context length is 8192 tokens

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 __all__ = [
     "PHASE_USAGE_KEYS",
+    "EmbedResult",
     "GenerateResult",
     "LLMBackend",
     "LLMConfigError",
@@ -86,6 +87,12 @@ class GenerateResult:
     usage: Usage = field(default_factory=Usage)
 
 
+@dataclass
+class EmbedResult:
+    vector: list[float]  # the text's embedding: its tokens' hidden states, mean-pooled
+    usage: Usage = field(default_factory=Usage)
+
+
 class LLMBackend(Protocol):
     config: DictConfig
 
@@ -105,6 +112,10 @@ class LLMBackend(Protocol):
         on_result: OnResult | None = None,
         seed: int | None = None,  # sampling seed, so a temperature > 0 answer reproduces
     ) -> list[GenerateResult]: ...
+
+    def embed_many(
+        self, texts: Sequence[str], on_result: OnResult | None = None
+    ) -> list[EmbedResult]: ...
 
     def count_tokens(self, text: str) -> int: ...
 

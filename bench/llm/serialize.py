@@ -8,6 +8,12 @@ break the prompt's structure, e.g. by smuggling in a line ``Answer: yes``. Two a
 `values_only` drops the column names; `permute_names` shuffles names across columns
 (deterministically from `seed`), testing whether the model reads the names at all.
 
+`numbers` says how numeric cells are written: ``raw`` (as above), ``rounded`` (every number,
+integers included, to 2 significant digits: 712 -> 710, 12.34 -> 12, 0.01234 -> 0.012),
+``binned`` (the value's quartile bin among the training rows: ``low``, ``medium``, ``high`` or
+``very high``) or ``words`` (the bin and the value: ``high (712)``). Bins are learned by
+`RowSerializer.fit` on the run's training rows only, so a test row never moves a bin edge.
+
 `shared_header` (csv and markdown) writes the column header once, before the first row, and each
 row as its value line: one table whose rows are interleaved with answers. A row then costs a
 third of the tokens of ``list``, which matters because every query row is evaluated afresh
@@ -17,6 +23,9 @@ while the shared prefix is evaluated once.
 'age: 42\\nplan: gold\\ncalls: missing'
 >>> RowSerializer("text", precision=3).record({"wait": 12.3456})
 'The wait is 12.3.'
+>>> train = pd.DataFrame({"wait": [10, 20, 30, 40, 50], "plan": ["a", "b", "a", "b", "a"]})
+>>> RowSerializer("list", numbers="words").fit(train).record({"wait": 45, "plan": "a"})
+'wait: very high (45)\\nplan: a'
 """
 
 from __future__ import annotations
@@ -27,15 +36,19 @@ import io
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMATS", "RowSerializer", "format_value"]
+__all__ = ["BIN_LABELS", "FORMATS", "NUMBER_FORMATS", "NumberBins", "RowSerializer", "format_value"]
 
 FORMATS = ("list", "text", "json", "markdown", "csv", "html")
+NUMBER_FORMATS = ("raw", "rounded", "binned", "words")
+BINNED_FORMATS = ("binned", "words")  # number formats that need bins fitted on training rows
+BIN_LABELS = ("low", "medium", "high", "very high")  # one per training quartile
+ROUNDED_DIGITS = 2  # significant digits of numbers: "rounded"
 TABLE_FORMATS = ("markdown", "csv")  # formats whose header can be shared by all rows
 _SPACE = re.compile(r"\s+")
 _MARKER = re.compile(r"answer\s*:", re.IGNORECASE)  # the prompt's "Answer:" (bench.llm.prompts)
@@ -58,6 +71,51 @@ def format_value(value: Any, precision: int = 4, missing: str = "missing") -> st
             float(value), precision=precision, unique=True, fractional=False, trim="-"
         )
     return _line(str(value))
+
+
+def rounded_value(value: Any, precision: int = 4, missing: str = "missing") -> str:
+    """A number to `ROUNDED_DIGITS` significant digits (integers too: 712 -> 710); other cells
+    as `format_value` writes them."""
+    if _is_number(value) and np.isfinite(float(value)):
+        value = float(f"{float(value):.{ROUNDED_DIGITS}g}")
+    return format_value(value, precision, missing)
+
+
+@dataclass(frozen=True)
+class NumberBins:
+    """Quartile edges of each numeric column, learned from training rows.
+
+    A value's bin is the number of edges strictly below it: at most the first quartile is
+    ``low``, up to the median ``medium``, up to the third quartile ``high``, above it
+    ``very high``. Tied quartiles (columns with few distinct values) leave some bins empty
+    rather than making edges ambiguous: a 0/1 column with 60 % zeros has edges (0, 0, 1), so
+    0 is ``low`` and 1 is ``high``. Values outside the training range fall in the outer bins.
+    """
+
+    edges: tuple[tuple[str, tuple[float, ...]], ...]  # (column, its 3 quartiles), fit order
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame) -> NumberBins:
+        """Edges for every numeric column (booleans and text are not binned); a column
+        without any training value gets none, and its values are written raw."""
+        quantiles = np.linspace(0, 1, len(BIN_LABELS) + 1)[1:-1]
+        edges = []
+        for column in frame.columns:
+            values = frame[column]
+            if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+                continue
+            finite = values.to_numpy(dtype=float, na_value=np.nan)
+            finite = finite[np.isfinite(finite)]
+            if len(finite):
+                edges.append((str(column), tuple(float(q) for q in np.quantile(finite, quantiles))))
+        return cls(tuple(edges))
+
+    def label(self, column: str, value: Any) -> str | None:
+        """The bin word of a numeric `value` of `column`, or None when it is not binned."""
+        column_edges = dict(self.edges).get(str(column))
+        if column_edges is None or not _is_number(value) or _is_missing(value):
+            return None
+        return BIN_LABELS[int(np.searchsorted(column_edges, float(value), side="left"))]
 
 
 def _json_value(text: str, value: Any) -> Any:
@@ -89,9 +147,17 @@ class RowSerializer:
     values_only: bool = False
     permute_names: bool = False
     shared_header: bool = False
+    numbers: str = "raw"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # Learned by `fit`, not a constructor option (so not a serializer config key).
+        object.__setattr__(self, "bins_", None)
+        if self.numbers not in NUMBER_FORMATS:
+            raise ValueError(
+                f"Unknown number format '{self.numbers}' (serializer.numbers); "
+                f"valid: {', '.join(NUMBER_FORMATS)}"
+            )
         if self.format not in FORMATS:
             raise ValueError(
                 f"Unknown serializer format '{self.format}' (serializer.format); "
@@ -102,6 +168,15 @@ class RowSerializer:
                 f"serializer.shared_header needs a table format ({', '.join(TABLE_FORMATS)}), "
                 f"not '{self.format}'"
             )
+
+    def fit(self, frame: pd.DataFrame) -> RowSerializer:
+        """This serializer with the number bins of `frame`, the run's training rows (never
+        rows to predict); a copy, as the serializer is immutable. Only ``binned`` and
+        ``words`` learn anything."""
+        fitted = replace(self)
+        if self.numbers in BINNED_FORMATS:
+            object.__setattr__(fitted, "bins_", NumberBins.fit(frame))
+        return fitted
 
     def header(self, columns: Sequence[str]) -> str:
         """The shared column header written once before the rows ("" unless `shared_header`)."""
@@ -127,10 +202,34 @@ class RowSerializer:
     def record(self, row: Mapping[str, Any]) -> str:
         """One row as text in this serializer's format."""
         names = self.names(list(row.keys()))
-        values = [format_value(v, self.precision, self.missing) for v in row.values()]
+        raw = list(row.values())
+        if self.numbers == "rounded":
+            values = [rounded_value(v, self.precision, self.missing) for v in raw]
+        else:
+            values = [format_value(v, self.precision, self.missing) for v in raw]
+        if self.numbers in BINNED_FORMATS:
+            values, raw = self._binned(list(row.keys()), values, raw)
         if self.format == "json":
-            return self._json(names, values, list(row.values()))
+            return self._json(names, values, raw)
         return getattr(self, f"_{self.format}")(names, values)
+
+    def _binned(
+        self, columns: list[Any], values: list[str], raw: list[Any]
+    ) -> tuple[list[str], list[Any]]:
+        """Binned cells as their bin word (``words``: with the value); the raw value of a
+        binned cell becomes its text, so json writes it as a string."""
+        bins: NumberBins | None = self.bins_
+        if bins is None:
+            raise ValueError(
+                f"serializer.numbers={self.numbers!r} writes bins learned from the training "
+                "rows: fit the serializer on them first (RowSerializer.fit(training_rows))"
+            )
+        for i, (column, value) in enumerate(zip(columns, raw, strict=True)):
+            label = bins.label(column, value)
+            if label is not None:
+                values[i] = label if self.numbers == "binned" else f"{label} ({values[i]})"
+                raw[i] = values[i]
+        return values, raw
 
     # -- one method per format ---------------------------------------------------------------
     def _list(self, names: list[str], values: list[str]) -> str:

@@ -1,7 +1,9 @@
 """A real OpenAI-compatible endpoint on loopback: llama-cpp-python's server on an embedded model.
 
 `bench-llm serve --llm local_smollm2_135m` runs it in the foreground; tests start it as a
-subprocess with `server_command` and wait for it with `wait_until_ready`.
+subprocess with `server_command` and wait for it with `wait_until_ready`. With `--embedding` it
+serves `/v1/embeddings` instead (llama.cpp's embedding mode, mean pooling): a server is in one
+mode or the other, so embeddings and scoring need a server each.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import urllib.request
 from omegaconf import DictConfig
 
 from bench.llm.backend import fixed_window
-from bench.llm.llamacpp_backend import resolve_model_path
+from bench.llm.llamacpp_backend import EMBED_BATCH_TOKENS, resolve_model_path
 
 __all__ = ["free_port", "server_command", "wait_until_ready"]
 
@@ -23,15 +25,39 @@ __all__ = ["free_port", "server_command", "wait_until_ready"]
 # holds n_ctx x vocabulary floats: 8,192 x 262k (Gemma) is 8.6 GB already. `llm.n_ctx: auto`
 # therefore serves this window (or the model's own, if smaller); set llm.n_ctx for more.
 SERVED_AUTO_WINDOW = 8192
+MEAN_POOLING = 1  # llama.cpp's LLAMA_POOLING_TYPE_MEAN
 
 
-def server_command(cfg: DictConfig, host: str = "127.0.0.1", port: int = 8080) -> list[str]:
-    """The command line that serves the llamacpp model of `cfg` as `cfg.model`."""
+def server_command(
+    cfg: DictConfig, host: str = "127.0.0.1", port: int = 8080, embedding: bool = False
+) -> list[str]:
+    """The command line that serves the llamacpp model of `cfg` as `cfg.model`; `embedding`:
+    its mean-pooled embeddings (as the in-process backend computes them) instead of
+    completions."""
     if cfg.backend != "llamacpp":
         raise ValueError(
             f"llm '{cfg.name}' is a {cfg.backend} endpoint, not a local model to serve"
         )
     path = resolve_model_path(cfg.model_path, cfg.name)
+    if embedding:
+        return [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model", str(path),
+            "--model_alias", cfg.model,
+            "--host", host,
+            "--port", str(port),
+            "--embedding", "True",
+            # The server has no pooling option; the GGUF key it reads is overridden instead.
+            "--kv_overrides", f"{_architecture(path)}.pooling_type=int:{MEAN_POOLING}",
+            # Every token of a batch keeps its logits in embedding mode (see llamacpp_backend).
+            "--n_ctx", str(EMBED_BATCH_TOKENS),
+            "--n_batch", str(EMBED_BATCH_TOKENS),
+            "--n_ubatch", str(EMBED_BATCH_TOKENS),
+            "--n_threads", str(int(cfg.n_threads or os.cpu_count() or 1)),
+            "--verbose", "False",
+        ]  # fmt: skip
     return [
         sys.executable,
         "-m",
@@ -47,6 +73,14 @@ def server_command(cfg: DictConfig, host: str = "127.0.0.1", port: int = 8080) -
         "--logits_all", "True",
         "--verbose", "False",
     ]  # fmt: skip
+
+
+def _architecture(path: object) -> str:
+    """The GGUF file's `general.architecture` (e.g. gemma3, llama), read without its weights."""
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    return str(vocab.metadata["general.architecture"])
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -42,15 +42,19 @@ def check_llm(name: str, overrides: list[str] | None = None) -> int:
     return 0
 
 
-def serve_llm(name: str, overrides: list[str] | None, host: str, port: int) -> None:
-    """Run llama-cpp-python's OpenAI-compatible server on the llm config's local model."""
+def serve_llm(
+    name: str, overrides: list[str] | None, host: str, port: int, embedding: bool = False
+) -> None:
+    """Run llama-cpp-python's OpenAI-compatible server on the llm config's local model
+    (`embedding`: its /v1/embeddings, for method=llm_embed, instead of completions)."""
     from bench.llm.server import server_command
 
     cfg = compose_config([f"llm={name}", *(overrides or [])]).llm
-    command = server_command(cfg, host, port)
+    command = server_command(cfg, host, port, embedding=embedding)
+    method = "method=llm_embed " if embedding else ""
     print(
         f"Serving {cfg.model} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops it).\n"
-        f"Use it: bench-run llm=openai_compatible llm.base_url=http://{host}:{port}/v1 "
+        f"Use it: bench-run {method}llm=openai_compatible llm.base_url=http://{host}:{port}/v1 "
         f"llm.model={cfg.model}",
         flush=True,
     )

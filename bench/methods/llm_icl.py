@@ -15,6 +15,7 @@ evaluates once.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -38,6 +39,7 @@ from bench.llm.backend import (
 from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
 from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.explain import Explanation, explain, summary
 from bench.methods.shots import nearest_shots, shared_prefix_layout, static_shots
 
 __all__ = ["LLM_ICL", "SERIALIZER_KEYS", "LLMICLClassifier", "build_llm_icl", "prompt_context"]
@@ -74,6 +76,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         guidance: str | None = None,
         shot_order: str = "given",
         knn_layout: str = "similarity",
+        explain_rows: int = 0,
     ) -> None:
         self.llm = llm
         self.serializer = serializer
@@ -92,6 +95,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         # knn: similarity (most similar shot last) | shared_prefix (queries and their shots
         # ordered so consecutive prompts share long prefixes: shots.shared_prefix_layout)
         self.knn_layout = knn_layout
+        self.explain_rows = explain_rows  # ask why for the first rows, test it (methods/explain.py)
 
     # -- estimator API ------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any) -> LLMICLClassifier:
@@ -143,6 +147,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
                 proba = self._predict_grouped(backend, X)
             else:
                 proba = self._predict_scored(backend, X)
+            explained = self._explain(backend, X.iloc[: self.explain_rows], proba)
         finally:
             backend.close()
             self._backend = None
@@ -158,6 +163,11 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
             if self._usage.prompt_tokens
             else None,
         }
+        if self.explain_rows:
+            self.fit_info_["explanations"] = summary(explained)
+            self.artifacts_ = {
+                "explanations.json": json.dumps([e.as_dict() for e in explained], indent=1)
+            }
         return proba
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -168,7 +178,11 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         usage = getattr(self, "usage_", None) or (
             self._usage.as_dict() if hasattr(self, "_usage") else {}
         )
-        return MethodReport(details=dict(getattr(self, "fit_info_", {})), usage=usage)
+        return MethodReport(
+            details=dict(getattr(self, "fit_info_", {})),
+            usage=usage,
+            artifacts=dict(getattr(self, "artifacts_", {})),
+        )
 
     # -- prompts ------------------------------------------------------------------------------
     def prompts(self, X: pd.DataFrame) -> list[str]:
@@ -202,6 +216,35 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
 
     def _query_text(self, row: pd.Series) -> str:
         return f"{self.serializer_.record(row.to_dict())}\n{ANSWER}"
+
+    def _explain(
+        self, backend: LLMBackend, X: pd.DataFrame, proba: np.ndarray
+    ) -> list[Explanation]:
+        """Reasons for the first rows of X and their measured faithfulness (methods/explain.py).
+        Their cost is kept apart from the predictions' (details.explanations)."""
+        if X.empty:
+            return []
+        if self.queries_per_request > 1:
+            raise ValueError(
+                "method.params.explain_rows needs one row per request (queries_per_request: 1)"
+            )
+        shots = self._knn_plan(X)[0] if self.selection == "knn" else None
+
+        def prompt_of(i: int, row: pd.Series) -> str:
+            shot_text = "" if shots is None else self._shots_text(shots[i])
+            return self.prefix_ + shot_text + self._query_text(row)
+
+        shown = dict(zip(X.columns, self.serializer_.names(list(X.columns)), strict=True))
+        return explain(
+            backend,
+            prompt_of,
+            X,
+            self.verbalizer_.answers(),
+            proba[: len(X)],
+            self.pool_X_,
+            shown,
+            self.seed,
+        )
 
     # -- scoring -----------------------------------------------------------------------------
     def _predict_scored(self, backend: LLMBackend, X: pd.DataFrame) -> np.ndarray:
@@ -341,5 +384,6 @@ LLM_ICL = MethodKind(
         "max_shots": Range(low=0, allow_none=True),
         "queries_per_request": Range(low=1),
         "batch_size": Range(low=1),
+        "explain_rows": Range(low=0),
     },
 )

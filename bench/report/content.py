@@ -23,6 +23,7 @@ from bench.report.cost import (
     deploy_costs,
     with_pareto,
 )
+from bench.report.explanations import explanation_table
 from bench.report.grid import Grid
 from bench.report.ranks import rank_grid, rank_table
 from bench.report.runs import prepare_runs
@@ -65,6 +66,7 @@ class DatasetSection:
     deploy: pd.DataFrame  # deploy_costs: one-off, marginal and per-day cost per method
     break_even: list[BreakEven] = field(default_factory=list)
     search: pd.DataFrame = field(default_factory=pd.DataFrame)  # search_table: prompt searches
+    explanations: pd.DataFrame = field(default_factory=pd.DataFrame)  # explanation_table
 
     @property
     def no_table(self) -> str:
@@ -144,6 +146,7 @@ def collect(path: str | Path, settings: ReportConfig | None = None) -> ReportCon
                 ),
                 break_even=break_even(dataset_runs, chosen),
                 search=search_table(dataset_runs),
+                explanations=explanation_table(dataset_runs),
             )
         )
     ranks = rank_table(runs, metrics)

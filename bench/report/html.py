@@ -9,6 +9,13 @@ from pathlib import Path
 from bench.report.content import DatasetSection, ReportContent, cost_file, curve_file
 from bench.report.cost import COST_NOTE, COST_UNITS
 from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
+from bench.report.explanations import (
+    EXPLANATIONS_NOTE,
+    example_line,
+    explanation_examples,
+    explanation_header,
+    explanation_rows,
+)
 from bench.report.markdown import answer_lines, pareto_lines, usage_line
 from bench.report.ranks import RANK_NOTE
 from bench.report.search import SEARCH_NOTE, search_header, search_rows
@@ -165,6 +172,16 @@ def _search(section: DatasetSection) -> str:
     return f'<h3>Prompt search</h3>{table}<p class="note">{_e(SEARCH_NOTE)}</p>{prompts}'
 
 
+def _explanations(section: DatasetSection) -> str:
+    table = _plain_table(explanation_header(), explanation_rows(section.explanations))
+    examples = "".join(
+        f"<li>{_e(example_line(*e))}</li>" for e in explanation_examples(section.runs)
+    )
+    return f'<h3>Explanations</h3>{table}<p class="note">{_e(EXPLANATIONS_NOTE)}</p>' + (
+        f"<ul>{examples}</ul>" if examples else ""
+    )
+
+
 def _dataset(section: DatasetSection, out: Path, daily_predictions: int) -> str:
     parts = [f'<h2 id="ds-{_e(section.name)}">{_e(section.name)}</h2>']
     parts.append(_verdict(section.verdict))
@@ -183,6 +200,8 @@ def _dataset(section: DatasetSection, out: Path, daily_predictions: int) -> str:
         parts.append(_deploy(section, daily_predictions))
     if len(section.search):
         parts.append(_search(section))
+    if len(section.explanations):
+        parts.append(_explanations(section))
     if len(section.points) and section.points["cost"].notna().any():
         front = "".join(f"<li>{_e(line)}</li>" for line in pareto_lines(section))
         parts += [

@@ -7,6 +7,13 @@ import math
 from bench.report.content import DatasetSection, ReportContent, cost_file, curve_file
 from bench.report.cost import COST_NOTE, COST_UNITS
 from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
+from bench.report.explanations import (
+    EXPLANATIONS_NOTE,
+    example_line,
+    explanation_examples,
+    explanation_header,
+    explanation_rows,
+)
 from bench.report.ranks import RANK_NOTE
 from bench.report.runs import metric_name
 from bench.report.search import SEARCH_NOTE, search_header, search_rows
@@ -187,6 +194,17 @@ def render_markdown(content: ReportContent) -> str:
                 SEARCH_NOTE,
                 "",
                 *chosen_prompts(section),
+            ]
+        if len(section.explanations):
+            out += [
+                "### Explanations",
+                "",
+                *_table(explanation_header(), explanation_rows(section.explanations)),
+                "",
+                EXPLANATIONS_NOTE,
+                "",
+                *(f"- {example_line(*e)}" for e in explanation_examples(section.runs)),
+                "",
             ]
         if len(section.points) and section.points["cost"].notna().any():
             out += [

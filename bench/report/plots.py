@@ -1,8 +1,8 @@
 """Learning curves (metric vs n_train), and the colours and markers every figure shares.
 
 Colours follow families (classical blues, TabPFN greens, in-context reds, codegen purples,
-distillation oranges); a tuned variant shares its base method's colour and is dashed; the
-majority baseline is a black dotted line.
+distillation oranges, embeddings golds); a tuned variant shares its base method's colour and is
+dashed; the majority baseline is a black dotted line.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ _FAMILY_COLOURS = {
     "llm_icl": ["#d62728", "#e7298a", "#a50f15", "#fb6a4a"],
     "llm_codegen": ["#6a3d9a", "#9467bd", "#c2a5cf"],
     "llm_distill": ["#ff7f0e", "#8c564b", "#fdae6b"],
+    "llm_embed": ["#b8860b", "#daa520", "#f0e442"],
 }
 _OTHER_COLOURS = ["#525252", "#969696", "#bcbd22"]
 _MARKERS = "os^DvPXh<>"

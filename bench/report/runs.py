@@ -26,7 +26,7 @@ __all__ = [
     "uses_llm",
 ]
 
-FAMILY_ORDER = ("classical", "tabpfn", "llm_icl", "llm_codegen", "llm_distill")
+FAMILY_ORDER = ("classical", "tabpfn", "llm_icl", "llm_codegen", "llm_distill", "llm_embed")
 BASELINE = "majority"  # the floor every method must beat; drawn and listed first
 
 

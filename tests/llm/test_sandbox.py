@@ -86,9 +86,7 @@ def test_a_good_program_is_cross_validated_and_scored() -> None:
     summary = result.summary()
     assert summary["ok"] and summary["cv_score"] == result.cv_score
     assert "proba" not in summary
-    assert summary["isolation"] == (
-        "bubblewrap" if sandbox.confinement_available() else "none"
-    )
+    assert summary["isolation"] == ("bubblewrap" if sandbox.confinement_available() else "none")
 
 
 def test_accuracy_is_scored_when_asked_for() -> None:

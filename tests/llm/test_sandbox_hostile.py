@@ -34,6 +34,8 @@ pytestmark = pytest.mark.skipif(
 
 def test_ci_confines() -> None:
     assert sandbox.confinement_available(), "bwrap is missing or cannot create namespaces"
+
+
 LIMITS = SandboxLimits(wall_s=60, cpu_s=60, memory_mb=2048, threads=1)
 HONEST = """
 from sklearn.linear_model import LogisticRegression

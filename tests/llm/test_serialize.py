@@ -259,6 +259,7 @@ def test_every_serializer_config_composes_and_builds(name: str) -> None:
     # Every key but the name and the glossary switch reaches the RowSerializer.
     assert set(cfg) - {"name", "descriptions"} <= set(SERIALIZER_KEYS) <= serializer_fields()
     serializer = RowSerializer(**{k: cfg[k] for k in SERIALIZER_KEYS if k in cfg})
+    serializer = serializer.fit(pd.DataFrame([ROW]))  # the bins of list_binned / list_words
     assert serializer.format in FORMATS
     # A shared header (csv_table, markdown_table) carries the names once, outside the rows.
     text = serializer.header(list(ROW)) + "\n" + serializer.record(dict(ROW))

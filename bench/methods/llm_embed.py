@@ -1,0 +1,205 @@
+"""LLM embeddings as features: each serialized row's embedding, and a classical head on top.
+
+Every row (training and test alike) is written by the run's row serializer
+(bench/llm/serialize.py), fitted on the training rows only, and embedded by the LLM: in-process,
+llama.cpp's embedding mode with mean pooling over the row's tokens; on a server, its
+OpenAI-compatible ``/v1/embeddings``. Embeddings go through the request cache like every LLM
+answer, one entry per text, so a rerun embeds nothing. A logistic regression (standardised
+features, L2) or a LightGBM model learns the run's training rows from their embeddings and
+predicts the test rows. The LLM cost is one embedding per training row, once, plus one per test
+row (the marginal cost per 1,000 predictions).
+
+>>> from bench.data.callcenter import generate_callcenter
+>>> frame = generate_callcenter(rows=40, seed=0)
+>>> X, y = frame.drop(columns=["resolved", "handle_time_s"]), frame["resolved"]
+>>> llm = {"name": "local_gemma3_270m", "backend": "llamacpp", "model": "gemma-3-270m",
+...        "model_path": "bench.llm.models:gemma3_270m_gguf", "cache": False, "n_threads": 2}
+>>> model = LLMEmbedClassifier(llm=llm).fit(X, y)  # doctest: +SKIP
+>>> model.predict_proba(X).shape  # doctest: +SKIP
+(40, 2)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from bench.llm.backend import LLMBackend, Usage, make_backend
+from bench.llm.serialize import RowSerializer
+from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.classical import ClassicalClassifier
+from bench.methods.llm_icl import SERIALIZER_KEYS
+
+__all__ = ["EMBED_TEXT_VERSION", "HEADS", "LLM_EMBED", "LLMEmbedClassifier", "build_llm_embed"]
+
+log = logging.getLogger("bench")
+
+HEADS = ("logreg", "lightgbm")
+# Part of the run id: bump when the text that is embedded or the pooling changes.
+EMBED_TEXT_VERSION = "embed-1"
+# Head parameters unless method.params.head_params says otherwise.
+HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "logreg": {"C": 1.0},
+    "lightgbm": {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15},
+}
+PROGRESS_EVERY_S = 60.0
+
+
+class LLMEmbedClassifier(ClassifierMixin, BaseEstimator):
+    """A logistic regression (or LightGBM) on the LLM's embeddings of serialized rows.
+
+    `llm` is an llm config (conf/llm/*.yaml as a dict) whose backend embeds; `serializer` a
+    serializer config; `class_labels` the task's classes (a class absent from the training rows
+    gets probability 0). `normalize` scales each embedding to unit length before the head.
+    """
+
+    def __init__(
+        self,
+        llm: dict[str, Any] | None = None,
+        serializer: dict[str, Any] | None = None,
+        class_labels: tuple[str, ...] = (),
+        head: str = "logreg",
+        head_params: dict[str, Any] | None = None,
+        normalize: bool = True,
+        batch_size: int = 64,
+        seed: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        self.llm = llm
+        self.serializer = serializer
+        self.class_labels = class_labels
+        self.head = head
+        self.head_params = head_params
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    # -- estimator API ------------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame, y: Any) -> LLMEmbedClassifier:
+        if not self.llm:
+            raise ValueError("LLMEmbedClassifier needs an llm config (the `llm` parameter)")
+        if self.head not in HEADS:
+            raise ValueError(
+                f"method.params.head={self.head!r} is not a head; use one of {', '.join(HEADS)}"
+            )
+        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
+        self.classes_ = np.array(sorted(set(self.class_labels) | set(labels)), dtype=object)
+        options = {
+            k: v
+            for k, v in (self.serializer or {}).items()
+            if k in SERIALIZER_KEYS and v is not None
+        }
+        self.serializer_ = RowSerializer(**options, seed=self.seed).fit(X)
+        self._usage = Usage()
+        features = self._features(X)
+        self.n_dims_ = features.shape[1]
+        params = {**HEAD_DEFAULTS[self.head], **(self.head_params or {})}
+        self.head_ = ClassicalClassifier(
+            model=self.head, params=params, random_state=self.seed, n_jobs=self.n_jobs
+        ).fit(features, labels)
+        self.usage_ = self._usage.as_dict()
+        self.fit_info_ = {
+            "head": self.head,
+            "head_params": params,
+            "dimensions": self.n_dims_,
+            "normalize": self.normalize,
+            "fit_rows_embedded": len(X),
+        }
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        features = self._features(X)
+        head = self.head_.predict_proba(features)
+        proba = np.zeros((len(X), len(self.classes_)))
+        for j, label in enumerate(self.head_.classes_):
+            proba[:, list(self.classes_).index(label)] = head[:, j]
+        self.usage_ = self._usage.as_dict()  # fit and predict together, as the runner expects
+        self.fit_info_["predict_rows_embedded"] = len(X)
+        return proba
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def run_report(self) -> MethodReport:
+        """The head and the embedding size, and the LLM usage (so far, if a step failed)."""
+        usage = getattr(self, "usage_", None) or (
+            self._usage.as_dict() if hasattr(self, "_usage") else {}
+        )
+        return MethodReport(details=dict(getattr(self, "fit_info_", {})), usage=usage)
+
+    # -- embeddings ---------------------------------------------------------------------------
+    def texts(self, X: pd.DataFrame) -> list[str]:
+        """The text embedded for each row: the row as the serializer writes it."""
+        header = self.serializer_.header(list(X.columns))
+        prefix = f"{header}\n" if header else ""
+        return [prefix + self.serializer_.record(row.to_dict()) for _, row in X.iterrows()]
+
+    def _features(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The rows' embeddings as a numeric frame (unit length when `normalize`)."""
+        vectors = self._embed(self.texts(X))
+        if self.normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.where(norms > 0, norms, 1.0)
+        columns = [f"e{i}" for i in range(vectors.shape[1])]
+        return pd.DataFrame(vectors, columns=columns, index=X.index)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        backend = make_backend(self.llm)
+        vectors: list[list[float]] = []
+        started = last_said = time.perf_counter()
+        try:
+            for start in range(0, len(texts), self.batch_size):
+                if time.perf_counter() - last_said > PROGRESS_EVERY_S:
+                    last_said = time.perf_counter()
+                    rate = (last_said - started) / start
+                    log.info(
+                        "llm_embed: %d/%d rows embedded, %.2f s a row, about %.0f s to go",
+                        start,
+                        len(texts),
+                        rate,
+                        rate * (len(texts) - start),
+                    )
+                for result in backend.embed_many(texts[start : start + self.batch_size]):
+                    vectors.append(result.vector)
+                    self._usage += result.usage
+        finally:
+            backend.close()
+        return _as_matrix(vectors, backend)
+
+
+def _as_matrix(vectors: list[list[float]], backend: LLMBackend) -> np.ndarray:
+    """The vectors as one float matrix; vectors of different lengths name the llm config."""
+    lengths = {len(v) for v in vectors}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"llm '{backend.config.name}' returned embeddings of different lengths "
+            f"{sorted(lengths)}; is llm.model an embedding model?"
+        )
+    return np.asarray(vectors, dtype=float)
+
+
+def build_llm_embed(cfg: DictConfig, context: MethodContext) -> LLMEmbedClassifier:
+    """METHODS registry entry for `kind: llm_embed`."""
+    params = OmegaConf.to_container(cfg.params, resolve=True)
+    return LLMEmbedClassifier(
+        llm=context.llm,
+        serializer=context.serializer,
+        class_labels=context.class_labels,
+        seed=context.seed,
+        n_jobs=context.n_jobs,
+        **params,
+    )
+
+
+LLM_EMBED = MethodKind(
+    build=build_llm_embed,
+    tags=MethodTags(uses_llm=True, serializes_rows=True, prompt_version=EMBED_TEXT_VERSION),
+    param_ranges={"batch_size": Range(low=1)},
+)

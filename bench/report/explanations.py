@@ -1,0 +1,145 @@
+"""Whether an LLM's explanations are faithful (`method.params.explain_rows`).
+
+Each explained row has two measured effects (bench/methods/explain.py): how much the probability
+of the model's answer moved when the columns its reason named were replaced by other training
+rows' values, and when as many columns it did not name were. A faithful explainer moves more
+through the named ones. Per method and n_train, the difference (named - unnamed) is averaged over
+every measured row of every seed, with a 95% t-interval over those rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench.report.stats import mean_ci
+
+__all__ = [
+    "EXPLANATIONS_NOTE",
+    "example_line",
+    "explanation_examples",
+    "explanation_header",
+    "explanation_rows",
+    "explanation_table",
+]
+
+EXPLANATIONS_NOTE = (
+    "Explanations: for the first test rows the LLM was asked which columns decided its answer. "
+    "Effect = mean change in the probability of its answer when those columns (named) or as many "
+    "other columns (unnamed) take other training rows' values. Faithful reasons: named > unnamed; "
+    "the interval is a 95% t-interval over the explained rows."
+)
+EXAMPLES = 3  # reasons shown per method and n_train
+
+
+def explanation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """A row per (method, n_train) whose ok runs explained rows: rows explained, how many named
+    a column, the mean named and unnamed effects, their difference and its interval."""
+    columns = [
+        "label",
+        "n_train",
+        "seeds",
+        "explained",
+        "naming",
+        "measured",
+        "named",
+        "unnamed",
+        "difference",
+        "half_width",
+    ]
+    found = _explaining_runs(runs)
+    rows = []
+    for (label, n_train), group in found.groupby(["label", "n_train"], sort=True):
+        named, unnamed = [], []
+        for details in group["explanations"]:
+            named += list(details.get("named_effect", []))
+            unnamed += list(details.get("unnamed_effect", []))
+        diff = np.asarray(named, dtype=float) - np.asarray(unnamed, dtype=float)
+        mean, half = mean_ci(diff) if len(diff) else (float("nan"), float("nan"))
+        rows.append(
+            {
+                "label": label,
+                "n_train": int(n_train),
+                "seeds": int(group["seed"].nunique()),
+                "explained": sum(int(d.get("rows", 0)) for d in group["explanations"]),
+                "naming": sum(int(d.get("naming_a_column", 0)) for d in group["explanations"]),
+                "measured": len(diff),
+                "named": float(np.mean(named)) if named else float("nan"),
+                "unnamed": float(np.mean(unnamed)) if unnamed else float("nan"),
+                "difference": mean,
+                "half_width": half,
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def explanation_examples(runs: pd.DataFrame) -> list[tuple[str, int, dict]]:
+    """(method, n_train, example) for the first few reasons of each method's first seed."""
+    found = _explaining_runs(runs).sort_values(["label", "n_train", "seed"])
+    examples = []
+    for (label, n_train), group in found.groupby(["label", "n_train"], sort=True):
+        first = group.iloc[0]["explanations"]
+        examples += [(str(label), int(n_train), e) for e in first.get("examples", [])[:EXAMPLES]]
+    return examples
+
+
+def explanation_header() -> list[str]:
+    return [
+        "method",
+        "n_train",
+        "seeds",
+        "rows explained",
+        "naming a column",
+        "named effect",
+        "unnamed effect",
+        "named - unnamed (95% CI)",
+    ]
+
+
+def explanation_rows(table: pd.DataFrame) -> list[list[str]]:
+    return [
+        [
+            str(row.label),
+            str(row.n_train),
+            str(row.seeds),
+            str(row.explained),
+            str(row.naming),
+            _number(row.named),
+            _number(row.unnamed),
+            _difference(row.difference, row.half_width, row.measured),
+        ]
+        for row in table.itertuples(index=False)
+    ]
+
+
+def example_line(label: str, n_train: int, example: dict) -> str:
+    named = ", ".join(example.get("named", [])) or "no column"
+    return (
+        f"{label} at {n_train} rows, row {example.get('row')}, answered "
+        f'{example.get("answer")}: "{example.get("reason", "")}" (names: {named})'
+    )
+
+
+def _explaining_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    if "details" not in runs.columns or runs.empty:
+        return pd.DataFrame(columns=["label", "n_train", "seed", "explanations"])
+    ok = runs[runs["status"].eq("ok")]
+    found = ok.assign(
+        explanations=[d.get("explanations") if isinstance(d, dict) else None for d in ok["details"]]
+    )
+    found = found[[isinstance(e, dict) for e in found["explanations"]]]
+    return found[["label", "n_train", "seed", "explanations"]]
+
+
+def _number(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.3f}"
+
+
+def _difference(mean: float, half: float, measured: int) -> str:
+    if math.isnan(mean):
+        return "- (no reason named a column)"
+    if math.isnan(half):
+        return f"{mean:+.3f} (1 row: no interval)"
+    return f"{mean:+.3f} ({mean - half:+.3f} to {mean + half:+.3f}, {measured} rows)"
