@@ -179,7 +179,9 @@ def report_main(argv: list[str] | None = None) -> None:
 
 
 def data_main(argv: list[str] | None = None) -> None:
-    """`bench-data list | show NAME`: the configured datasets and their cards."""
+    """`bench-data list | show NAME | audit NAME [--json PATH]`: the configured datasets, their
+    cards, and a leak audit (columns that alone predict the target, or are measured after it)."""
+    from bench.data.audit import describe_audit
     from bench.data.cards import describe_dataset, list_datasets
 
     parser = argparse.ArgumentParser(prog="bench-data", description=data_main.__doc__)
@@ -187,9 +189,15 @@ def data_main(argv: list[str] | None = None) -> None:
     sub.add_parser("list", help="every dataset config under conf/dataset/")
     show = sub.add_parser("show", help="load one dataset and describe it")
     show.add_argument("name", help=f"one of: {', '.join(config_names('dataset'))}")
+    audit = sub.add_parser("audit", help="flag columns that leak the target (seed-0 training pool)")
+    audit.add_argument("name", help=f"one of: {', '.join(config_names('dataset'))}")
+    audit.add_argument("--json", type=Path, help="also write the audit as JSON to this file")
     args = parser.parse_args(argv)
     try:
-        print(list_datasets() if args.command == "list" else describe_dataset(args.name))
+        if args.command == "audit":
+            print(describe_audit(args.name, args.json))
+        else:
+            print(list_datasets() if args.command == "list" else describe_dataset(args.name))
     except (UnknownNameError, ValueError) as error:
         print(f"bench-data: {error}", file=sys.stderr)
         sys.exit(2)

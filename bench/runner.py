@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.claims import RunClaims
 from bench.config import method_llm
+from bench.data.audit import warn_leaks
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split, resolve_n_train
 from bench.endpoint import EndpointBreaker
@@ -226,6 +227,7 @@ def run_job(cfg: DictConfig) -> JobSummary:
         log.info(summary.line(label))
         return summary
 
+    warn_leaks(cfg, task, store.root, label)  # one line when a feature looks like a leak
     progress = SweepProgress(store.root, len(specs))
     pending = []
     for spec, existing in specs:

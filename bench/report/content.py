@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.config import ReportConfig
 from bench.metrics import get_metric
+from bench.report.audits import audit_lines
 from bench.report.compare import PredictionReader
 from bench.report.cost import (
     BreakEven,
@@ -67,6 +68,7 @@ class DatasetSection:
     break_even: list[BreakEven] = field(default_factory=list)
     search: pd.DataFrame = field(default_factory=pd.DataFrame)  # search_table: prompt searches
     explanations: pd.DataFrame = field(default_factory=pd.DataFrame)  # explanation_table
+    audits: list[str] = field(default_factory=list)  # audit_lines: leaks, memorisation
 
     @property
     def no_table(self) -> str:
@@ -147,6 +149,7 @@ def collect(path: str | Path, settings: ReportConfig | None = None) -> ReportCon
                 break_even=break_even(dataset_runs, chosen),
                 search=search_table(dataset_runs),
                 explanations=explanation_table(dataset_runs),
+                audits=audit_lines(path, str(dataset)),
             )
         )
     ranks = rank_table(runs, metrics)

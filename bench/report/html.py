@@ -6,6 +6,7 @@ import base64
 import html
 from pathlib import Path
 
+from bench.report.audits import audit_html
 from bench.report.content import DatasetSection, ReportContent, cost_file, curve_file
 from bench.report.cost import COST_NOTE, COST_UNITS
 from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
@@ -202,6 +203,8 @@ def _dataset(section: DatasetSection, out: Path, daily_predictions: int) -> str:
         parts.append(_search(section))
     if len(section.explanations):
         parts.append(_explanations(section))
+    if section.audits:
+        parts.append(audit_html(section.audits))
     if len(section.points) and section.points["cost"].notna().any():
         front = "".join(f"<li>{_e(line)}</li>" for line in pareto_lines(section))
         parts += [

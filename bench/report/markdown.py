@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from bench.report.audits import audit_markdown
 from bench.report.content import DatasetSection, ReportContent, cost_file, curve_file
 from bench.report.cost import COST_NOTE, COST_UNITS
 from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
@@ -206,6 +207,7 @@ def render_markdown(content: ReportContent) -> str:
                 *(f"- {example_line(*e)}" for e in explanation_examples(section.runs)),
                 "",
             ]
+        out += audit_markdown(section.audits)
         if len(section.points) and section.points["cost"].notna().any():
             out += [
                 f"### Cost vs quality ({COST_UNITS[section.unit]})",
