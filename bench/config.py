@@ -118,6 +118,9 @@ class LLMConfig:
     prices: PricesConfig = field(default_factory=PricesConfig)
     cache: bool = True  # reuse identical requests from the SQLite request cache
     cache_path: str = "results/llm_cache.sqlite"  # relative to the project root
+    # keep every prompt a run sends in artifacts/<run stem>/prompts.jsonl (llm/prompt_log.py);
+    # not part of a run's id: a finished run is not redone to save its prompts
+    save_prompts: bool = False
     # llamacpp only
     model_path: str | None = None  # a .gguf file, or "module:attr" naming a path or a function
     # runtime window: `auto` grows it to each request's need, up to context_length (memory is
@@ -235,12 +238,13 @@ def load_llm_config(name: str, key: str) -> DictConfig:
 
 def method_llm(cfg: DictConfig) -> DictConfig:
     """The llm config a run's method uses: `method.llm`'s file if it names one (with the
-    sweep's request-cache settings, which are not the model's), else the sweep's `llm`."""
+    sweep's request-cache and prompt-saving settings, which are not the model's), else the
+    sweep's `llm`."""
     name = cfg.method.get("llm")
     if not name:
         return cfg.llm
     own = load_llm_config(name, key="method.llm")
-    for key in ("cache", "cache_path"):
+    for key in ("cache", "cache_path", "save_prompts"):
         own[key] = cfg.llm[key]
     return own
 

@@ -28,11 +28,13 @@ from bench.claims import RunClaims
 from bench.config import method_llm
 from bench.data.audit import warn_leaks
 from bench.data.dataset import Task, load_task
+from bench.data.rowhash import rows_hash
 from bench.data.splits import Split, make_split, resolve_n_train
 from bench.endpoint import EndpointBreaker
 from bench.errors import MethodFailed, RunSkipped, RunUnavailable
 from bench.lifeline import set_interrupt_record, watch_parent
 from bench.llm.backend import Usage
+from bench.llm.prompt_log import PROMPTS_FILE, PromptLog, recording
 from bench.llm.protocol import PHASE_USAGE_KEYS
 from bench.methods.base import (
     MethodContext,
@@ -68,6 +70,7 @@ LLM_OPERATIONAL_KEYS = (
     "backoff_max_s",
     "max_consecutive_failures",
     "n_threads",
+    "save_prompts",  # keeps what was sent; changes no answer
 )
 
 
@@ -108,6 +111,11 @@ class RunSpec:
     @property
     def stem(self) -> str:
         return f"{self.dataset}__{self.method}__n{self.n_train}__s{self.seed}__{self.run_id}"
+
+    @property
+    def save_prompts(self) -> bool:
+        """Whether the run keeps the prompts it sends (`llm.save_prompts`)."""
+        return bool((self.llm_config or {}).get("save_prompts"))
 
     @property
     def n_unlabelled(self) -> int:
@@ -228,6 +236,7 @@ def run_job(cfg: DictConfig) -> JobSummary:
         return summary
 
     warn_leaks(cfg, task, store.root, label)  # one line when a feature looks like a leak
+
     progress = SweepProgress(store.root, len(specs))
     pending = []
     for spec, existing in specs:
@@ -359,6 +368,7 @@ class PreparedRun:
     X_test: pd.DataFrame
     unlabelled_rows: np.ndarray | None  # pool rows handed over without their labels
     fit_params: dict[str, Any]
+    prompts: PromptLog | None = None  # the requests the run sends, when llm.save_prompts
 
 
 def execute_run(
@@ -367,12 +377,12 @@ def execute_run(
     """prepare -> fit and predict (timed) -> score -> record; never raises for the run's error."""
     started = time.perf_counter()
     base: dict[str, Any] = {"data_fingerprint": task.fingerprint, "tags": asdict(spec.tags)}
-    estimator = None
+    estimator = prompts = None
     try:
         prepared = _prepare(spec, task, split, base)
         if isinstance(prepared, str):  # a skip reason
             return _record(spec, existing, "skipped", error=prepared, **base), None
-        estimator = prepared.estimator
+        estimator, prompts = prepared.estimator, prepared.prompts
         proba, timing, fit_usage = _fit_predict(prepared, spec.n_jobs)
         proba = _align_proba(proba, estimator.classes_, task.class_labels)
         metrics, details = _score(task, split, prepared, proba)
@@ -388,22 +398,28 @@ def execute_run(
             details={**report.details, **details},
             **base,
         )
-        _attach_artifacts(record, report)
+        _attach_artifacts(record, report, prompts)
         return record, _predictions_frame(split.test_rows, task, proba)
     except Exception as error:
-        return _failed_record(spec, existing, error, estimator, started, base), None
+        return _failed_record(spec, existing, error, estimator, started, base, prompts), None
 
 
 def _prepare(spec: RunSpec, task: Task, split: Split, base: dict[str, Any]) -> PreparedRun | str:
-    """The training subset, the estimator and its inputs; or the reason the run is skipped."""
+    """The training subset, the estimator and its inputs; or the reason the run is skipped.
+    The hashes of the rows it hands over go into `base` (bench/data/rowhash.py)."""
     n_train = resolve_n_train(spec.n_train, split.pool_size)
     subset = split.subset(n_train, task.y, min_per_class=spec.split.min_per_class)
+    X_train, y_train = task.X.iloc[subset.rows], task.y.iloc[subset.rows]
+    X_test = task.X.iloc[split.test_rows]  # the test labels never reach the method
     base.update(
         n_train=n_train,
         n_test=len(split.test_rows),
         class_labels=list(task.class_labels),
         positive_label=task.positive_label,  # the class binary metrics score
+        test_rows_hash=rows_hash(split.test_rows, X_test),
     )
+    if len(subset.rows) == n_train:  # (none when n_train exceeds the training pool)
+        base["train_rows_hash"] = rows_hash(subset.rows, X_train, y_train)
     if subset.skip_reason:
         return subset.skip_reason
     if n_train == 0 and not spec.tags.zero_shot:
@@ -414,14 +430,16 @@ def _prepare(spec: RunSpec, task: Task, split: Split, base: dict[str, Any]) -> P
     if spec.n_unlabelled > 0:
         unlabelled = _unlabelled_rows(spec.n_unlabelled, split, n_train)
         fit_params["X_unlabelled"] = task.X.iloc[unlabelled]
+        base["unlabelled_rows_hash"] = rows_hash(unlabelled, fit_params["X_unlabelled"])
     return PreparedRun(
         estimator=estimator,
         n_train=n_train,
-        X_train=task.X.iloc[subset.rows],
-        y_train=task.y.iloc[subset.rows],
-        X_test=task.X.iloc[split.test_rows],  # the test labels never reach the method
+        X_train=X_train,
+        y_train=y_train,
+        X_test=X_test,
         unlabelled_rows=unlabelled,
         fit_params=fit_params,
+        prompts=PromptLog() if spec.save_prompts else None,
     )
 
 
@@ -435,10 +453,12 @@ def _fit_predict(
     # Native thread pools (BLAS, OpenMP) follow n_jobs: small fits are slower with idle threads
     # spinning, and parallel jobs would oversubscribe the cores.
     with threadpool_limits(limits=n_jobs):
-        estimator.fit(prepared.X_train, prepared.y_train, **prepared.fit_params)
+        with recording(prepared.prompts, "fit"):
+            estimator.fit(prepared.X_train, prepared.y_train, **prepared.fit_params)
         t1, cpu1 = time.perf_counter(), time.process_time()
         fit_usage = _usage_so_far(estimator)
-        proba = estimator.predict_proba(prepared.X_test)
+        with recording(prepared.prompts, "predict"):
+            proba = estimator.predict_proba(prepared.X_test)
         t2, cpu2 = time.perf_counter(), time.process_time()
     timing = {
         "fit_s": t1 - t0,
@@ -484,9 +504,10 @@ def _failed_record(
     estimator: Any,
     started: float,
     base: dict[str, Any],
+    prompts: PromptLog | None = None,
 ) -> dict[str, Any]:
     """The record of a run that raised: skipped / unavailable by design, else failed; what was
-    spent and tried before the error (LLM tokens, generated programs) is kept."""
+    spent and tried before the error (LLM tokens, generated programs, prompts) is kept."""
     if isinstance(error, RunSkipped | RunUnavailable):
         status, message = error.status, str(error)
     else:
@@ -503,7 +524,7 @@ def _failed_record(
         traceback=traceback.format_exc(),
         **base,
     )
-    _attach_artifacts(record, report)
+    _attach_artifacts(record, report, prompts)
     return record
 
 
@@ -527,10 +548,16 @@ def _unlabelled_rows(wanted: int, split: Split, n_train: int) -> np.ndarray:
     return rows
 
 
-def _attach_artifacts(record: dict[str, Any], report: MethodReport) -> None:
-    """Files a method produced (e.g. generated code), saved next to the record by the store."""
-    if report.artifacts:
-        record["_artifacts"] = dict(report.artifacts)
+def _attach_artifacts(
+    record: dict[str, Any], report: MethodReport, prompts: PromptLog | None = None
+) -> None:
+    """Files a method produced (e.g. generated code), and the prompts it sent when the run
+    keeps them (`llm.save_prompts`), saved next to the record by the store."""
+    artifacts = dict(report.artifacts)
+    if prompts is not None:  # the file name is the runner's; no method's artifact uses it
+        artifacts[PROMPTS_FILE] = prompts.jsonl()
+    if artifacts:
+        record["_artifacts"] = artifacts
 
 
 def _align_proba(proba: np.ndarray, classes: Any, class_labels: tuple[str, ...]) -> np.ndarray:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import RunSkipped
 from bench.llm.cache import CachedBackend, RequestCache
+from bench.llm.prompt_log import RecordingBackend, active_log
 from bench.llm.protocol import (
     EmbedResult,
     GenerateResult,
@@ -103,7 +104,8 @@ def as_llm_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
 
 
 def make_backend(cfg: DictConfig | Mapping[str, Any], use_cache: bool | None = None) -> LLMBackend:
-    """The backend an llm config describes, wrapped in the request cache unless `cache` is off."""
+    """The backend an llm config describes, wrapped in the request cache unless `cache` is off,
+    and in a prompt recorder while the runner keeps the run's prompts (bench/llm/prompt_log.py)."""
     from bench.registry import Registry
 
     cfg = as_llm_config(cfg)
@@ -113,6 +115,9 @@ def make_backend(cfg: DictConfig | Mapping[str, Any], use_cache: bool | None = N
         from bench.paths import resolve_project_path
 
         backend = CachedBackend(backend, RequestCache(resolve_project_path(cfg.cache_path)))
+    log = active_log()
+    if log is not None:  # outside the cache: a cached answer was asked for all the same
+        backend = RecordingBackend(backend, log)
     return backend
 
 
