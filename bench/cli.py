@@ -204,14 +204,18 @@ def data_main(argv: list[str] | None = None) -> None:
 
 
 def llm_main(argv: list[str] | None = None) -> None:
-    """`bench-llm check --llm NAME` | `bench-llm serve --llm NAME [--port P] [--embedding]`."""
-    from bench.llm.tools import check_llm, serve_llm
+    """`bench-llm check --llm NAME` | `bench-llm serve --llm NAME [--port P] [--embedding]` |
+    `bench-llm memcheck --llm NAME --dataset NAME [--rows N] [--results PATH]`."""
+    from bench.llm.tools import check_llm, memcheck_llm, serve_llm
 
     parser = argparse.ArgumentParser(prog="bench-llm", description=llm_main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="send one request and report model, latency, logprobs")
     serve = sub.add_parser("serve", help="serve a local model as an OpenAI-compatible endpoint")
-    for command in (check, serve):
+    memcheck = sub.add_parser(
+        "memcheck", help="test whether the model memorised a dataset's file (header, rows, values)"
+    )
+    for command in (check, serve, memcheck):
         command.add_argument("--llm", default="local_gemma3_270m", help="a config in conf/llm/")
         command.add_argument(
             "overrides", nargs="*", help="config overrides, e.g. llm.base_url=http://host:8000/v1"
@@ -221,9 +225,23 @@ def llm_main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--embedding", action="store_true", help="serve /v1/embeddings (method=llm_embed)"
     )
+    memcheck.add_argument("--dataset", required=True, help="a config in conf/dataset/")
+    memcheck.add_argument(
+        "--rows", type=int, default=25, help="row and feature completion trials (default 25)"
+    )
+    memcheck.add_argument(
+        "--results",
+        default="results/memcheck",
+        help="results directory; the JSON goes to RESULTS/audits/ (default results/memcheck)",
+    )
     args = parser.parse_args(argv)
     try:
         check_choice("llm", args.llm)
+        if args.command == "memcheck":
+            check_choice("dataset", args.dataset)
+            if args.rows < 1:
+                raise ValueError(f"--rows must be at least 1, got {args.rows}")
+            sys.exit(memcheck_llm(args.llm, args.dataset, args.rows, args.results, args.overrides))
         if args.command == "check":
             sys.exit(check_llm(args.llm, args.overrides))
         serve_llm(args.llm, args.overrides, args.host, args.port, args.embedding)

@@ -236,6 +236,10 @@ def run_job(cfg: DictConfig) -> JobSummary:
         return summary
 
     warn_leaks(cfg, task, store.root, label)  # one line when a feature looks like a leak
+    if cfg.get("memcheck") and specs and specs[0][0].llm_config:  # once per (dataset, llm)
+        from bench.llm.memcheck import ensure_memcheck
+
+        ensure_memcheck(cfg.dataset, specs[0][0].llm_config, store.root)
 
     progress = SweepProgress(store.root, len(specs))
     pending = []

@@ -11,7 +11,7 @@ import time
 from bench.config import compose_config
 from bench.llm.backend import LLMConfigError, LLMUnavailableError, make_backend
 
-__all__ = ["check_llm", "serve_llm"]
+__all__ = ["check_llm", "memcheck_llm", "serve_llm"]
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -84,3 +84,27 @@ def _die_with_parent() -> None:
     """In the server's process, before exec: SIGTERM it when its parent dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def memcheck_llm(
+    name: str,
+    dataset: str,
+    rows: int,
+    results: str | None = None,
+    overrides: list[str] | None = None,
+) -> int:
+    """Run the memorisation tests of `dataset` on `name` (bench/llm/memcheck.py), print a line
+    per test and the verdict, and write the JSON under `<results>/audits/`."""
+    from bench.llm.memcheck import MemcheckSettings, run_memcheck, write_memcheck
+    from bench.paths import resolve_project_path
+
+    cfg = compose_config([f"llm={name}", f"dataset={dataset}", *(overrides or [])])
+    try:
+        result = run_memcheck(cfg.dataset, cfg.llm, MemcheckSettings(rows=rows))
+    except (LLMConfigError, LLMUnavailableError, ImportError) as error:
+        print(f"FAILED:   {error}")
+        return 1
+    print("\n".join(result.lines()))
+    path = write_memcheck(result, resolve_project_path(results or "results/memcheck"))
+    print(f"written:  {path}")
+    return 0
