@@ -108,7 +108,7 @@ def explanation_rows(table: pd.DataFrame) -> list[list[str]]:
             str(row.naming),
             _number(row.named),
             _number(row.unnamed),
-            _difference(row.difference, row.half_width, row.measured),
+            _difference(row.difference, row.half_width, row.measured, row.naming),
         ]
         for row in table.itertuples(index=False)
     ]
@@ -126,6 +126,8 @@ def _explaining_runs(runs: pd.DataFrame) -> pd.DataFrame:
     if "details" not in runs.columns or runs.empty:
         return pd.DataFrame(columns=["label", "n_train", "seed", "explanations"])
     ok = runs[runs["status"].eq("ok")]
+    if ok.empty:  # nothing finished (failed runs have no label column to group by)
+        return pd.DataFrame(columns=["label", "n_train", "seed", "explanations"])
     found = ok.assign(
         explanations=[d.get("explanations") if isinstance(d, dict) else None for d in ok["details"]]
     )
@@ -137,8 +139,10 @@ def _number(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.3f}"
 
 
-def _difference(mean: float, half: float, measured: int) -> str:
+def _difference(mean: float, half: float, measured: int, naming: int) -> str:
     if math.isnan(mean):
+        if naming:  # nothing left to compare with: every named reason named every column
+            return "- (the reasons named every column)"
         return "- (no reason named a column)"
     if math.isnan(half):
         return f"{mean:+.3f} (1 row: no interval)"

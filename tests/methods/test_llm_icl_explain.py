@@ -39,8 +39,10 @@ def test_names_are_read_as_the_prompt_showed_them() -> None:
 
 
 @pytest.fixture(scope="module")
-def llm() -> dict[str, Any]:
-    return OmegaConf.to_container(load_llm_config("local_gemma3_270m", key="llm"), resolve=True)
+def llm(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Gemma with a request cache of this module's own, so every request here is computed."""
+    cfg = OmegaConf.to_container(load_llm_config("local_gemma3_270m", key="llm"), resolve=True)
+    return {**cfg, "cache_path": str(tmp_path_factory.mktemp("explain") / "cache.sqlite")}
 
 
 @pytest.mark.e2e
