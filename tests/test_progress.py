@@ -81,7 +81,7 @@ def compose_multirun() -> Iterator:
     [
         (("experiment=quick",), 2 * 10),  # 2 datasets x 10 methods
         (("experiment=classical",), 2 * 9),
-        (("experiment=serialization",), 1 * 3 * 11),
+        (("experiment=serialization",), 1 * 3 * 14),
         # The command line wins over the experiment's list for the same key ...
         (("experiment=serialization", "serializer=list,csv"), 1 * 3 * 2),
         (("experiment=classical", "dataset=callcenter"), 1 * 9),
