@@ -202,7 +202,7 @@ class BenchConfig:
     n_jobs: int = 1  # threads per model fit and in-process LLM; parallel jobs from the launcher
     # write PATH/report/ when bench-run finishes; `report=false` (a bool) writes none
     report: Any = field(default_factory=ReportConfig)
-    # run the memorisation tests (bench/llm/memcheck.py) once per (dataset, llm) of an LLM job,
+    # run the memorisation tests (bench/llm/memcheck/) once per (dataset, llm) of an LLM job,
     # into results_dir/audits/ (skipped when its JSON is there already)
     memcheck: bool = False
 

@@ -93,7 +93,7 @@ def memcheck_llm(
     results: str | None = None,
     overrides: list[str] | None = None,
 ) -> int:
-    """Run the memorisation tests of `dataset` on `name` (bench/llm/memcheck.py), print a line
+    """Run the memorisation tests of `dataset` on `name` (bench/llm/memcheck/), print a line
     per test and the verdict, and write the JSON under `<results>/audits/`."""
     from bench.llm.memcheck import MemcheckSettings, run_memcheck, write_memcheck
     from bench.paths import resolve_project_path

@@ -3,7 +3,7 @@
 Why: a method's score means little if a feature is known only after the outcome, or if the
 LLM has seen the table during pre-training. bench-run writes both checks next to the runs,
 in `<results_dir>/audits/`: `leaks__<dataset>.json` (bench/data/audit.py) and
-`memcheck__<dataset>__<llm>.json` (bench/llm/memcheck.py). This module reads them and says,
+`memcheck__<dataset>__<llm>.json` (bench/llm/memcheck/). This module reads them and says,
 per dataset, in plain lines what they found; both renderers lay out the same lines. A file
 that cannot be read is named, never silently skipped.
 

