@@ -29,6 +29,7 @@ from bench.report.grid import Grid
 from bench.report.ranks import rank_grid, rank_table
 from bench.report.runs import prepare_runs
 from bench.report.search import search_table
+from bench.report.serializations import serializer_table
 from bench.report.summary import RunSummary, summarize_runs
 from bench.report.tables import summary_grid, summary_table
 from bench.report.verdict import Verdict, dataset_verdict, overall_verdicts
@@ -67,6 +68,7 @@ class DatasetSection:
     deploy: pd.DataFrame  # deploy_costs: one-off, marginal and per-day cost per method
     break_even: list[BreakEven] = field(default_factory=list)
     search: pd.DataFrame = field(default_factory=pd.DataFrame)  # search_table: prompt searches
+    serializations: pd.DataFrame = field(default_factory=pd.DataFrame)  # serializer_table
     explanations: pd.DataFrame = field(default_factory=pd.DataFrame)  # explanation_table
     audits: list[str] = field(default_factory=list)  # audit_lines: leaks, memorisation
 
@@ -148,6 +150,7 @@ def collect(path: str | Path, settings: ReportConfig | None = None) -> ReportCon
                 ),
                 break_even=break_even(dataset_runs, chosen),
                 search=search_table(dataset_runs),
+                serializations=serializer_table(dataset_runs, chosen, reader, stats=settings.stats),
                 explanations=explanation_table(dataset_runs),
                 audits=audit_lines(path, str(dataset)),
             )

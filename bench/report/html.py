@@ -20,6 +20,7 @@ from bench.report.explanations import (
 from bench.report.markdown import answer_lines, pareto_lines, usage_line
 from bench.report.ranks import RANK_NOTE
 from bench.report.search import SEARCH_NOTE, search_header, search_rows
+from bench.report.serializations import SERIALIZATIONS_NOTE, serializer_header, serializer_rows
 from bench.report.summary import RunSummary
 from bench.report.tables import TABLE_NOTE, table_caption
 from bench.report.verdict import Verdict, verdict_note
@@ -173,6 +174,11 @@ def _search(section: DatasetSection) -> str:
     return f'<h3>Prompt search</h3>{table}<p class="note">{_e(SEARCH_NOTE)}</p>{prompts}'
 
 
+def _serializations(section: DatasetSection) -> str:
+    table = _plain_table(serializer_header(section.metric), serializer_rows(section.serializations))
+    return f'<h3>Serializations compared</h3>{table}<p class="note">{_e(SERIALIZATIONS_NOTE)}</p>'
+
+
 def _explanations(section: DatasetSection) -> str:
     table = _plain_table(explanation_header(), explanation_rows(section.explanations))
     examples = "".join(
@@ -197,6 +203,8 @@ def _dataset(section: DatasetSection, out: Path, daily_predictions: int) -> str:
             "<h3>Learning curve</h3>",
             _image(out / curve_file(section.name), f"learning curve {section.name}"),
         ]
+    if len(section.serializations):
+        parts.append(_serializations(section))
     if len(section.deploy):
         parts.append(_deploy(section, daily_predictions))
     if len(section.search):

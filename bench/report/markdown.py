@@ -18,6 +18,7 @@ from bench.report.explanations import (
 from bench.report.ranks import RANK_NOTE
 from bench.report.runs import metric_name
 from bench.report.search import SEARCH_NOTE, search_header, search_rows
+from bench.report.serializations import SERIALIZATIONS_NOTE, serializer_header, serializer_rows
 from bench.report.summary import RunSummary
 from bench.report.tables import TABLE_NOTE, table_caption
 from bench.report.verdict import Verdict, format_sig, verdict_note
@@ -169,6 +170,15 @@ def render_markdown(content: ReportContent) -> str:
                 "the end for the statistics.",
                 "",
                 f"![learning curve: {section.name}]({curve_file(section.name)})",
+                "",
+            ]
+        if len(section.serializations):
+            out += [
+                "### Serializations compared",
+                "",
+                *_table(serializer_header(section.metric), serializer_rows(section.serializations)),
+                "",
+                SERIALIZATIONS_NOTE,
                 "",
             ]
         if len(section.deploy):
