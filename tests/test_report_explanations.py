@@ -51,14 +51,31 @@ def test_effects_are_pooled_over_the_rows_of_every_seed() -> None:
     expected = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3)
     assert abs(row.half_width - expected) < 1e-12
     cells = explanation_rows(table)[0]
-    assert cells[:5] == ["llm_icl (gemma)", "64", "2", "5", "3"]
-    assert cells[7].startswith("+0.133 (")
-    assert cells[7].endswith(", 3 rows)")
+    assert cells[:4] == ["llm_icl (gemma)", "64", "2", "3 of 5"]
+    assert cells[6].startswith("+0.133 (")
+    assert cells[6].endswith(")") and "rows" not in cells[6]  # every naming reason measured
 
 
 def test_no_reason_naming_a_column_says_so() -> None:
     table = explanation_table(pd.DataFrame([_run(0, [], [])]))
-    assert explanation_rows(table)[0][7] == "- (no reason named a column)"
+    assert explanation_rows(table)[0][6] == "- (no reason named a column)"
+
+
+def test_the_set_named_most_often_is_counted_over_seeds() -> None:
+    """Reasons that name the same columns for every row are a global belief: the table says so."""
+    runs = pd.DataFrame(
+        [
+            {**_run(0, [0.1, 0.1], [0.0, 0.0])},
+            {**_run(1, [0.1], [0.0])},
+        ]
+    )
+    runs.loc[0, "details"]["explanations"]["named_sets"] = {"w + c": 1, "c": 1}
+    runs.loc[1, "details"]["explanations"]["named_sets"] = {"w + c": 1}
+    table = explanation_table(runs)
+    assert (table.iloc[0].top_set, table.iloc[0].top_count) == ("w + c", 2)
+    assert explanation_rows(table)[0][7] == "w + c (2 of 3)"
+    # records written before the sets were kept show none
+    assert explanation_rows(explanation_table(pd.DataFrame([_run(0, [0.1], [0.0])])))[0][7] == "-"
 
 
 def test_examples_come_from_the_first_seed() -> None:

@@ -3,7 +3,7 @@
 "You can just ask it why" meets "it makes up plausible reasons": both are testable. For the first
 `explain_rows` rows a run predicts (the split's first test rows, so the same rows for every run
 and method), the model is shown its own prompt and answer and asked for a one-sentence reason
-naming the columns that decided it. `named_columns` reads which columns the reason names.
+naming the two columns that mattered most. `named_columns` reads which columns the reason names.
 
 Faithfulness is then measured on the model itself, never on what it claims: the values of the
 named columns are replaced by those of other training rows (`DONORS` of them), and the change
@@ -16,6 +16,7 @@ t-interval in the report (bench/report/explanations.py).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +30,15 @@ __all__ = ["DONORS", "EXPLAIN_QUESTION", "Explanation", "explain", "named_column
 
 DONORS = 3  # training rows whose values replace a row's columns, per perturbation
 EXAMPLES_IN_DETAILS = 3  # reasons copied into the run record (all are in explanations.json)
+# Two columns, not "the columns": asked for every column that decided it, Qwen2.5-Coder-1.5B
+# named all seven in 24 of 24 reasons, which leaves nothing unnamed to compare with.
 EXPLAIN_QUESTION = (
-    "\nIn one sentence: which columns of this row decided that answer, and why?\nReason:"
+    "\nIn one sentence: which two columns of this row mattered most for that answer, and why?"
+    "\nReason:"
 )
 # The reply continues this sentence: a base model (Gemma 3 270M) asked only "Reason:" wrote
 # labels such as "customer-service-contact-resolution-1" and named no column in 16 of 16 rows.
-REASON_START = " The columns that decided it were"
+REASON_START = " The two columns that mattered most were"
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 
 
@@ -101,7 +105,9 @@ def explain(
     explained = []
     for i, (index, reply) in enumerate(zip(X.index, replies, strict=True)):
         reason = reply.text.strip()
-        if not reason.startswith(REASON_START.strip()):  # a chat model may repeat the start
+        # A base model continues the sentence ("the queue wait and ..."); a chat model starts
+        # its own ("The two columns that mattered most for that answer were ...").
+        if not reason[:1].isupper():
             reason = f"{REASON_START.strip()} {reason}"
         named = named_columns(reason, shown)
         rng = np.random.default_rng([seed, int(index)])
@@ -132,6 +138,9 @@ def summary(explained: list[Explanation]) -> dict[str, Any]:
     return {
         "rows": len(explained),
         "naming_a_column": sum(1 for e in explained if e.named),
+        # how often each set of columns was named: one set for every row is a global prior
+        # ("tenure matters"), not a reason about the row
+        "named_sets": dict(Counter(" + ".join(e.named) for e in explained if e.named)),
         "named_effect": [e.named_effect for e in measured],
         "unnamed_effect": [e.unnamed_effect for e in measured],
         "examples": [

@@ -10,6 +10,7 @@ every measured row of every seed, with a 95% t-interval over those rows.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -26,10 +27,13 @@ __all__ = [
 ]
 
 EXPLANATIONS_NOTE = (
-    "Explanations: for the first test rows the LLM was asked which columns decided its answer. "
-    "Effect = mean change in the probability of its answer when those columns (named) or as many "
-    "other columns (unnamed) take other training rows' values. Faithful reasons: named > unnamed; "
-    "the interval is a 95% t-interval over the explained rows."
+    "Explanations: for the first test rows the LLM was asked which two columns mattered most for "
+    "its answer. Effect = mean change in the probability of its answer when those columns (named) "
+    "or as many other columns (unnamed) take other training rows' values. Faithful reasons: "
+    "named > unnamed; the interval is a 95% t-interval over the explained rows. Most often "
+    "named: the set of columns named most often, and in how many of the reasons that named any; "
+    "one set for every row is a general belief about the table rather than a reason about each "
+    "row."
 )
 EXAMPLES = 3  # reasons shown per method and n_train
 
@@ -48,14 +52,19 @@ def explanation_table(runs: pd.DataFrame) -> pd.DataFrame:
         "unnamed",
         "difference",
         "half_width",
+        "top_set",
+        "top_count",
     ]
     found = _explaining_runs(runs)
     rows = []
     for (label, n_train), group in found.groupby(["label", "n_train"], sort=True):
         named, unnamed = [], []
+        sets: Counter[str] = Counter()
         for details in group["explanations"]:
             named += list(details.get("named_effect", []))
             unnamed += list(details.get("unnamed_effect", []))
+            sets.update(details.get("named_sets", {}))
+        top_set, top_count = sets.most_common(1)[0] if sets else ("", 0)
         diff = np.asarray(named, dtype=float) - np.asarray(unnamed, dtype=float)
         mean, half = mean_ci(diff) if len(diff) else (float("nan"), float("nan"))
         rows.append(
@@ -70,6 +79,8 @@ def explanation_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "unnamed": float(np.mean(unnamed)) if unnamed else float("nan"),
                 "difference": mean,
                 "half_width": half,
+                "top_set": top_set,
+                "top_count": top_count,
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -90,11 +101,11 @@ def explanation_header() -> list[str]:
         "method",
         "n_train",
         "seeds",
-        "rows explained",
         "naming a column",
-        "named effect",
-        "unnamed effect",
+        "named",
+        "unnamed",
         "named - unnamed (95% CI)",
+        "most often named",
     ]
 
 
@@ -104,11 +115,11 @@ def explanation_rows(table: pd.DataFrame) -> list[list[str]]:
             str(row.label),
             str(row.n_train),
             str(row.seeds),
-            str(row.explained),
-            str(row.naming),
+            f"{row.naming} of {row.explained}",
             _number(row.named),
             _number(row.unnamed),
             _difference(row.difference, row.half_width, row.measured, row.naming),
+            f"{row.top_set} ({row.top_count} of {row.naming})" if row.top_count else "-",
         ]
         for row in table.itertuples(index=False)
     ]
@@ -146,4 +157,6 @@ def _difference(mean: float, half: float, measured: int, naming: int) -> str:
         return "- (no reason named a column)"
     if math.isnan(half):
         return f"{mean:+.3f} (1 row: no interval)"
-    return f"{mean:+.3f} ({mean - half:+.3f} to {mean + half:+.3f}, {measured} rows)"
+    if measured < naming:  # some reasons named every column: nothing to compare them with
+        return f"{mean:+.3f} ({mean - half:+.3f} to {mean + half:+.3f}; {measured} rows)"
+    return f"{mean:+.3f} ({mean - half:+.3f} to {mean + half:+.3f})"

@@ -63,6 +63,7 @@ tr.group th { text-align: left; font-style: italic; font-weight: 600; background
 td.best { background: #fff4c2; }
 td.tied { background: #eef7ee; }
 table.plain td, table.plain th { text-align: left; white-space: normal; }
+td.text, th.text { text-align: left; white-space: normal; min-width: 14em; }
 img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 figure { margin: 10px 0; }
 pre { white-space: pre-wrap; background: #f7f8fb; border: 1px solid var(--line);
@@ -144,10 +145,21 @@ def _summary(summary: RunSummary) -> str:
     return "\n".join(parts)
 
 
-def _plain_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+def _plain_table(header: list[str], rows: list[list[str]], text_last: bool = False) -> str:
+    """A table of numbers; `text_last`: the last column is prose, left-aligned and wrapped."""
+    last = len(header) - 1 if text_last else -1
+    head = "".join(
+        f'<th class="text">{_e(h)}</th>' if i == last else f"<th>{_e(h)}</th>"
+        for i, h in enumerate(header)
+    )
     body = "".join(
-        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows
+        "<tr>"
+        + "".join(
+            f'<td class="text">{_e(cell)}</td>' if i == last else f"<td>{_e(cell)}</td>"
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
     )
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     return f'<div class="wide">{table}</div>'
@@ -180,7 +192,9 @@ def _serializations(section: DatasetSection) -> str:
 
 
 def _explanations(section: DatasetSection) -> str:
-    table = _plain_table(explanation_header(), explanation_rows(section.explanations))
+    table = _plain_table(
+        explanation_header(), explanation_rows(section.explanations), text_last=True
+    )
     examples = "".join(
         f"<li>{_e(example_line(*e))}</li>" for e in explanation_examples(section.runs)
     )
