@@ -92,6 +92,19 @@ def test_run_ids_follow_the_serializer_and_the_icl_parameters(compose_run: Compo
     assert run_id(compose_run, *icl, "serializer=csv") == base  # and stable
 
 
+def test_settings_added_later_keep_the_ids_of_stored_runs(compose_run: Compose) -> None:
+    """serializer.numbers and method.params.explain_rows came after runs were stored: at their
+    defaults a run keeps the id it had before them (as computed by commit 0bbbf61)."""
+    cfg = compose_config(["method=llm_icl", "dataset=callcenter", "n_train=[64]", "seeds=[0]"])
+    assert specs_for(cfg)[0].run_id == "ed394b81324cd8a2"
+    icl = ("method=llm_icl", "llm=local_smollm2_135m", "serializer=list")
+    base = run_id(compose_run, *icl)
+    assert run_id(compose_run, *icl, "serializer.numbers=raw") == base
+    assert run_id(compose_run, *icl, "method.params.explain_rows=0") == base
+    assert run_id(compose_run, *icl, "serializer.numbers=binned") != base
+    assert run_id(compose_run, *icl, "method.params.explain_rows=4") != base
+
+
 @pytest.mark.parametrize("method", ["logreg", "majority", "xgboost"])
 def test_classical_run_ids_ignore_the_serializer_and_the_llm(
     compose_run: Compose, method: str

@@ -85,6 +85,10 @@ class MethodReport:
     details: dict[str, Any] = field(default_factory=dict)  # record's `details`
     usage: dict[str, Any] = field(default_factory=dict)  # LLM usage (bench.llm.backend.Usage)
     artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text, kept by the store
+    # (wall, CPU) seconds predict_proba spent on diagnostics that are not predictions (e.g.
+    # explanations): the runner takes them out of predict_s, so the cost per prediction is the
+    # predictions' own
+    diagnostic_seconds: tuple[float, float] = (0.0, 0.0)
 
 
 class TabularMethod(Protocol):

@@ -149,6 +149,7 @@ def summary(explained: list[Explanation]) -> dict[str, Any]:
         ],
         "llm_seconds": round(usage.llm_seconds, 3),
         "requests": usage.requests,
+        "cache_hits": usage.cache_hits,  # a rerun's reasons come from the request cache
     }
 
 

@@ -104,7 +104,6 @@ class LLMEmbedClassifier(ClassifierMixin, BaseEstimator):
         self.head_ = ClassicalClassifier(
             model=self.head, params=params, random_state=self.seed, n_jobs=self.n_jobs
         ).fit(features, labels)
-        self.usage_ = self._usage.as_dict()
         self.fit_info_ = {
             "head": self.head,
             "head_params": params,

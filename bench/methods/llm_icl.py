@@ -101,6 +101,10 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any) -> LLMICLClassifier:
         if not self.llm:
             raise ValueError("LLMICLClassifier needs an llm config (the `llm` parameter)")
+        if self.explain_rows and self.queries_per_request > 1:  # before any row is paid for
+            raise ValueError(
+                "method.params.explain_rows needs one row per request (queries_per_request: 1)"
+            )
         labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
         self.classes_ = np.array(sorted(set(self.class_labels) | set(labels)), dtype=object)
         if len(self.classes_) < 2:
@@ -147,7 +151,9 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
                 proba = self._predict_grouped(backend, X)
             else:
                 proba = self._predict_scored(backend, X)
+            wall, cpu = time.perf_counter(), time.process_time()
             explained = self._explain(backend, X.iloc[: self.explain_rows], proba)
+            self.explain_seconds_ = (time.perf_counter() - wall, time.process_time() - cpu)
         finally:
             backend.close()
             self._backend = None
@@ -182,6 +188,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
             details=dict(getattr(self, "fit_info_", {})),
             usage=usage,
             artifacts=dict(getattr(self, "artifacts_", {})),
+            diagnostic_seconds=getattr(self, "explain_seconds_", (0.0, 0.0)),
         )
 
     # -- prompts ------------------------------------------------------------------------------
@@ -224,10 +231,6 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         Their cost is kept apart from the predictions' (details.explanations)."""
         if X.empty:
             return []
-        if self.queries_per_request > 1:
-            raise ValueError(
-                "method.params.explain_rows needs one row per request (queries_per_request: 1)"
-            )
         shots = self._knn_plan(X)[0] if self.selection == "knn" else None
 
         def prompt_of(i: int, row: pd.Series) -> str:

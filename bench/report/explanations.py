@@ -28,12 +28,12 @@ __all__ = [
 
 EXPLANATIONS_NOTE = (
     "Explanations: for the first test rows the LLM was asked which two columns mattered most for "
-    "its answer. Effect = mean change in the probability of its answer when those columns (named) "
-    "or as many other columns (unnamed) take other training rows' values. Faithful reasons: "
-    "named > unnamed; the interval is a 95% t-interval over the explained rows. Most often "
-    "named: the set of columns named most often, and in how many of the reasons that named any; "
-    "one set for every row is a general belief about the table rather than a reason about each "
-    "row."
+    "its answer. Effect = mean absolute change in the probability of its answer when those "
+    "columns (named) or as many other columns (unnamed) take other training rows' values. "
+    "Faithful reasons: named > unnamed; the interval is a 95% t-interval over the explained rows. "
+    "Most often named: the set of columns named most often, and in how many of the reasons that "
+    "named any; one set for every row is a general belief about the table rather than a reason "
+    "about each row."
 )
 EXAMPLES = 3  # reasons shown per method and n_train
 

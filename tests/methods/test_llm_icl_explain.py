@@ -73,6 +73,9 @@ def test_explanations_are_stored_and_their_effects_are_real_predictions(
     plain = LLMICLClassifier(**{**model.get_params(), "explain_rows": 0})
     plain.fit(X.iloc[:64], y.iloc[:64])
     np.testing.assert_allclose(plain.predict_proba(queries), proba, atol=1e-6)
+    # Explaining took time that the runner keeps out of the cost per prediction.
+    assert report.diagnostic_seconds[0] > 0
+    assert plain.run_report().diagnostic_seconds == (0.0, 0.0)
 
     # Recompute one measured effect by predicting the perturbed rows ourselves.
     measured = [e for e in stored if e["named_effect"] is not None]
@@ -112,4 +115,7 @@ def test_the_explanation_prompt_asks_after_the_models_own_answer(
     proba = model.predict_proba(X.iloc[50:52])
     stored = json.loads(model.run_report().artifacts["explanations.json"])
     assert len(stored) == 1
+    grouped = LLMICLClassifier(**{**model.get_params(), "queries_per_request": 2})
+    with pytest.raises(ValueError, match="explain_rows needs one row per request"):
+        grouped.fit(X.iloc[:40], y.iloc[:40])  # before a single test row is paid for
     assert stored[0]["answer"] == model.classes_[proba[0].argmax()]
