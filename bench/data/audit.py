@@ -251,7 +251,11 @@ def audit_task(
     if len(pool) > MAX_ROWS:
         audited = np.sort(np.random.default_rng(0).choice(pool, MAX_ROWS, replace=False))
     rows = score_features(task, audited, declared, used_by_runs, n_permutations)
-    seen = task if used_by_runs else replace(task, X=task.X.drop(columns=sorted(declared)))
+    seen = (
+        task
+        if used_by_runs
+        else replace(task, X=task.X.drop(columns=sorted(declared), errors="ignore"))
+    )
     return AuditReport(
         dataset=task.name,
         target=task.target,

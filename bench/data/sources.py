@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -51,14 +52,20 @@ def load_sklearn(name: str) -> Loaded:
     return frame, {"origin": f"scikit-learn dataset {name}"}
 
 
-def load_file(path: str, **read_options: Any) -> Loaded:
-    """A local CSV or Parquet file; relative paths are taken from the project root."""
+def existing_data_file(path: str) -> Path:
+    """`dataset.params.path` resolved from the project root; a clear error when it is missing."""
     resolved = resolve_project_path(path)
     if not resolved.is_file():
         raise DatasetError(
             f"Data file {resolved} (dataset.params.path) does not exist. Put the file there or fix "
             "the path in the dataset card."
         )
+    return resolved
+
+
+def load_file(path: str, **read_options: Any) -> Loaded:
+    """A local CSV or Parquet file; relative paths are taken from the project root."""
+    resolved = existing_data_file(path)
     if resolved.suffix.lower() in {".parquet", ".pq"}:
         frame = pd.read_parquet(resolved, **read_options)
     else:

@@ -46,7 +46,8 @@ def audit_lines(results_dir: Path, dataset: str) -> list[str]:
         if data.get("dataset") != dataset:  # `a__b` files also match the pattern of `a`
             continue
         if data.get("kind") == "memcheck":
-            lines.append(f"memorisation ({data.get('llm')}): {data.get('verdict')}")
+            tested = f"{data.get('llm')}, {data['model']}" if data.get("model") else data.get("llm")
+            lines.append(f"memorisation ({tested}): {data.get('verdict')}")
         elif data.get("kind") == "leaks":
             lines += _leak_lines(data)
     return lines

@@ -206,6 +206,7 @@ def test_bench_run_warns_once_per_job_and_the_report_lists_the_flags(
         "kind": "memcheck",
         "dataset": "callcenter",
         "llm": "local_gemma3_270m",
+        "model": "gemma-3-270m-q4_k_m",
         "verdict": "no sign of memorisation",
         "memorised": False,
         "tests": {"header": {}, "row": {}, "feature": {}},
@@ -224,7 +225,10 @@ def test_bench_run_warns_once_per_job_and_the_report_lists_the_flags(
     assert "dataset.leak_columns=[handle_time_s,call_duration_s,quality_score]" in leaky_part
     assert "leak audit: no column flagged among 7 feature(s)" in honest_part
     assert "handle_time_s is a declared leak column, dropped" in honest_part
-    assert "memorisation (local_gemma3_270m): no sign of memorisation" in honest_part
+    assert (
+        "memorisation (local_gemma3_270m, gemma-3-270m-q4_k_m): no sign of memorisation"
+        in honest_part
+    )
     page = (results / "report" / "report.html").read_text()
     assert "<h3>Validity audits</h3>" in page and "call_duration_s is used as a feature" in page
 

@@ -23,6 +23,8 @@ from bench.llm.memcheck import (
     RowTest,
     _fields,
     _identifier,
+    _stored_model,
+    ensure_memcheck,
     memcheck_path,
     raw_table,
     run_memcheck,
@@ -72,7 +74,7 @@ def test_two_exact_rows_above_the_baseline_are_memorised() -> None:
     found = result(HeaderTest(), row(3, 0.6), FeatureTest())
     assert found.memorised
     assert found.verdict == (
-        "memorised: 3 of 25 rows completed exactly (evidence from the row test)"
+        "memorised: evidence from the row test (3 of 25 rows with a rare value completed exactly)"
     )
 
 
@@ -98,14 +100,15 @@ def test_a_verbatim_header_or_a_rare_column_is_evidence_too() -> None:
     split = {"line": 1, "matched_chars": 180, "next_line_verbatim": True, "next_line_rare": True}
     header = result(HeaderTest(splits=[split]), row(0, 0.1), FeatureTest())
     assert header.verdict == (
-        "memorised: 0 of 25 rows completed exactly (evidence from the header test)"
+        "memorised: evidence from the header test "
+        "(0 of 25 rows with a rare value completed exactly)"
     )
     for almost in ({"next_line_verbatim": False}, {"next_line_rare": False}):
         near = HeaderTest(splits=[{**split, **almost}])
         assert not result(near, row(0, 0.1), FeatureTest()).memorised, almost
     feature = FeatureTest(column="x", trials=25, exact=4, baseline_exact_q95=1.0)
     both = result(HeaderTest(), row(2, 0.5), feature)
-    assert both.verdict.endswith("(evidence from the row, feature tests)")
+    assert both.verdict.startswith("memorised: evidence from the row, feature tests (")
     lucky = FeatureTest(column="x", trials=25, exact=2, baseline_exact_q95=2.0)
     assert not result(HeaderTest(), row(0, 0.1), lucky).memorised
 
@@ -300,3 +303,25 @@ def test_memcheck_is_off_by_default_and_every_bundled_dataset_has_raw_text() -> 
     for name in config_names("dataset"):
         table = raw_table(compose_config([f"dataset={name}"]).dataset)
         assert len(table.lines) > 100, name
+
+
+def test_a_stored_memcheck_is_reused_only_for_the_model_it_tested(tmp_path: Path) -> None:
+    """One llm config name (openai_compatible) may serve another model: that one is checked anew.
+    (With the same model the stored result is returned without asking the LLM anything.)"""
+    cfg = compose_config(["dataset=callcenter", f"llm={LLM}"])
+    path = memcheck_path(tmp_path, "callcenter", LLM)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"model": str(cfg.llm.model), "verdict": NO_EVIDENCE}))
+    assert ensure_memcheck(cfg.dataset, cfg.llm, tmp_path) == path
+    assert _stored_model(path) == str(cfg.llm.model)
+    path.write_text(json.dumps({"model": "another-model", "verdict": NO_EVIDENCE}))
+    assert _stored_model(path) == "another-model"  # so ensure_memcheck would run it again
+    path.write_text("{half a file")
+    assert _stored_model(path) is None
+
+
+def test_a_missing_data_file_names_the_setting(tmp_path: Path) -> None:
+    cfg = compose_config(["dataset=callcenter"])
+    missing = {**cfg.dataset, "source": "file", "params": {"path": str(tmp_path / "gone.csv")}}
+    with pytest.raises(ValueError, match=r"gone\.csv \(dataset\.params\.path\) does not exist"):
+        raw_table(DictConfig(missing))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +64,7 @@ from bench.llm.memcheck.result import (
     MemcheckResult,
 )
 from bench.llm.protocol import LLMBackend
+from bench.results import write_atomic
 
 __all__ = [
     "NO_EVIDENCE",
@@ -143,13 +143,19 @@ def memcheck_path(results_dir: str | Path, dataset: str, llm: str) -> Path:
     return Path(results_dir) / "audits" / f"memcheck__{dataset}__{llm}.json"
 
 
+def _stored_model(path: Path) -> str | None:
+    """The model a stored memcheck tested (None: none stored, or unreadable)."""
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def write_memcheck(result: MemcheckResult, results_dir: str | Path) -> Path:
     """Write the result's JSON atomically (a reader never sees half a file)."""
     path = memcheck_path(results_dir, result.dataset, result.llm)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
-    os.replace(partial, path)
+    text = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
+    write_atomic(path, text.encode("utf-8"))
     return path
 
 
@@ -162,7 +168,7 @@ def ensure_memcheck(
     from bench.claims import RunClaims
 
     path = memcheck_path(results_dir, str(dataset["name"]), str(llm["name"]))
-    if path.exists():
+    if _stored_model(path) == str(llm.get("model")):  # the same config name may serve another
         return path
     claims = RunClaims(path.parent)
     if not claims.claim(path.stem):

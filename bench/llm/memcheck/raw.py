@@ -123,9 +123,9 @@ def _sklearn_text(name: str) -> RawTable:
 
 
 def _file_text(path: str, **read_options: Any) -> RawTable:
-    from bench.paths import resolve_project_path
+    from bench.data.sources import existing_data_file
 
-    resolved = resolve_project_path(path)
+    resolved = existing_data_file(path)
     if resolved.suffix.lower() in {".parquet", ".pq"}:
         return _rewritten("file", {"path": path, **read_options})
     encoding = read_options.get("encoding", "utf-8")

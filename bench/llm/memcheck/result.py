@@ -87,8 +87,9 @@ class MemcheckResult:
             if test.evidence
         ]
         return (
-            f"memorised: {self.row.exact_rare_rows} of {self.row.trials} rows completed exactly "
-            f"(evidence from the {', '.join(found)} test{'s' if len(found) > 1 else ''})"
+            f"memorised: evidence from the {', '.join(found)} test{'s' if len(found) > 1 else ''} "
+            f"({self.row.exact_rare_rows} of {self.row.trials} rows with a rare value completed "
+            "exactly)"
         )
 
     def lines(self) -> list[str]:
