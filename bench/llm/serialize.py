@@ -175,6 +175,11 @@ class RowSerializer:
         ``words`` learn anything."""
         fitted = replace(self)
         if self.numbers in BINNED_FORMATS:
+            if frame.empty:  # else every number would silently be written raw
+                raise ValueError(
+                    f"serializer.numbers={self.numbers} learns its bins from the training rows, "
+                    "and this run has none (n_train=0): use raw or rounded"
+                )
             object.__setattr__(fitted, "bins_", NumberBins.fit(frame))
         return fitted
 

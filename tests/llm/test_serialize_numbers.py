@@ -125,6 +125,13 @@ def test_fitting_returns_a_fitted_copy_and_binning_needs_one() -> None:
     assert again.record({"wait": 650}) == fitted.record({"wait": 650}) == "wait: high"
 
 
+@pytest.mark.parametrize("numbers", ["binned", "words"])
+def test_binning_without_training_rows_is_refused_not_written_raw(numbers: str) -> None:
+    with pytest.raises(ValueError, match=rf"serializer\.numbers={numbers}.*n_train=0"):
+        RowSerializer("list", numbers=numbers).fit(TRAIN.iloc[:0])
+    assert RowSerializer("list", numbers="rounded").fit(TRAIN.iloc[:0]).bins_ is None
+
+
 def test_the_same_training_rows_always_give_the_same_bins() -> None:
     shuffled = TRAIN.sample(frac=1.0, random_state=3)
     assert NumberBins.fit(TRAIN) == NumberBins.fit(shuffled)
