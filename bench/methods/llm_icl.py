@@ -151,9 +151,11 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
                 proba = self._predict_grouped(backend, X)
             else:
                 proba = self._predict_scored(backend, X)
-            wall, cpu = time.perf_counter(), time.process_time()
-            explained = self._explain(backend, X.iloc[: self.explain_rows], proba)
-            self.explain_seconds_ = (time.perf_counter() - wall, time.process_time() - cpu)
+            explained: list[Explanation] = []
+            if self.explain_rows:  # timed apart: not part of the cost per prediction
+                wall, cpu = time.perf_counter(), time.process_time()
+                explained = self._explain(backend, X.iloc[: self.explain_rows], proba)
+                self.explain_seconds_ = (time.perf_counter() - wall, time.process_time() - cpu)
         finally:
             backend.close()
             self._backend = None
