@@ -41,6 +41,7 @@ method YAML (README, "Add a method")::
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -53,6 +54,7 @@ from bench.data.dataset import FeatureSpec, Task
 from bench.registry import METHODS
 
 __all__ = [
+    "Choice",
     "InvalidParameterError",
     "MethodContext",
     "MethodKind",
@@ -207,18 +209,43 @@ class Range:
         return text + (" (or null)" if self.allow_none else "")
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The allowed values of a setting with a fixed set of values (`method.params.head`,
+    `serializer.numbers`, ...); declared and checked like a `Range`."""
+
+    values: tuple[str, ...]
+    allow_none: bool = False  # null means "the default"
+    imports: bool = False  # a "module:attr" import path is accepted too (a registry entry)
+
+    def problem(self, key: str, value: Any) -> str | None:
+        """Why `value` is not allowed for `key` (with the closest allowed value), or None."""
+        if value is None:
+            return None if self.allow_none else f"{key} must be set, not null ({self.describe()})"
+        if value in self.values or (self.imports and isinstance(value, str) and ":" in value):
+            return None
+        message = f"{key}={value!r} is not {self.describe()}"
+        close = difflib.get_close_matches(str(value), self.values, n=1, cutoff=0.5)
+        return message + (f"; did you mean {close[0]!r}?" if close else "")
+
+    def describe(self) -> str:
+        text = f"one of {', '.join(self.values)}"
+        text += " (or a 'module:attr' import path)" if self.imports else ""
+        return text + (" (or null)" if self.allow_none else "")
+
+
 class InvalidParameterError(ValueError):
-    """A method parameter outside its declared range; the message names the key."""
+    """A method parameter outside its declared values; the message names the key."""
 
 
 @dataclass(frozen=True)
 class MethodKind:
     """A registered method kind: how to build its estimator, what it can do, and the allowed
-    ranges of its numeric parameters (checked before anything runs)."""
+    values of its parameters: numeric ranges and fixed choices (checked before anything runs)."""
 
     build: MethodBuilder
     tags: MethodTags = field(default_factory=MethodTags)
-    param_ranges: dict[str, Range] = field(default_factory=dict)
+    param_ranges: dict[str, Range | Choice] = field(default_factory=dict)
 
     def check_params(self, params: Any) -> list[str]:
         """Problems with `params` (a method config's `params`), each naming its key."""
@@ -249,7 +276,7 @@ def method_kind(kind: str) -> MethodKind:
 
 def build_method(cfg: DictConfig, context: MethodContext) -> TabularMethod:
     """An unfitted estimator for `cfg` (a method config), looked up in the METHODS registry;
-    a numeric parameter outside its declared range raises `InvalidParameterError`."""
+    a parameter outside its declared values raises `InvalidParameterError`."""
     kind = method_kind(cfg.kind)
     problems = kind.check_params(cfg.get("params"))
     if problems:

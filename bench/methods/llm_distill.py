@@ -22,9 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from bench.llm.prompts import PROMPT_VERSION
-from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodReport, MethodTags, Range
 from bench.methods.classical import ClassicalClassifier
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
+from bench.methods.shots import SELECTIONS
 
 __all__ = ["LLM_DISTILL", "LLMDistillClassifier", "build_llm_distill"]
 
@@ -150,5 +151,10 @@ LLM_DISTILL = MethodKind(
         wants_unlabelled=True,
         prompt_version=PROMPT_VERSION,
     ),
-    param_ranges={"n_unlabelled": Range(low=1), "max_shots": Range(low=0, allow_none=True)},
+    param_ranges={
+        "n_unlabelled": Range(low=1),
+        "max_shots": Range(low=0, allow_none=True),
+        "teacher_shots": Choice(("train", "zero")),
+        "selection": Choice(SELECTIONS),
+    },
 )

@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from bench.llm.backend import LLMBackend, Usage, make_backend
 from bench.llm.serialize import RowSerializer
-from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodReport, MethodTags, Range
 from bench.methods.classical import ClassicalClassifier
 from bench.methods.llm_icl import SERIALIZER_KEYS
 
@@ -200,5 +200,5 @@ def build_llm_embed(cfg: DictConfig, context: MethodContext) -> LLMEmbedClassifi
 LLM_EMBED = MethodKind(
     build=build_llm_embed,
     tags=MethodTags(uses_llm=True, serializes_rows=True, prompt_version=EMBED_TEXT_VERSION),
-    param_ranges={"batch_size": Range(low=1)},
+    param_ranges={"batch_size": Range(low=1), "head": Choice(HEADS)},
 )

@@ -38,9 +38,9 @@ from bench.llm.backend import (
 )
 from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
-from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodReport, MethodTags, Range
 from bench.methods.explain import Explanation, explain, summary
-from bench.methods.shots import nearest_shots, shared_prefix_layout, static_shots
+from bench.methods.shots import SELECTIONS, nearest_shots, shared_prefix_layout, static_shots
 
 __all__ = ["LLM_ICL", "SERIALIZER_KEYS", "LLMICLClassifier", "build_llm_icl", "prompt_context"]
 
@@ -390,5 +390,7 @@ LLM_ICL = MethodKind(
         "queries_per_request": Range(low=1),
         "batch_size": Range(low=1),
         "explain_rows": Range(low=0),
+        "selection": Choice(SELECTIONS),
+        "knn_layout": Choice(("similarity", "shared_prefix")),
     },
 )

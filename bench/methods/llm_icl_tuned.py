@@ -36,8 +36,9 @@ from sklearn.model_selection import train_test_split
 
 from bench.llm.backend import Usage, make_backend
 from bench.llm.prompts import PROMPT_VERSION
-from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodReport, MethodTags, Range
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
+from bench.methods.shots import SELECTIONS
 
 __all__ = ["LLM_ICL_TUNED", "Candidate", "LLMICLTunedClassifier", "SearchSettings"]
 
@@ -415,5 +416,9 @@ LLM_ICL_TUNED = MethodKind(
     tags=MethodTags(
         zero_shot=False, uses_llm=True, serializes_rows=True, prompt_version=PROMPT_VERSION
     ),
-    param_ranges={"max_shots": Range(low=0, allow_none=True), "batch_size": Range(low=1)},
+    param_ranges={
+        "max_shots": Range(low=0, allow_none=True),
+        "batch_size": Range(low=1),
+        "selection": Choice(SELECTIONS),
+    },
 )
