@@ -19,9 +19,10 @@ from bench.registry import UnknownNameError
 __all__ = ["data_main", "llm_main", "report_main", "run_main"]
 
 CHECKED_GROUPS = ("dataset", "method", "experiment", "llm", "serializer")
-# bench-run's exit status (README "Nothing is lost or done twice"): 0 every run ok or skipped,
-# EXIT_RUNS_FAILED some run failed, was unavailable or could not be stored, EXIT_REFUSED nothing
-# ran (bad settings).
+# bench-run's exit status (README "Nothing is lost or done twice"): 0 every run of this sweep ok
+# or skipped, EXIT_RUNS_FAILED some run of this sweep failed, was unavailable or could not be
+# stored (another sweep's records in the same folder never count), EXIT_REFUSED nothing ran (bad
+# settings).
 EXIT_RUNS_FAILED = 1
 EXIT_REFUSED = 2
 USAGE = """\
@@ -36,7 +37,8 @@ and scored on the very same rows. Results go to results_dir (one file per run), 
     bench-run dataset=callcenter method=lightgbm        one dataset, one method (results/adhoc)
     bench-run -m dataset=callcenter method=logreg,llm_icl n_train=[16,64]
   names:  bench-data list; ls conf/{dataset,method,llm,serializer,experiment}
-  status: 0 every run ok or skipped, 1 some run failed or was unavailable, 2 refused settings
+  status: 0 every run of this sweep ok or skipped, 1 some failed or was unavailable,
+          2 refused settings (nothing ran)
   README: "Running sweeps" and "Nothing is lost or done twice".
 
 Hydra's own options follow.
@@ -70,7 +72,7 @@ def run_main() -> None:
     from bench.launchers import LauncherError, check_launcher
     from bench.lifeline import mark_parent
     from bench.preflight import SweepPlan, plan_sweep
-    from bench.sweep import OUTCOME, PLANNED, finish_interrupted
+    from bench.sweep import OUTCOME, PLANNED, PLANNED_FAMILIES, finish_interrupted
 
     argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
@@ -85,6 +87,8 @@ def run_main() -> None:
     problems = plan.problems
     PLANNED.clear()
     PLANNED.update(plan.run_stems)
+    PLANNED_FAMILIES.clear()
+    PLANNED_FAMILIES.update(plan.families)
     if problems:
         print("bench-run: nothing was run; these settings can never work:", file=sys.stderr)
         for problem in problems:
@@ -113,53 +117,42 @@ def _asks_for_help(argv: list[str]) -> bool:
     return any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv)
 
 
+# bench-report's options: one per field of ReportConfig (bench-run's `report.*`), whose default
+# they take and whose `problems()` checks them, so both commands accept the same values.
+REPORT_OPTIONS: dict[str, tuple[type, str]] = {
+    "metric": (
+        str,
+        "metric for tables and curves (default: roc_auc for binary tasks, else accuracy)",
+    ),
+    "margin": (
+        float,
+        "good enough = at most this much worse than the best classical method, in the metric's "
+        "units (default 0.02)",
+    ),
+    "stats": (
+        str,
+        "rows: paired intervals over test rows and seeds (default); seeds: t over seeds",
+    ),
+    "daily_predictions": (int, "volume for the cost per day (default {default:,})"),
+    "usd_per_cpu_hour": (float, "price compute seconds in USD (default: show compute hours)"),
+}
+
+
 def report_main(argv: list[str] | None = None) -> None:
     """`bench-report PATH [--metric NAME] [--margin X] [--stats rows|seeds] ...`: the verdict,
     tables, learning curves and costs under PATH/report/."""
-    from bench.config import REPORT_STATS, ReportConfig
+    from bench.config import ReportConfig
     from bench.report import write_report
 
     defaults = ReportConfig()
     parser = argparse.ArgumentParser(prog="bench-report", description=report_main.__doc__)
     parser.add_argument("path", type=Path, help="a results directory written by bench-run")
-    parser.add_argument(
-        "--metric",
-        default=defaults.metric,
-        help="metric for tables and curves (default: roc_auc for binary tasks, else accuracy)",
-    )
-    parser.add_argument(
-        "--margin",
-        type=float,
-        default=defaults.margin,
-        help="good enough = at most this much worse than the best classical method, in the "
-        "metric's units (default 0.02)",
-    )
-    parser.add_argument(
-        "--stats",
-        choices=REPORT_STATS,
-        default=defaults.stats,
-        help="rows: paired intervals over test rows and seeds (default); seeds: t over seeds",
-    )
-    parser.add_argument(
-        "--daily-predictions",
-        type=int,
-        default=defaults.daily_predictions,
-        help=f"volume for the cost per day (default {defaults.daily_predictions:,})",
-    )
-    parser.add_argument(
-        "--usd-per-cpu-hour",
-        type=float,
-        default=defaults.usd_per_cpu_hour,
-        help="price compute seconds in USD (default: show compute hours)",
-    )
+    for name, (kind, text) in REPORT_OPTIONS.items():
+        default = getattr(defaults, name)
+        option = "--" + name.replace("_", "-")
+        parser.add_argument(option, type=kind, default=default, help=text.format(default=default))
     args = parser.parse_args(argv)
-    settings = ReportConfig(
-        metric=args.metric,
-        stats=args.stats,
-        margin=args.margin,
-        daily_predictions=args.daily_predictions,
-        usd_per_cpu_hour=args.usd_per_cpu_hour,
-    )
+    settings = ReportConfig(**{name: getattr(args, name) for name in REPORT_OPTIONS})
     problems = settings.problems()
     if problems:  # named as the options given here, not as bench-run's report.* keys
         for problem in problems:

@@ -61,7 +61,8 @@ class DatasetConfig:
 @dataclass
 class MethodConfig:
     name: str = MISSING
-    family: str = MISSING  # classical | tabpfn | llm_icl | llm_codegen | llm_distill
+    # the report's grouping: classical | tabpfn | llm_icl | llm_codegen | llm_distill | llm_embed
+    family: str = MISSING
     kind: str = MISSING  # a key of bench.registry.METHODS, or "module:attr"
     params: dict[str, Any] = field(default_factory=dict)
     tune: bool = False
@@ -80,7 +81,7 @@ class MethodConfig:
 class SplitConfig:
     test_size: float = 0.2  # fraction of rows held out for testing ...
     max_test_rows: int = 1000  # ... but never more than this many
-    sampling: str = "stratified"  # stratified | balanced (as in TabLLM)
+    sampling: str = "stratified"  # stratified | balanced (as in TabLLM; bench.data.splits)
     min_per_class: int = 1  # a training subset with fewer rows of some class is skipped
 
 
@@ -160,11 +161,12 @@ class ReportConfig:
 
     def problems(self) -> list[str]:
         """What is wrong with these settings, each naming its key (empty when all is well)."""
+        from bench.methods.base import Choice  # the allowed values, as preflight checks them
+
         found = []
-        if self.stats not in REPORT_STATS:
+        if (problem := Choice(REPORT_STATS).problem("report.stats", self.stats)) is not None:
             found.append(
-                f"report.stats={self.stats!r} is not one of {', '.join(REPORT_STATS)} (rows: "
-                "paired per-row intervals; seeds: the t-interval over seeds)"
+                f"{problem} (rows: paired per-row intervals; seeds: the t-interval over seeds)"
             )
         if self.margin is not None and not (self.margin >= 0 and math.isfinite(self.margin)):
             found.append(f"report.margin={self.margin} must be a number >= 0 (metric units)")

@@ -1,31 +1,48 @@
 """Refuse a sweep whose settings can never work, before any job starts.
 
-`bench-run` checks every job of the sweep it was asked for: the command line's comma lists and
-an experiment's `hydra.sweeper.params` are expanded as Hydra's basic sweeper would, each job's
-config is composed, and its values are checked (training sizes, seeds, split settings, n_jobs,
-each method's numeric parameters against the ranges its `MethodKind` declares, `method.llm`
-and `llm.n_ctx`). A value
-that cannot work would otherwise give a permanent `failed` record per run after the sweep
-started; here it is one message naming the key, and nothing runs.
+`bench-run` checks every job of the sweep it was asked for: the sweep is expanded once
+(`bench.sweep.expand_jobs`, as Hydra's basic sweeper would), each job's config is composed, and
+its values are checked: training sizes, seeds, `split.test_size`, the settings of `SETTINGS`
+(numeric ranges and fixed choices such as `serializer.numbers` or `llm.api`), each method's
+parameters against the `Range`s and `Choice`s its `MethodKind` declares, `method.llm`,
+`llm.n_ctx` and the report's settings. A value that cannot work would otherwise give a permanent
+`failed` record per run after the sweep started; here it is one message naming the key, the bad
+value and the allowed ones, and nothing runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.config import method_llm, report_settings
-from bench.data.splits import SAMPLINGS
-from bench.llm.backend import fixed_window
+from bench.data.splits import SAMPLINGS, resolve_n_train
+from bench.llm.backend import BACKENDS, fixed_window
 from bench.llm.protocol import LLMConfigError
-from bench.methods.base import method_kind
+from bench.llm.serialize import FORMATS, NUMBER_FORMATS
+from bench.methods.base import Choice, Range, method_kind
 from bench.metrics import get_metric
 from bench.paths import CONF_DIR
-from bench.registry import UnknownNameError
+from bench.registry import SOURCES, UnknownNameError
 
-__all__ = ["SweepPlan", "job_problems", "plan_sweep", "sweep_jobs", "sweep_problems"]
+__all__ = ["SETTINGS", "SweepPlan", "job_problems", "plan_sweep", "sweep_jobs", "sweep_problems"]
+
+# The allowed values of the settings outside `method.params` (each method kind declares its own
+# next to its builder), by config key; a key absent from a job's config is not checked.
+SETTINGS: dict[str, Range | Choice] = {
+    "n_jobs": Range(low=1),
+    "split.max_test_rows": Range(low=1),
+    "split.min_per_class": Range(low=0),
+    "split.sampling": Choice(SAMPLINGS),
+    "dataset.source": Choice(tuple(SOURCES.names()), imports=True),
+    "serializer.format": Choice(FORMATS),
+    "serializer.numbers": Choice(NUMBER_FORMATS),
+    "serializer.precision": Range(low=1),
+    "llm.backend": Choice(tuple(BACKENDS), imports=True),
+    "llm.api": Choice(("chat", "completions")),
+}  # report.* is checked by ReportConfig.problems, which bench-report shares
 
 
 def job_problems(cfg: DictConfig) -> list[str]:
@@ -37,27 +54,41 @@ def job_problems(cfg: DictConfig) -> list[str]:
         for seed in cfg.seeds
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
     ]
-    split = cfg.split
-    if not 0 < float(split.test_size) < 1:
-        problems.append(f"split.test_size={split.test_size} must be between 0 and 1 (exclusive)")
-    if int(split.max_test_rows) < 1:
-        problems.append(f"split.max_test_rows={split.max_test_rows} must be >= 1")
-    if split.sampling not in SAMPLINGS:
-        problems.append(f"split.sampling={split.sampling!r} must be one of {', '.join(SAMPLINGS)}")
-    if int(split.min_per_class) < 0:
-        problems.append(f"split.min_per_class={split.min_per_class} must be >= 0")
-    if int(cfg.n_jobs) < 1:
-        problems.append(f"n_jobs={cfg.n_jobs} must be >= 1")
+    if not 0 < float(cfg.split.test_size) < 1:
+        problems.append(
+            f"split.test_size={cfg.split.test_size} must be between 0 and 1 (exclusive)"
+        )
+    problems += _settings_problems(cfg)
     problems += _report_problems(cfg.get("report"))
     try:  # the model this job's method uses: `method.llm`'s, else the sweep's
-        fixed_window(method_llm(cfg))
+        llm = method_llm(cfg)
+        fixed_window(llm)
     except (UnknownNameError, LLMConfigError) as error:
         problems.append(str(error))
+    else:
+        if cfg.method.get("llm"):  # a pinned model's file is checked like the sweep's `llm`
+            where = f" (conf/llm/{cfg.method.llm}.yaml, method.llm)"
+            problems += _settings_problems(OmegaConf.create({"llm": llm}), where)
     try:
         kind = method_kind(cfg.method.kind)
     except Exception as error:  # an unknown or unimportable method.kind
         return [*problems, f"method.kind={cfg.method.kind!r}: {type(error).__name__}: {error}"]
     return problems + kind.check_params(cfg.method.get("params"))
+
+
+def _settings_problems(cfg: DictConfig, where: str = "") -> list[str]:
+    """`SETTINGS` checked on `cfg`; `where` says which file a key comes from, when not `cfg`."""
+    problems = []
+    for key, allowed in SETTINGS.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT or isinstance(value, DictConfig):  # report=false, or not this file
+            continue
+        if (problem := allowed.problem(key, value)) is not None:
+            problems.append(problem + where)
+    return problems
+
+
+_ABSENT = object()
 
 
 def _report_problems(node: Any) -> list[str]:
@@ -76,14 +107,12 @@ def _report_problems(node: Any) -> list[str]:
 
 
 def _n_train_problem(value: Any) -> str | None:
-    if isinstance(value, str):
-        if value.strip().lower() == "all":
-            return None
-        try:
-            value = int(value)
-        except ValueError:
-            return f"n_train: {value!r} is not a row count (an integer >= 0, or 'all')"
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """Why `value` is not a training size (as the split reads it), or None."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(value)
+        resolve_n_train(value, pool_size=0)
+    except ValueError:
         return f"n_train: {value!r} is not a row count (an integer >= 0, or 'all')"
     return None
 
@@ -100,20 +129,15 @@ def sweep_jobs(argv: list[str]) -> list[list[str]]:
 
 
 def _jobs(argv: list[str]) -> list[list[str]]:
+    """`sweep_jobs` inside an initialized Hydra: the experiment's `hydra.sweeper.params` are
+    read from the config that the first value of each comma list composes."""
     from hydra import compose
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from bench.sweep import expand_jobs
 
     args = [a for a in argv if not a.startswith("-")]
     master = compose(config_name="config", overrides=_job_level(args), return_hydra_config=True)
-    params = master.hydra.sweeper.get("params") or {}
-    # As Hydra's basic sweeper: the experiment's sweep params first, the command line wins.
-    swept = [f"{key}={value}" for key, value in params.items()]
-    given = {a.partition("=")[0].lstrip("+~") for a in args}
-    merged = [s for s in swept if s.partition("=")[0] not in given] + args
-    parser = OverridesParser.create()
-    batches = BasicSweeper.split_arguments(parser.parse_overrides(merged), max_batch_size=None)
-    return [job for batch in batches for job in batch]
+    return expand_jobs(master.hydra.sweeper.get("params") or {}, args)
 
 
 def _job_level(args: list[str]) -> list[str]:
@@ -134,10 +158,12 @@ def _job_level(args: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """What `bench-run argv` would do: its problems, or the stems of the runs it covers."""
+    """What `bench-run argv` would do: its problems, or the runs it covers (their stems, and the
+    family of each method, which the progress ETA uses) when all is well."""
 
     problems: list[str]
     run_stems: frozenset[str]
+    families: dict[str, str] = field(default_factory=dict)  # method name -> family
 
 
 def sweep_problems(argv: list[str]) -> list[str]:
@@ -146,7 +172,7 @@ def sweep_problems(argv: list[str]) -> list[str]:
 
 
 def plan_sweep(argv: list[str]) -> SweepPlan:
-    """Compose and check every job of the sweep; the run stems it covers when all is well."""
+    """Compose and check every job of the sweep; the runs it covers when all is well."""
     from hydra import compose, initialize_config_dir
 
     from bench.config import register_configs
@@ -155,6 +181,7 @@ def plan_sweep(argv: list[str]) -> SweepPlan:
     register_configs()
     problems: list[str] = []
     stems: set[str] = set()
+    families: dict[str, str] = {}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             jobs = _jobs(argv)
@@ -170,5 +197,7 @@ def plan_sweep(argv: list[str]) -> SweepPlan:
             found = job_problems(cfg)
             problems += [p for p in found if p not in problems]
             if not found:
-                stems.update(spec.stem for spec in specs_for(cfg))
-    return SweepPlan(problems, frozenset(stems))
+                for spec in specs_for(cfg):
+                    stems.add(spec.stem)
+                    families[spec.method] = spec.family
+    return SweepPlan(problems, frozenset(stems), families)

@@ -29,20 +29,11 @@ __all__ = ["SweepProgress", "estimate_remaining", "method_families", "planned_jo
 def planned_jobs(config: DictConfig) -> int:
     """How many Hydra jobs a multirun launches: the product of its sweep lists, as the basic
     sweeper expands them (command-line overrides win over `hydra.sweeper.params`)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from bench.sweep import expand_jobs
 
-    by_key: dict[str, str] = {}
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    for key, value in params.items():
-        by_key[str(key)] = f"{key}={value}"
-    for override in OmegaConf.select(config, "hydra.overrides.task", default=None) or []:
-        by_key[override.partition("=")[0].lstrip("+~")] = override
-    parsed = OverridesParser.create().parse_overrides(list(by_key.values()))
-    jobs = 1
-    for override in parsed:
-        if override.is_sweep_override():
-            jobs *= max(1, len(list(override.sweep_string_iterator())))
-    return jobs
+    task = OmegaConf.select(config, "hydra.overrides.task", default=None) or []
+    return len(expand_jobs(params, list(task)))
 
 
 def write_plan(config: DictConfig, multirun: bool) -> Path | None:
@@ -53,14 +44,15 @@ def write_plan(config: DictConfig, multirun: bool) -> Path | None:
         sweep_dir = resolve_project_path(config.results_dir) / ".sweep"
     except Exception:  # an unusual sweeper: progress falls back to per-job counts
         return None
-    from bench.sweep import PLANNED  # the runs bench-run planned: the ETA weighs each by method
+    from bench.sweep import PLANNED, PLANNED_FAMILIES  # the runs bench-run planned (preflight)
 
     if PLANNED:  # exact, also when a method pins its own training sizes (method.n_train)
         total = len(PLANNED)
     plan = {"id": uuid.uuid4().hex[:12], "total": total, "started": time.time()}
     if PLANNED:
         methods = {_method_of(stem) for stem in PLANNED}
-        plan.update(total=len(PLANNED), stems=sorted(PLANNED), families=method_families(methods))
+        families = dict(PLANNED_FAMILIES) or method_families(methods)  # no plan: conf/method
+        plan.update(total=len(PLANNED), stems=sorted(PLANNED), families=families)
     path = sweep_dir / "plan.json"
     write_atomic(path, json.dumps(plan).encode())
     return path

@@ -1,9 +1,12 @@
-"""A Hydra callback that tells the user what a whole `bench-run` did, and where to look next."""
+"""What a sweep is: its jobs (`expand_jobs`), the runs bench-run planned, and a Hydra callback
+that tells the user what a whole `bench-run` did, and where to look next."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,9 @@ from bench.results import ResultsStore
 __all__ = [
     "OUTCOME",
     "PLANNED",
+    "PLANNED_FAMILIES",
     "SweepSummary",
+    "expand_jobs",
     "finish_interrupted",
     "statuses_since",
     "summarize_since",
@@ -29,36 +34,68 @@ __all__ = [
 log = logging.getLogger("bench")
 
 
-def statuses_since(results_dir: Path, since: datetime) -> Counter:
-    """Runs recorded since `since`, by status."""
-    return Counter(
-        record["status"]
-        for record in ResultsStore(results_dir).records()
-        if datetime.fromisoformat(record.get("finished_at", "1970-01-01T00:00:00+00:00")) >= since
-    )
+def expand_jobs(sweep_params: Mapping[str, Any], overrides: Sequence[str]) -> list[list[str]]:
+    """The override list of every job of a multirun, as Hydra's basic sweeper launches them:
+    `sweep_params` (an experiment's `hydra.sweeper.params`) first, then the command line's
+    `overrides`, the later winning for the same key; each comma list, `range()` or `choice()` is
+    one axis of the product. The one expansion of a sweep: preflight and progress both use it.
+    """
+    # Hydra's public override grammar; its BasicSweeper.split_arguments does the same product
+    # but lives in the private hydra._internal.
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    merged = [f"{key}={value}" for key, value in sweep_params.items()] + list(overrides)
+    axes: dict[str, list[str]] = {}  # by key, in first-seen order, as the basic sweeper keeps them
+    for override in OverridesParser.create().parse_overrides(merged):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(f"{override.input_line}: a sweep of jobs takes lists, not intervals")
+    return [list(job) for job in itertools.product(*axes.values())]
 
 
-# What the last sweep of this process recorded, by status: bench-run's exit code reads it.
+# What the last sweep of this process executed, by status: bench-run's exit code reads it.
 OUTCOME: Counter = Counter()
-# The run stems of the sweep bench-run planned (empty when unknown): "reused" counts only these.
+# The run stems of the sweep bench-run planned (empty when unknown): only these are this
+# sweep's; other records in the same folder (an earlier sweep's) are never counted as its own.
 PLANNED: set[str] = set()
+# The family of each method of the planned sweep (from its composed configs): the ETA's likeness.
+PLANNED_FAMILIES: dict[str, str] = {}
 
 
-def summarize_since(results_dir: Path, since: datetime) -> str:
-    """One paragraph: runs executed since `since` by status, runs of this sweep reused, runs
-    neither run nor found (a start-up failure), and where the results are."""
+def _finished_at(record: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(record.get("finished_at", "1970-01-01T00:00:00+00:00"))
+
+
+def _tally(results_dir: Path, since: datetime) -> tuple[Counter, int, set[str]]:
+    """This sweep's runs executed since `since` by status, its runs reused from the store, and
+    the stems of all its runs found there (every record when the plan is unknown)."""
     new: Counter = Counter()
     reused = 0
     seen: set[str] = set()
     for record in ResultsStore(results_dir).records():
         if PLANNED and record.get("run_stem") not in PLANNED:
-            continue  # another sweep's record in the same folder
+            continue  # another sweep's record in the same folder, e.g. an orphan settled now
         seen.add(str(record.get("run_stem")))
-        finished = datetime.fromisoformat(record.get("finished_at", "1970-01-01T00:00:00+00:00"))
-        if finished >= since:
+        if _finished_at(record) >= since:
             new[record["status"]] += 1
         else:
             reused += 1
+    return new, reused, seen
+
+
+def statuses_since(results_dir: Path, since: datetime) -> Counter:
+    """This sweep's runs recorded since `since`, by status (every run when no plan is known)."""
+    return _tally(results_dir, since)[0]
+
+
+def summarize_since(results_dir: Path, since: datetime) -> str:
+    """One paragraph: runs executed since `since` by status, runs of this sweep reused, runs
+    neither run nor found (a start-up failure), and where the results are."""
+    new, reused, seen = _tally(results_dir, since)
     total_new = sum(new.values())
     detail = ", ".join(f"{n} {status}" for status, n in sorted(new.items()))
     lines = [
@@ -134,10 +171,10 @@ class SweepSummary(Callback):
         _ACTIVE.clear()
         results_dir = resolve_project_path(config.results_dir)
         ResultsStore(results_dir).settle_orphans()
+        new, _, seen = _tally(results_dir, self._start)
         OUTCOME.clear()
-        OUTCOME.update(statuses_since(results_dir, self._start))
-        stored = {r.get("run_stem") for r in ResultsStore(results_dir).records()}
-        OUTCOME["missing"] = len(PLANNED - stored)  # neither run nor found: a start-up failure
+        OUTCOME.update(new)  # exactly what the summary below reports
+        OUTCOME["missing"] = len(PLANNED - seen)  # neither run nor found: a start-up failure
         print(summarize_since(results_dir, self._start), flush=True)
         settings = report_settings(config.get("report"))
         if settings is not None:
