@@ -78,6 +78,11 @@ def describe_dataset(name: str, conf_dir: Path = CONF_DIR) -> str:
         + ", ".join(f"{label} {share:.1%}" for label, share in balance.items())
         + (f"   (positive: {task.positive_label})" if task.positive_label else ""),
     ]
+    if task.rows_without_target:
+        lines.append(
+            f"rows dropped: {task.rows_without_target} (their target '{task.target}' is empty or "
+            "blank)"
+        )
     if task.dropped_leak_columns:
         lines.append(f"leak columns dropped: {', '.join(task.dropped_leak_columns)}")
     if "attainable_accuracy" in task.meta:

@@ -9,6 +9,7 @@ to class names and checks everything the card declares against the actual table.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from bench.registry import SOURCES
 
 __all__ = ["DatasetError", "FeatureSpec", "Task", "load_task"]
+
+log = logging.getLogger("bench")
 
 FEATURE_TYPES = ("numeric", "categorical")
 
@@ -47,6 +50,7 @@ class Task:
     positive_label: str | None
     target: str
     dropped_leak_columns: tuple[str, ...] = ()
+    rows_without_target: int = 0  # rows dropped because their target cell was empty or blank
     meta: dict[str, Any] = field(
         default_factory=dict
     )  # e.g. attainable accuracy of a synthetic set
@@ -90,12 +94,24 @@ def _task_from_frame(cfg: DictConfig, frame: pd.DataFrame, meta: dict, where: st
             f"in {where}."
         )
     leaks = [] if cfg.keep_leak_columns else list(cfg.leak_columns)
-    y_raw = frame[cfg.target]
-    if y_raw.isna().any():
+    # A blank or whitespace cell is a missing label, not a class named " ".
+    y_raw = frame[cfg.target].map(lambda v: None if isinstance(v, str) and not v.strip() else v)
+    unlabelled = int(y_raw.isna().sum())
+    if unlabelled:
         keep = y_raw.notna()
         frame, y_raw = frame.loc[keep], y_raw.loc[keep]
+        log.warning(
+            "Dataset '%s': dropped %d of %d row(s) whose target '%s' (dataset.target) is empty "
+            "or blank in %s",
+            cfg.name,
+            unlabelled,
+            len(keep),
+            cfg.target,
+            where,
+        )
     X = frame.drop(columns=[cfg.target, *cfg.drop_columns, *leaks]).reset_index(drop=True)
     y = _class_names(y_raw, cfg).reset_index(drop=True)
+    _refuse_target_copies(X, y, cfg, where)
 
     specs = []
     for column in X.columns:
@@ -134,8 +150,33 @@ def _task_from_frame(cfg: DictConfig, frame: pd.DataFrame, meta: dict, where: st
         positive_label=positive,
         target=cfg.target,
         dropped_leak_columns=tuple(leaks),
+        rows_without_target=unlabelled,
         meta={k: v for k, v in meta.items() if k != "origin"},
     )
+
+
+def _refuse_target_copies(X: pd.DataFrame, y: pd.Series, cfg: DictConfig, where: str) -> None:
+    """A feature that is the target under another name (equal values, or a one-to-one recoding
+    such as 0/1 for no/yes) would hand every method the answer: refuse it, naming it."""
+    if y.nunique() < 2:
+        return  # no or one class: refused below with its own message
+    copies = []
+    for column in X.columns:
+        values = X[column]
+        if values.isna().any() or values.nunique() != y.nunique():
+            continue
+        pairs = pd.DataFrame({"feature": values.map(_value_text).to_numpy(), "y": y.to_numpy()})
+        if (pairs.groupby("feature")["y"].nunique() == 1).all() and (
+            pairs.groupby("y")["feature"].nunique() == 1
+        ).all():
+            copies.append(str(column))
+    if copies:
+        raise DatasetError(
+            f"Dataset '{cfg.name}': column(s) {', '.join(copies)} in {where} hold the target "
+            f"'{cfg.target}' itself (the same value, or a one-to-one recoding of it, in every "
+            "row): a method would be handed the answer. Drop them (dataset.drop_columns) or, "
+            "if they are known only after the outcome, declare them dataset.leak_columns."
+        )
 
 
 def _class_names(y_raw: pd.Series, cfg: DictConfig) -> pd.Series:

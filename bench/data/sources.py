@@ -80,9 +80,26 @@ def load_file(path: str, **read_options: Any) -> Loaded:
             ) from error
         except pd.errors.EmptyDataError as error:
             raise DatasetError(f"Data file {resolved} is empty: no header, no rows") from error
+        _refuse_duplicate_headers(resolved, read_options)
     if frame.empty:
         raise DatasetError(f"Data file {resolved} has a header but no rows")
     return frame, {"origin": f"file {resolved}"}
+
+
+def _refuse_duplicate_headers(path: Path, read_options: dict[str, Any]) -> None:
+    """pandas renames a repeated header silently (`resolved`, `resolved.1`): a copy of the
+    target would then pass as a feature. Read the header row as data and refuse repeats."""
+    if "names" in read_options or read_options.get("header", "infer") is None:
+        return  # the card names the columns itself
+    header = pd.read_csv(path, **{**read_options, "header": None, "nrows": 1}).iloc[0]
+    names = [str(name).strip() for name in header.tolist()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DatasetError(
+            f"Data file {path} has duplicate column names: {', '.join(repeated)} (each appears "
+            "more than once in the header row). Rename them in the file so that every column "
+            "has its own name."
+        )
 
 
 def load_openml(data_id: int, cache_dir: str | None = None) -> Loaded:

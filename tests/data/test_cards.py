@@ -42,3 +42,21 @@ def test_showing_a_broken_card_names_its_file_and_the_bad_key(tmp_path: Path) ->
     assert str(conf / "dataset" / "misspelt.yaml") in message and "targt" in message
     assert "reference_type" not in message and "\n" not in message
     assert describe_dataset("callcenter", conf_dir=conf).startswith("callcenter:")
+
+
+def test_show_says_how_many_rows_lost_their_target(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    rows = ["tenure,plan,churned"] + [
+        f"{i},{('basic', 'pro')[i % 2]},{' ' if i in (4, 9) else ('yes', 'no')[i % 3 == 0]}"
+        for i in range(40)
+    ]
+    data = tmp_path / "blank.csv"
+    data.write_text("\n".join(rows) + "\n")
+    (conf / "dataset" / "blanks.yaml").write_text(
+        f"name: blanks\nsource: csv\nparams:\n  path: {data}\ndescription: Blank targets.\n"
+        "target: churned\npositive_label: 'yes'\n"
+    )
+    text = describe_dataset("blanks", conf_dir=conf)
+    assert "rows: 38 " in text
+    assert "rows dropped: 2 (their target 'churned' is empty or blank)" in text

@@ -215,3 +215,53 @@ def test_a_minimal_dict_card_gets_the_schema_defaults(small_csv: Path) -> None:
         }
     )
     assert task.class_labels == ("no", "yes")
+
+
+@pytest.mark.parametrize("blank", ["", " ", "  \t"])
+def test_blank_target_cells_are_missing_labels_not_a_class(
+    tmp_path: Path,
+    small_csv: Path,
+    csv_card: Callable[..., dict],
+    blank: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame = pd.read_csv(small_csv)
+    frame["churned"] = frame["churned"].astype(object)
+    frame.loc[[2, 5, 11], "churned"] = blank
+    path = tmp_path / "blank_target.csv"
+    frame.to_csv(path, index=False)
+    with caplog.at_level("WARNING", logger="bench"):
+        task = load_task(csv_card(path))
+    assert task.class_labels == ("no", "yes")  # no third class named " "
+    assert len(task.y) == len(frame) - 3
+    assert task.rows_without_target == 3
+    assert "dropped 3 of 60 row(s) whose target 'churned'" in caplog.text
+
+
+def test_duplicate_csv_headers_are_refused_by_name(
+    tmp_path: Path, small_csv: Path, csv_card: Callable[..., dict]
+) -> None:
+    # pandas would silently rename the second 'churned' to 'churned.1', a copy of the target.
+    text = small_csv.read_text().splitlines()
+    lines = [text[0] + ",churned"] + [row + "," + row.rsplit(",", 1)[1] for row in text[1:]]
+    path = tmp_path / "dup.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"duplicate column names: churned"):
+        load_task(csv_card(path))
+
+
+@pytest.mark.parametrize("recode", [False, True])
+def test_a_feature_that_is_the_target_is_refused_by_name(
+    tmp_path: Path, small_csv: Path, csv_card: Callable[..., dict], recode: bool
+) -> None:
+    frame = pd.read_csv(small_csv)
+    frame["outcome_flag"] = (
+        frame["churned"].map({"yes": 1, "no": 0}) if recode else frame["churned"]
+    )
+    path = tmp_path / "copy.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DatasetError, match=r"outcome_flag .*hold the target 'churned'"):
+        load_task(csv_card(path))
+    # Declared as a leak column it is dropped by default, and the table loads.
+    card = csv_card(path, leak_columns=["refund_issued", "outcome_flag"])
+    assert "outcome_flag" not in load_task(card).X.columns
