@@ -16,13 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from test_report_pages import assert_same_content
 
 from bench.report import write_report
 from bench.report.compare import PredictionReader
 from bench.report.content import collect
+from bench.report.doc import Table
 from bench.report.runs import prepare_runs
 from bench.report.serializations import (
     reference_serializer,
+    serializer_blocks,
     serializer_header,
     serializer_rows,
     serializer_table,
@@ -208,7 +211,8 @@ def test_rows_read_as_a_table(store: Path) -> None:
 
 def test_the_section_is_in_the_markdown_and_html_reports(store: Path) -> None:
     section = collect(store).datasets[0]
-    assert len(section.serializations) == 2
+    (table,) = [b for b in serializer_blocks(section) if isinstance(b, Table)]
+    assert len(table.rows) == 2
     out = write_report(store)
     markdown = (out / "report.md").read_text()
     assert "### Serializations compared" in markdown
@@ -219,6 +223,7 @@ def test_the_section_is_in_the_markdown_and_html_reports(store: Path) -> None:
     html = (out / "report.html").read_text()
     assert "<h3>Serializations compared</h3>" in html
     assert "<td>list_words</td>" in html
+    assert_same_content(out)
 
 
 def test_no_section_without_two_serializers(tmp_path: Path) -> None:
@@ -228,7 +233,7 @@ def test_no_section_without_two_serializers(tmp_path: Path) -> None:
         p = _scores("base", y, seed)
         _save(store, "llm_icl", "gemma", "list", seed, p, y)
         _save(store, "logreg", None, None, seed, p, y)
-    assert collect(tmp_path).datasets[0].serializations.empty
+    assert serializer_blocks(collect(tmp_path).datasets[0]) == []
     out = write_report(tmp_path)
     assert "Serializations compared" not in (out / "report.md").read_text()
     assert "Serializations compared" not in (out / "report.html").read_text()

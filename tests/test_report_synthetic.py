@@ -587,7 +587,7 @@ def test_html_is_self_contained(report_dir: Path) -> None:
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page and "https://" not in page
     assert page.count("<img ") == 4  # a learning curve and a cost plot per dataset
-    for needle in ("Run summary", "Verdict across datasets", "alpha", "beta", "ValueError: boom"):
+    for needle in ("Run details", "Verdict across datasets", "alpha", "beta", "ValueError: boom"):
         assert needle in page
 
 

@@ -1,19 +1,22 @@
-"""Write PATH/report/: report.md, report.html, per-dataset tables (.md/.tex) and figures."""
+"""Write PATH/report/: report.md, report.html, per-dataset tables (.md/.tex) and figures.
+
+Every file is written whole or not at all (`bench.results.write_atomic`), so a crash or a
+reader during a rewrite never sees half a report.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from bench.config import ReportConfig
-from bench.report.content import ReportContent, choose_metric, collect, cost_file, curve_file
-from bench.report.cost_figure import cost_plot
+from bench.report.content import choose_metric, collect
+from bench.report.doc import Block, Figure, GridTable, walk
 from bench.report.html import render_html
 from bench.report.markdown import render_markdown
-from bench.report.plots import learning_curve, shot_positions
-from bench.report.ranks import RANK_NOTE
-from bench.report.runs import metric_name
-from bench.report.tables import TABLE_NOTE, table_caption
+from bench.report.page import page_blocks
+from bench.results import write_atomic
 
 __all__ = ["choose_metric", "write_report"]
 
@@ -36,43 +39,33 @@ def write_report(
     content = collect(path, settings)
     out = Path(path) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    _write_figures_and_tables(content, out)
-    (out / "report.md").write_text(render_markdown(content))
-    (out / "report.html").write_text(render_html(content, out))
+    blocks = page_blocks(content)
+    _write_figures_and_tables(blocks, out)
+    _write_text(out / "report.md", render_markdown(blocks))
+    title = f"Benchmark report: {content.path.name}"
+    _write_text(out / "report.html", render_html(blocks, out, title))
     return out
 
 
-def _write_figures_and_tables(content: ReportContent, out: Path) -> None:
-    for section in content.datasets:
-        name, chosen = section.name, section.metric
-        if section.grid is not None:
-            caption = table_caption(name, chosen)
-            (out / f"{name}.md").write_text(
-                f"{caption}\n\n{section.grid.to_markdown()}\n\n{TABLE_NOTE}\n"
+def _write_text(path: Path, text: str) -> None:
+    write_atomic(path, text.encode("utf-8"))
+
+
+def _write_figures_and_tables(blocks: list[Block], out: Path) -> None:
+    """Draw every figure (the HTML page embeds them) and export the tables that ask for it."""
+    for block in walk(blocks):
+        if isinstance(block, Figure) and block.draw is not None:
+            # Matplotlib writes in pieces: draw aside, then put the whole PNG in place.
+            with tempfile.TemporaryDirectory(dir=out, prefix=".draw-") as scratch:
+                drawn = Path(scratch) / block.file
+                block.draw(drawn)
+                write_atomic(out / block.file, drawn.read_bytes())
+        elif isinstance(block, GridTable) and block.export:
+            caption, note, grid = block.caption, block.note, block.grid
+            _write_text(
+                out / f"{block.export}.md", f"{caption}\n\n{grid.to_markdown()}\n\n{note}\n"
             )
-            (out / f"{name}.tex").write_text(
-                section.grid.to_latex(f"{caption} {TABLE_NOTE}", f"tab:{name}")
+            _write_text(
+                out / f"{block.export}.tex",
+                grid.to_latex(f"{caption} {note}", f"tab:{block.export}"),
             )
-            learning_curve(
-                shot_positions(section.table, section.runs),
-                chosen,
-                f"{name}: {metric_name(chosen)} vs labelled training rows",
-                out / curve_file(name),
-                margin=section.verdict.margin,
-            )
-        if len(section.points) and section.points["cost"].notna().any():
-            cost_plot(
-                section.points,
-                chosen,
-                section.unit,
-                f"{name}: {metric_name(chosen)} vs cost",
-                out / cost_file(name),
-            )
-    if content.rank_grid is not None:
-        caption = "Mean rank / win rate across datasets by training rows."
-        (out / "ranks.md").write_text(
-            f"{caption}\n\n{content.rank_grid.to_markdown()}\n\n{RANK_NOTE}\n"
-        )
-        (out / "ranks.tex").write_text(
-            content.rank_grid.to_latex(f"{caption} {RANK_NOTE}", "tab:ranks")
-        )

@@ -1,7 +1,8 @@
-"""Everything the report shows, computed once from a results directory.
+"""What several sections of the report share, computed once from a results directory.
 
-`collect` reads the runs and computes tables, ranks, costs, Pareto fronts and verdicts; the
-Markdown and HTML renderers only lay them out, so both always say the same thing.
+`collect` reads the runs and computes per dataset its metric, paper table, cost points and
+verdict, and across datasets the ranks and verdicts. Each section (page.py lists them) turns
+this into blocks, computing what only it shows (the deploy costs, the prompt searches...).
 """
 
 from __future__ import annotations
@@ -13,23 +14,11 @@ import pandas as pd
 
 from bench.config import ReportConfig
 from bench.metrics import get_metric
-from bench.report.audits import audit_lines
 from bench.report.compare import PredictionReader
-from bench.report.cost import (
-    BreakEven,
-    break_even,
-    cost_per_1k,
-    cost_points,
-    cost_unit,
-    deploy_costs,
-    with_pareto,
-)
-from bench.report.explanations import explanation_table
+from bench.report.cost import cost_per_1k, cost_points, cost_unit, with_pareto
 from bench.report.grid import Grid
 from bench.report.ranks import rank_grid, rank_table
 from bench.report.runs import prepare_runs
-from bench.report.search import search_table
-from bench.report.serializations import serializer_table
 from bench.report.summary import RunSummary, summarize_runs
 from bench.report.tables import summary_grid, summary_table
 from bench.report.verdict import Verdict, dataset_verdict, overall_verdicts
@@ -40,8 +29,6 @@ __all__ = [
     "ReportContent",
     "choose_metric",
     "collect",
-    "cost_file",
-    "curve_file",
 ]
 
 
@@ -56,6 +43,8 @@ def choose_metric(runs: pd.DataFrame, requested: str) -> str:
 
 @dataclass
 class DatasetSection:
+    """One dataset's runs and what more than one of its sections needs."""
+
     name: str
     metric: str
     table: pd.DataFrame  # summary_table
@@ -65,12 +54,9 @@ class DatasetSection:
     unit: str  # usd | seconds
     runs: pd.DataFrame  # this dataset's prepared runs (with costs)
     not_finished: int  # failed or unavailable runs
-    deploy: pd.DataFrame  # deploy_costs: one-off, marginal and per-day cost per method
-    break_even: list[BreakEven] = field(default_factory=list)
-    search: pd.DataFrame = field(default_factory=pd.DataFrame)  # search_table: prompt searches
-    serializations: pd.DataFrame = field(default_factory=pd.DataFrame)  # serializer_table
-    explanations: pd.DataFrame = field(default_factory=pd.DataFrame)  # explanation_table
-    audits: list[str] = field(default_factory=list)  # audit_lines: leaks, memorisation
+    path: Path  # the results directory (audits, predictions)
+    reader: PredictionReader  # per-row predictions, for paired intervals
+    settings: ReportConfig = field(default_factory=ReportConfig)
 
     @property
     def no_table(self) -> str:
@@ -145,14 +131,9 @@ def collect(path: str | Path, settings: ReportConfig | None = None) -> ReportCon
                 unit=unit,
                 runs=dataset_runs,
                 not_finished=int(dataset_runs["status"].isin(["failed", "unavailable"]).sum()),
-                deploy=deploy_costs(
-                    dataset_runs, chosen, settings.daily_predictions, settings.usd_per_cpu_hour
-                ),
-                break_even=break_even(dataset_runs, chosen),
-                search=search_table(dataset_runs),
-                serializations=serializer_table(dataset_runs, chosen, reader, stats=settings.stats),
-                explanations=explanation_table(dataset_runs),
-                audits=audit_lines(path, str(dataset)),
+                path=path,
+                reader=reader,
+                settings=settings,
             )
         )
     ranks = rank_table(runs, metrics)
@@ -167,13 +148,3 @@ def collect(path: str | Path, settings: ReportConfig | None = None) -> ReportCon
         datasets=sections,
         settings=settings,
     )
-
-
-def curve_file(dataset: str) -> str:
-    """File name of a dataset's learning curve under report/."""
-    return f"{dataset}.png"
-
-
-def cost_file(dataset: str) -> str:
-    """File name of a dataset's cost-quality figure under report/."""
-    return f"{dataset}_cost.png"

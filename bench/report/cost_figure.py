@@ -9,18 +9,55 @@ left edge of their panel.
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from bench.metrics import higher_is_better
 from bench.report.cost import COST_UNITS, ONE_OFF_UNITS
+from bench.report.doc import Block, Bullets, Figure, Heading, Paragraph
 from bench.report.plots import Style, method_styles
 from bench.report.runs import metric_name, row_order
+from bench.report.verdict import format_sig
 
-__all__ = ["cost_plot"]
+if TYPE_CHECKING:
+    from bench.report.content import DatasetSection
+
+__all__ = ["cost_blocks", "cost_plot", "pareto_lines"]
+
+
+def cost_blocks(section: DatasetSection) -> list[Block]:
+    """The cost-quality figure and its Pareto front, when any run has a cost."""
+    points = section.points
+    if not len(points) or not points["cost"].notna().any():
+        return []
+    name, metric = section.name, section.metric
+    draw = partial(
+        cost_plot, points, metric, section.unit, f"{name}: {metric_name(metric)} vs cost"
+    )
+    return [
+        Heading(f"Cost vs quality ({COST_UNITS[section.unit]})", 3),
+        Figure(f"{name}_cost.png", f"cost vs quality: {name}", draw=draw),
+        Paragraph("Pareto front on marginal cost (cheapest first):"),
+        Bullets(tuple(pareto_lines(section))),
+    ]
+
+
+def pareto_lines(section: DatasetSection) -> list[str]:
+    """One line per Pareto-optimal point: method @ n_train: cost, metric."""
+    unit = "$" if section.unit == "usd" else ""
+    suffix = "" if section.unit == "usd" else " s"
+    name = metric_name(section.metric)
+    return [
+        f"{row.label} @{row.n_train}: {unit}{format_sig(row.cost)}{suffix} per 1,000 "
+        f"predictions, {getattr(row, section.metric):.3f} {name}"
+        for row in section.pareto.itertuples()
+        if not math.isnan(row.cost)
+    ]
 
 
 def _pyplot() -> Any:

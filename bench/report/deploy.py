@@ -9,14 +9,37 @@ else compute time.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bench.report.cost import BreakEven, format_volume
+from bench.report.cost import BreakEven, break_even, deploy_costs, format_volume
+from bench.report.doc import Block, Bullets, Heading, Table
 from bench.report.runs import metric_name
 from bench.report.verdict import format_sig
 
-__all__ = ["break_even_lines", "deploy_header", "deploy_rows"]
+if TYPE_CHECKING:
+    from bench.report.content import DatasetSection
+
+__all__ = ["break_even_lines", "deploy_blocks", "deploy_header", "deploy_rows"]
+
+
+def deploy_blocks(section: DatasetSection) -> list[Block]:
+    """The cost-to-deploy table and the break-even sentences."""
+    settings, metric = section.settings, section.metric
+    daily = settings.daily_predictions
+    deploy = deploy_costs(section.runs, metric, daily, settings.usd_per_cpu_hour)
+    if not len(deploy):
+        return []
+    lines = break_even_lines(break_even(section.runs, metric), daily)
+    return [
+        Heading("Cost to deploy", 3),
+        Table(
+            tuple(deploy_header(metric, daily)),
+            tuple(map(tuple, deploy_rows(deploy, metric, section.unit))),
+        ),
+        *([Bullets(tuple(lines))] if lines else []),
+    ]
 
 
 def deploy_header(metric: str, daily_predictions: int) -> list[str]:

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from bench.report.doc import Block, Bullets, Heading, Paragraph, Table
 from bench.report.stats import mean_ci
+
+if TYPE_CHECKING:
+    from bench.report.content import DatasetSection
 
 __all__ = [
     "EXPLANATIONS_NOTE",
     "example_line",
+    "explanation_blocks",
     "explanation_examples",
     "explanation_header",
     "explanation_rows",
@@ -84,6 +90,24 @@ def explanation_table(runs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=columns)
+
+
+def explanation_blocks(section: DatasetSection) -> list[Block]:
+    """Whether the LLM's reasons were faithful, and a few of them."""
+    table = explanation_table(section.runs)
+    if not len(table):
+        return []
+    examples = tuple(example_line(*e) for e in explanation_examples(section.runs))
+    return [
+        Heading("Explanations", 3),
+        Table(
+            tuple(explanation_header()),
+            tuple(map(tuple, explanation_rows(table))),
+            text_last=True,
+        ),
+        Paragraph(EXPLANATIONS_NOTE, note=True),
+        *([Bullets(examples)] if examples else []),
+    ]
 
 
 def explanation_examples(runs: pd.DataFrame) -> list[tuple[str, int, dict]]:

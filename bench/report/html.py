@@ -1,29 +1,28 @@
-"""report.html: one self-contained page (inline CSS, figures as base64 PNG, no external URL)."""
+"""report.html: the report's blocks as one self-contained page (inline CSS, figures as base64
+PNG, no external URL)."""
 
 from __future__ import annotations
 
 import base64
 import html
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from bench.report.audits import audit_html
-from bench.report.content import DatasetSection, ReportContent, cost_file, curve_file
-from bench.report.cost import COST_NOTE, COST_UNITS
-from bench.report.deploy import break_even_lines, deploy_header, deploy_rows
-from bench.report.explanations import (
-    EXPLANATIONS_NOTE,
-    example_line,
-    explanation_examples,
-    explanation_header,
-    explanation_rows,
+from bench.report.doc import (
+    Block,
+    Box,
+    Bullets,
+    Code,
+    Counts,
+    Figure,
+    GridTable,
+    Heading,
+    Item,
+    Paragraph,
+    Table,
+    walk,
 )
-from bench.report.markdown import answer_lines, pareto_lines, usage_line
-from bench.report.ranks import RANK_NOTE
-from bench.report.search import SEARCH_NOTE, search_header, search_rows
-from bench.report.serializations import SERIALIZATIONS_NOTE, serializer_header, serializer_rows
-from bench.report.summary import RunSummary
-from bench.report.tables import TABLE_NOTE, table_caption
-from bench.report.verdict import Verdict, verdict_note
 
 __all__ = ["render_html"]
 
@@ -76,220 +75,96 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
+_CODE = re.compile(r"`([^`]+)`")
+_NOTE = ' class="note"'
+
+
+def _text(text: str) -> str:
+    """Escaped text with its `code` spans as <code>."""
+    return _CODE.sub(r"<code>\1</code>", _e(text))
+
+
+def render_html(blocks: Sequence[Block], out: Path, title: str) -> str:
+    """The blocks as one HTML page; figures are read from `out` and embedded. The navigation
+    bar, after the first box (the answer), links every heading that has a `nav` name."""
+    nav = "".join(
+        f'<a href="#{_e(b.anchor)}">{_e(b.nav)}</a>'
+        for b in walk(blocks)
+        if isinstance(b, Heading) and b.nav and b.anchor
+    )
+    body = []
+    for block in blocks:
+        body.append(_block(block, out))
+        if nav and isinstance(block, Box):
+            body.append(f"<nav>{nav}</nav>")
+            nav = ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
+        f"<body><main>{''.join(body)}</main></body></html>\n"
+    )
+
+
+def _block(block: Block, out: Path) -> str:
+    match block:
+        case Heading(text=text, level=level, anchor=anchor):
+            attr = f' id="{_e(anchor)}"' if anchor else ""
+            return f"<h{level}{attr}>{_text(text)}</h{level}>"
+        case Paragraph(text=text, note=note):
+            return f"<p{_NOTE if note else ''}>{_text(text)}</p>"
+        case Bullets(items=items, note=note):
+            lis = "".join(f"<li>{_item(item)}</li>" for item in items)
+            return f"<ul{_NOTE if note else ''}>{lis}</ul>"
+        case Table():
+            return _table(block)
+        case GridTable(grid=grid):
+            return f'<div class="wide">{grid.to_html()}</div>'
+        case Figure(file=file, alt=alt):
+            return _image(out / file, alt)
+        case Code(text=text):
+            return f"<pre>{_e(text)}</pre>"
+        case Counts(text=text, counts=counts):
+            cards = "".join(
+                f'<div class="card {_e(status)}"><b>{n}</b>{_e(status)}</div>'
+                for status, n in counts
+            )
+            return f'<div class="cards">{cards}</div><p>{_text(text)}</p>'
+        case Box(kind=kind, blocks=inner):
+            tag = "section" if kind == "answer" else "div"
+            return f'<{tag} class="{_e(kind)}">{"".join(_block(b, out) for b in inner)}</{tag}>'
+    raise TypeError(f"no HTML for {type(block).__name__}")
+
+
+def _item(item: str | Item) -> str:
+    if isinstance(item, Item):
+        return f"<b>{_text(item.lead)}.</b> {_text(item.text)}"
+    return _text(item)
+
+
+def _table(table: Table) -> str:
+    """Numbers right-aligned; text columns (`plain`: all, `text_last`: the last) wrapped."""
+    last = len(table.header) - 1 if table.text_last else -1
+
+    def cell(tag: str, i: int, text: str) -> str:
+        return (
+            f'<{tag} class="text">{_e(text)}</{tag}>' if i == last else f"<{tag}>{_e(text)}</{tag}>"
+        )
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(table.header))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>"
+        for row in table.rows
+    )
+    plain = ' class="plain"' if table.plain else ""
+    return (
+        f'<div class="wide"><table{plain}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
 def _image(path: Path, alt: str) -> str:
     if not path.is_file():
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{data}"></figure>'
-
-
-def _verdict(verdict: Verdict, title: str = "") -> str:
-    items = "".join(f"<li>{_e(line)}</li>" for line in verdict.lines)
-    heading = f"<h3>{_e(title)}</h3>" if title else ""
-    return (
-        f'<div class="verdict">{heading}<p>{_e(verdict.headline)}</p>'
-        f"{'<ul>' + items + '</ul>' if items else ''}</div>"
-    )
-
-
-def _summary(summary: RunSummary) -> str:
-    cards = "".join(
-        f'<div class="card {_e(status)}"><b>{n}</b>{_e(status)}</div>'
-        for status, n in summary.counts.items()
-    )
-    parts = [f'<div class="cards">{cards}</div>', f"<p>{_e(usage_line(summary))}</p>"]
-    if summary.superseded:
-        parts.append(
-            f'<p class="note">{summary.superseded} older run record(s) of a cell were replaced '
-            "by the newest finished one.</p>"
-        )
-    if summary.unreadable:
-        items = "".join(
-            f"<li><code>{_e(path)}</code>: {_e(why)}</li>" for path, why in summary.unreadable
-        )
-        parts.append(
-            f'<p class="note">{len(summary.unreadable)} unreadable file(s) in runs/ were '
-            f'skipped:</p><ul class="note">{items}</ul>'
-        )
-    if summary.skipped:
-        rows = "".join(
-            f"<tr><td>{n}</td><td>{_e(reason)}</td><td>{_e(where)}</td></tr>"
-            for reason, n, where in summary.skipped
-        )
-        parts.append(
-            "<h3>Skipped runs by reason</h3>"
-            '<div class="wide"><table class="plain"><thead><tr><th>runs</th><th>reason</th>'
-            f"<th>dataset/method</th></tr></thead><tbody>{rows}</tbody></table></div>"
-        )
-    if summary.failed:
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{_e('-' if f[k] is None else f[k])}</td>"
-                for k in ("dataset", "method", "n_train", "seed", "status", "error")
-            )
-            + "</tr>"
-            for f in summary.failed
-        )
-        more = (
-            f'<p class="note">... and {summary.failed_unlisted} more.</p>'
-            if summary.failed_unlisted
-            else ""
-        )
-        parts.append(
-            "<h3>Runs that did not finish</h3>"
-            '<div class="wide"><table class="plain"><thead><tr><th>dataset</th><th>method</th>'
-            "<th>n_train</th><th>seed</th><th>status</th><th>error</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>{more}"
-        )
-    return "\n".join(parts)
-
-
-def _plain_table(header: list[str], rows: list[list[str]], text_last: bool = False) -> str:
-    """A table of numbers; `text_last`: the last column is prose, left-aligned and wrapped."""
-    last = len(header) - 1 if text_last else -1
-    head = "".join(
-        f'<th class="text">{_e(h)}</th>' if i == last else f"<th>{_e(h)}</th>"
-        for i, h in enumerate(header)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="text">{_e(cell)}</td>' if i == last else f"<td>{_e(cell)}</td>"
-            for i, cell in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    return f'<div class="wide">{table}</div>'
-
-
-def _deploy(section: DatasetSection, daily_predictions: int) -> str:
-    table = _plain_table(
-        deploy_header(section.metric, daily_predictions),
-        deploy_rows(section.deploy, section.metric, section.unit),
-    )
-    lines = "".join(
-        f"<li>{_e(line)}</li>" for line in break_even_lines(section.break_even, daily_predictions)
-    )
-    return "<h3>Cost to deploy</h3>" + table + (f"<ul>{lines}</ul>" if lines else "")
-
-
-def _search(section: DatasetSection) -> str:
-    table = _plain_table(search_header(), search_rows(section.search))
-    prompts = "".join(
-        f"<p>Chosen instruction of {_e(row.label)} at {row.n_train} rows (seed {row.seed}):</p>"
-        f"<pre>{_e(row.instruction)}</pre>"
-        for row in section.search.drop_duplicates(["label", "n_train"]).itertuples(index=False)
-    )
-    return f'<h3>Prompt search</h3>{table}<p class="note">{_e(SEARCH_NOTE)}</p>{prompts}'
-
-
-def _serializations(section: DatasetSection) -> str:
-    table = _plain_table(serializer_header(section.metric), serializer_rows(section.serializations))
-    return f'<h3>Serializations compared</h3>{table}<p class="note">{_e(SERIALIZATIONS_NOTE)}</p>'
-
-
-def _explanations(section: DatasetSection) -> str:
-    table = _plain_table(
-        explanation_header(), explanation_rows(section.explanations), text_last=True
-    )
-    examples = "".join(
-        f"<li>{_e(example_line(*e))}</li>" for e in explanation_examples(section.runs)
-    )
-    return f'<h3>Explanations</h3>{table}<p class="note">{_e(EXPLANATIONS_NOTE)}</p>' + (
-        f"<ul>{examples}</ul>" if examples else ""
-    )
-
-
-def _dataset(section: DatasetSection, out: Path, daily_predictions: int) -> str:
-    parts = [f'<h2 id="ds-{_e(section.name)}">{_e(section.name)}</h2>']
-    parts.append(_verdict(section.verdict))
-    if section.grid is None:
-        parts.append(f"<p>{_e(section.no_table)}</p>")
-    else:
-        seeds = int(section.table["seeds"].max())
-        parts += [
-            f"<h3>{_e(table_caption(section.name, section.metric))}</h3>",
-            f'<div class="wide">{section.grid.to_html()}</div>',
-            f'<p class="note">Up to {seeds} seed(s) per cell. {_e(TABLE_NOTE)}</p>',
-            "<h3>Learning curve</h3>",
-            _image(out / curve_file(section.name), f"learning curve {section.name}"),
-        ]
-    if len(section.serializations):
-        parts.append(_serializations(section))
-    if len(section.deploy):
-        parts.append(_deploy(section, daily_predictions))
-    if len(section.search):
-        parts.append(_search(section))
-    if len(section.explanations):
-        parts.append(_explanations(section))
-    if section.audits:
-        parts.append(audit_html(section.audits))
-    if len(section.points) and section.points["cost"].notna().any():
-        front = "".join(f"<li>{_e(line)}</li>" for line in pareto_lines(section))
-        parts += [
-            f"<h3>Cost vs quality ({_e(COST_UNITS[section.unit])})</h3>",
-            _image(out / cost_file(section.name), f"cost vs quality {section.name}"),
-            f"<p>Pareto front on marginal cost, cheapest first:</p><ul>{front}</ul>",
-        ]
-    if section.not_finished:
-        parts.append(
-            f'<p class="note">{section.not_finished} run(s) did not finish: '
-            "see the run summary.</p>"
-        )
-    return "\n".join(parts)
-
-
-def _answer(content: ReportContent) -> str:
-    items = "".join(
-        f"<li><b>{_e(scope)}.</b> {_e(headline)}</li>" for scope, headline in answer_lines(content)
-    )
-    return f'<section class="answer" id="answer"><h2>The answer</h2><ul>{items}</ul></section>'
-
-
-def render_html(content: ReportContent, out: Path) -> str:
-    """The report as one HTML page (the answer first, run details last); figures are read
-    from `out` and embedded."""
-    daily = content.settings.daily_predictions
-    nav = []
-    if content.overall:
-        nav.append('<a href="#overall">Across datasets</a>')
-    nav += [f'<a href="#ds-{_e(s.name)}">{_e(s.name)}</a>' for s in content.datasets]
-    if content.rank_grid is not None:
-        nav.append('<a href="#ranks">Ranks</a>')
-    nav += ['<a href="#summary">Run summary</a>', '<a href="#notes">Notes</a>']
-    body = [
-        "<h1>Is the LLM good enough yet?</h1>",
-        f'<div class="muted">Benchmark report for <code>{_e(content.path.resolve())}</code></div>',
-        _answer(content),
-        f"<nav>{''.join(nav)}</nav>",
-    ]
-    if content.overall:
-        body.append('<h2 id="overall">Verdict across datasets</h2>')
-        body += [_verdict(v, v.scope) for v in content.overall]
-    body += [_dataset(section, out, daily) for section in content.datasets]
-    if content.rank_grid is not None:
-        body += [
-            '<h2 id="ranks">Mean rank and win rate across datasets</h2>',
-            f'<div class="wide">{content.rank_grid.to_html()}</div>',
-            f'<p class="note">{_e(RANK_NOTE)}</p>',
-        ]
-    body += ['<h2 id="summary">Run summary</h2>', _summary(content.summary)]
-    notes = "".join(
-        f"<li><b>{_e(title)}.</b> {_e(text)}</li>"
-        for title, text in (
-            ("Verdicts", verdict_note(content.settings)),
-            ("Tables", TABLE_NOTE),
-            ("Ranks", RANK_NOTE),
-            ("Cost", COST_NOTE),
-        )
-    )
-    body += ['<h2 id="notes">How to read this report</h2>', f'<ul class="note">{notes}</ul>']
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Benchmark report: {_e(content.path.name)}</title><style>{_CSS}</style></head>"
-        f"<body><main>{''.join(body)}</main></body></html>\n"
-    )

@@ -9,10 +9,16 @@ optimism: the price of choosing on a few rows. Both are in the search's metric
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-__all__ = ["SEARCH_NOTE", "search_header", "search_rows", "search_table"]
+from bench.report.doc import Block, Code, Heading, Paragraph, Table
+
+if TYPE_CHECKING:
+    from bench.report.content import DatasetSection
+
+__all__ = ["SEARCH_NOTE", "search_blocks", "search_header", "search_rows", "search_table"]
 
 SEARCH_NOTE = (
     "Prompt search: each run held out validation rows from its own training rows, scored the "
@@ -67,6 +73,26 @@ def search_table(runs: pd.DataFrame) -> pd.DataFrame:
         )
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["label", "n_train", "seed"]).reset_index(drop=True)
+
+
+def search_blocks(section: DatasetSection) -> list[Block]:
+    """The searches' table, then the instruction each chose (its first seed's)."""
+    table = search_table(section.runs)
+    if not len(table):
+        return []
+    blocks: list[Block] = [
+        Heading("Prompt search", 3),
+        Table(tuple(search_header()), tuple(map(tuple, search_rows(table)))),
+        Paragraph(SEARCH_NOTE, note=True),
+    ]
+    for row in table.drop_duplicates(["label", "n_train"]).itertuples(index=False):
+        blocks += [
+            Paragraph(
+                f"Chosen instruction of {row.label} at {row.n_train} rows (seed {row.seed}):"
+            ),
+            Code(str(row.instruction)),
+        ]
+    return blocks
 
 
 def search_header() -> list[str]:

@@ -20,17 +20,22 @@ Runs without a serializer (methods that do not write rows as text) are not compa
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from bench.report.compare import Interval, PredictionReader, compare_runs
+from bench.report.doc import Block, Heading, Paragraph, Table
 from bench.report.runs import metric_name, ok_runs
+
+if TYPE_CHECKING:
+    from bench.report.content import DatasetSection
 
 __all__ = [
     "REFERENCE_SERIALIZER",
     "SERIALIZATIONS_NOTE",
     "reference_serializer",
+    "serializer_blocks",
     "serializer_header",
     "serializer_rows",
     "serializer_table",
@@ -148,6 +153,19 @@ def _row(
 def _mean(runs: pd.DataFrame, seeds: list[int], metric: str) -> float:
     values = runs[runs["seed"].isin(seeds)][metric]
     return float(values.mean()) if len(values) else float("nan")
+
+
+def serializer_blocks(section: DatasetSection) -> list[Block]:
+    """The serializations compared, where a method ran with two or more."""
+    metric = section.metric
+    table = serializer_table(section.runs, metric, section.reader, stats=section.settings.stats)
+    if not len(table):
+        return []
+    return [
+        Heading("Serializations compared", 3),
+        Table(tuple(serializer_header(metric)), tuple(map(tuple, serializer_rows(table)))),
+        Paragraph(SERIALIZATIONS_NOTE, note=True),
+    ]
 
 
 def serializer_header(metric: str) -> list[str]:

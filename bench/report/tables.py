@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bench.metrics import higher_is_better
+from bench.report.doc import Block, Figure, GridTable, Heading, Paragraph
 from bench.report.grid import Cell, Grid
+from bench.report.plots import learning_curve, shot_positions
 from bench.report.runs import metric_name, ok_runs, row_order
 from bench.report.stats import ALPHA, holm, paired_difference, t_half_width
+
+if TYPE_CHECKING:
+    from bench.report.content import DatasetSection
 
 __all__ = [
     "TABLE_NOTE",
     "method_grid",
     "summary_grid",
     "summary_table",
+    "table_blocks",
     "table_caption",
     "to_latex",
     "to_markdown",
@@ -123,6 +131,29 @@ def table_caption(dataset: str, metric: str) -> str:
     """`dataset: AUC (roc_auc, higher is better) by training rows.`"""
     arrow = "higher is better" if higher_is_better(metric) else "lower is better"
     return f"{dataset}: {metric_name(metric)} ({metric}, {arrow}) by training rows."
+
+
+def table_blocks(section: DatasetSection) -> list[Block]:
+    """The paper table (also written alone as <dataset>.md/.tex) and the learning curve."""
+    if section.grid is None:
+        return [Paragraph(section.no_table)]
+    name, metric = section.name, section.metric
+    caption = table_caption(name, metric)
+    seeds = int(section.table["seeds"].max())
+    curve = partial(
+        learning_curve,
+        shot_positions(section.table, section.runs),
+        metric,
+        f"{name}: {metric_name(metric)} vs labelled training rows",
+        margin=section.verdict.margin,
+    )
+    return [
+        Heading(caption, 3),
+        GridTable(section.grid, export=name, caption=caption, note=TABLE_NOTE),
+        Paragraph(f"Up to {seeds} seed(s) per cell. {TABLE_NOTE}", note=True),
+        Heading("Learning curve", 3),
+        Figure(f"{name}.png", f"learning curve: {name}", draw=curve),
+    ]
 
 
 def to_markdown(table: pd.DataFrame) -> str:
