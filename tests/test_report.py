@@ -13,7 +13,7 @@ import pytest
 
 from bench.cli import report_main
 from bench.config import compose_config
-from bench.report import choose_metric, write_report
+from bench.report import build, choose_metric, write_report
 from bench.report.tables import summary_table, to_latex, to_markdown
 from bench.results import load_results
 from bench.runner import run_job
@@ -73,6 +73,25 @@ def test_write_report_files(results_dir: Path) -> None:
     assert "Runs: 8 (8 ok)." in report
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2
+
+
+def test_every_report_file_is_written_whole(
+    results_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file goes through write_atomic (a temporary name, then a rename), so a crash never
+    leaves half a report.html; nothing temporary is left behind."""
+    written: list[str] = []
+
+    def recording(path: Path, data: bytes) -> None:
+        written.append(path.name)
+        build_write(path, data)
+
+    build_write = build.write_atomic
+    monkeypatch.setattr(build, "write_atomic", recording)
+    out = write_report(results_dir)
+    on_disk = sorted(p.name for p in out.iterdir())
+    assert sorted(written) == on_disk
+    assert set(on_disk) >= {"report.md", "report.html", "callcenter.tex", "callcenter_cost.png"}
 
 
 def test_metric_choice(results_dir: Path) -> None:

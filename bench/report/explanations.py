@@ -18,6 +18,7 @@ import pandas as pd
 
 from bench.report.doc import Block, Bullets, Heading, Paragraph, Table
 from bench.report.stats import mean_ci
+from bench.report.verdict import format_score
 
 if TYPE_CHECKING:
     from bench.report.content import DatasetSection
@@ -140,8 +141,8 @@ def explanation_rows(table: pd.DataFrame) -> list[list[str]]:
             str(row.n_train),
             str(row.seeds),
             f"{row.naming} of {row.explained}",
-            _number(row.named),
-            _number(row.unnamed),
+            format_score(row.named),
+            format_score(row.unnamed),
             _difference(row.difference, row.half_width, row.measured, row.naming),
             f"{row.top_set} ({row.top_count} of {row.naming})" if row.top_count else "-",
         ]
@@ -168,10 +169,6 @@ def _explaining_runs(runs: pd.DataFrame) -> pd.DataFrame:
     )
     found = found[[isinstance(e, dict) for e in found["explanations"]]]
     return found[["label", "n_train", "seed", "explanations"]]
-
-
-def _number(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.3f}"
 
 
 def _difference(mean: float, half: float, measured: int, naming: int) -> str:

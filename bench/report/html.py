@@ -9,20 +9,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.report.doc import (
-    Block,
-    Box,
-    Bullets,
-    Code,
-    Counts,
-    Figure,
-    GridTable,
-    Heading,
-    Item,
-    Paragraph,
-    Table,
-    walk,
-)
+from bench.report import doc
+from bench.report.doc import Block, Item
 
 __all__ = ["render_html"]
 
@@ -89,13 +77,13 @@ def render_html(blocks: Sequence[Block], out: Path, title: str) -> str:
     bar, after the first box (the answer), links every heading that has a `nav` name."""
     nav = "".join(
         f'<a href="#{_e(b.anchor)}">{_e(b.nav)}</a>'
-        for b in walk(blocks)
-        if isinstance(b, Heading) and b.nav and b.anchor
+        for b in doc.walk(blocks)
+        if isinstance(b, doc.Heading) and b.nav and b.anchor
     )
     body = []
     for block in blocks:
         body.append(_block(block, out))
-        if nav and isinstance(block, Box):
+        if nav and isinstance(block, doc.Box):
             body.append(f"<nav>{nav}</nav>")
             nav = ""
     return (
@@ -108,29 +96,29 @@ def render_html(blocks: Sequence[Block], out: Path, title: str) -> str:
 
 def _block(block: Block, out: Path) -> str:
     match block:
-        case Heading(text=text, level=level, anchor=anchor):
+        case doc.Heading(text=text, level=level, anchor=anchor):
             attr = f' id="{_e(anchor)}"' if anchor else ""
             return f"<h{level}{attr}>{_text(text)}</h{level}>"
-        case Paragraph(text=text, note=note):
+        case doc.Paragraph(text=text, note=note):
             return f"<p{_NOTE if note else ''}>{_text(text)}</p>"
-        case Bullets(items=items, note=note):
+        case doc.Bullets(items=items, note=note):
             lis = "".join(f"<li>{_item(item)}</li>" for item in items)
             return f"<ul{_NOTE if note else ''}>{lis}</ul>"
-        case Table():
+        case doc.Table():
             return _table(block)
-        case GridTable(grid=grid):
+        case doc.GridTable(grid=grid):
             return f'<div class="wide">{grid.to_html()}</div>'
-        case Figure(file=file, alt=alt):
+        case doc.Figure(file=file, alt=alt):
             return _image(out / file, alt)
-        case Code(text=text):
+        case doc.Code(text=text):
             return f"<pre>{_e(text)}</pre>"
-        case Counts(text=text, counts=counts):
+        case doc.Counts(text=text, counts=counts):
             cards = "".join(
                 f'<div class="card {_e(status)}"><b>{n}</b>{_e(status)}</div>'
                 for status, n in counts
             )
             return f'<div class="cards">{cards}</div><p>{_text(text)}</p>'
-        case Box(kind=kind, blocks=inner):
+        case doc.Box(kind=kind, blocks=inner):
             tag = "section" if kind == "answer" else "div"
             return f'<{tag} class="{_e(kind)}">{"".join(_block(b, out) for b in inner)}</{tag}>'
     raise TypeError(f"no HTML for {type(block).__name__}")
@@ -142,7 +130,7 @@ def _item(item: str | Item) -> str:
     return _text(item)
 
 
-def _table(table: Table) -> str:
+def _table(table: doc.Table) -> str:
     """Numbers right-aligned; text columns (`plain`: all, `text_last`: the last) wrapped."""
     last = len(table.header) - 1 if table.text_last else -1
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from bench.report.doc import Block, Code, Heading, Paragraph, Table
+from bench.report.verdict import format_score
 
 if TYPE_CHECKING:
     from bench.report.content import DatasetSection
@@ -108,10 +109,6 @@ def search_header() -> list[str]:
     ]
 
 
-def _number(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.3f}"
-
-
 def search_rows(table: pd.DataFrame) -> list[list[str]]:
     return [
         [
@@ -120,8 +117,8 @@ def search_rows(table: pd.DataFrame) -> list[list[str]]:
             str(row.seed),
             str(row.chosen),
             str(row.scored),
-            f"{_number(row.validation)} {row.metric}",
-            _number(row.test),
+            f"{format_score(row.validation)} {row.metric}",
+            format_score(row.test),
             "-" if math.isnan(row.optimism) else f"{row.optimism:+.3f}",
         ]
         for row in table.itertuples(index=False)

@@ -27,6 +27,7 @@ import pandas as pd
 from bench.report.compare import Interval, PredictionReader, compare_runs
 from bench.report.doc import Block, Heading, Paragraph, Table
 from bench.report.runs import metric_name, ok_runs
+from bench.report.verdict import format_score
 
 if TYPE_CHECKING:
     from bench.report.content import DatasetSection
@@ -189,17 +190,13 @@ def serializer_rows(table: pd.DataFrame) -> list[list[str]]:
             str(row.n_train),
             str(row.seeds),
             str(row.serializer),
-            _number(row.mean),
-            f"{row.reference}: {_number(row.reference_mean)}",
+            format_score(row.mean),
+            f"{row.reference}: {format_score(row.reference_mean)}",
             _gain(row),
             _reading(row.difference, row.low, row.high),
         ]
         for row in table.itertuples(index=False)
     ]
-
-
-def _number(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.3f}"
 
 
 def _gain(row: Any) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "Verdict",
     "categorize",
     "dataset_verdict",
+    "format_score",
     "format_sig",
     "margin_for",
     "overall_verdicts",
@@ -447,6 +448,11 @@ def _daily(usd: float, hours: float) -> str:
     if not math.isnan(hours):
         return f"needs {format_sig(hours)} compute hours"
     return ""
+
+
+def format_score(x: float) -> str:
+    """A score with three decimals, "-" when there is none."""
+    return "-" if math.isnan(x) else f"{x:.3f}"
 
 
 def format_sig(x: float, digits: int = 2) -> str:
