@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from bench.llm import sandbox
+from bench.llm.confinement import no_nested_userns
 from bench.llm.sandbox import SandboxLimits, SandboxResult, run_program
 
 # Skipped where bubblewrap cannot confine, except in CI, which installs it: there a missing
@@ -421,7 +422,7 @@ def test_a_fifo_in_place_of_a_result_file_does_not_hang_the_harness() -> None:
 def test_a_nested_user_namespace_is_refused(sentinel: Path) -> None:
     """A user namespace inside the sandbox would hand the program every capability again
     there; bwrap --disable-userns refuses it (bubblewrap >= 0.8)."""
-    if not sandbox._no_nested_userns():
+    if not no_nested_userns():
         pytest.skip("this bubblewrap cannot disable nested user namespaces (needs >= 0.8)")
     attack = f"""
         import os
