@@ -558,7 +558,7 @@ def test_report_files(report_dir: Path) -> None:
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (report_dir / "report.md").read_text()
     assert markdown.index("## The answer") < markdown.index("## alpha")
-    assert markdown.index("## beta") < markdown.index("## Run details")
+    assert markdown.index("## beta") < markdown.index("## Run summary")
     for needle in (
         "## The answer",
         "- **alpha.** With a margin of 0.02 AUC, the LLM is good enough at 64 rows",
@@ -587,7 +587,7 @@ def test_html_is_self_contained(report_dir: Path) -> None:
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page and "https://" not in page
     assert page.count("<img ") == 4  # a learning curve and a cost plot per dataset
-    for needle in ("Run details", "Verdict across datasets", "alpha", "beta", "ValueError: boom"):
+    for needle in ("Run summary", "Verdict across datasets", "alpha", "beta", "ValueError: boom"):
         assert needle in page
 
 

@@ -280,7 +280,7 @@ def test_one_dataset_has_no_rank_table_and_the_answer_comes_first(tmp_path: Path
     assert content.rank_grid is None
     markdown = (out / "report.md").read_text()
     assert (
-        markdown.index("## The answer") < markdown.index("## d") < markdown.index("## Run details")
+        markdown.index("## The answer") < markdown.index("## d") < markdown.index("## Run summary")
     )
     assert "Mean rank" not in markdown
     html = (out / "report.html").read_text()

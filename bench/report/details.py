@@ -1,4 +1,4 @@
-"""The report's "Run details": run counts, LLM usage, replaced and unreadable records, skip
+"""The report's "Run summary": run counts, LLM usage, replaced and unreadable records, skip
 reasons and the runs that did not finish (bench/report/summary.py computes them)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def details_blocks(content: ReportContent) -> list[Block]:
     summary = content.summary
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     blocks: list[Block] = [
-        Heading("Run details", 2, anchor="summary", nav="Run details"),
+        Heading("Run summary", 2, anchor="summary", nav="Run summary"),
         Counts(f"Runs: {summary.total} ({counts}).", tuple(summary.counts.items())),
         Paragraph(usage_line(summary)),
     ]
@@ -47,6 +47,7 @@ def details_blocks(content: ReportContent) -> list[Block]:
             Table(
                 ("runs", "reason", "dataset/method"),
                 tuple((str(n), reason, where) for reason, n, where in summary.skipped),
+                align="rll",
                 plain=True,
             ),
         ]
@@ -57,7 +58,7 @@ def details_blocks(content: ReportContent) -> list[Block]:
         )
         blocks += [
             Heading("Runs that did not finish", 3),
-            Table(FAILED_COLUMNS, rows, plain=True),
+            Table(FAILED_COLUMNS, rows, align="llrrll", plain=True),
         ]
         if summary.failed_unlisted:
             blocks.append(

@@ -69,13 +69,17 @@ class Bullets:
 
 @dataclass(frozen=True)
 class Table:
-    """A table of display strings. `plain`: every column is text (left-aligned, wrapped);
-    `text_last`: only the last column is (the others are numbers, right-aligned)."""
+    """A table of display strings. `align` has a letter per column: `l` text, `r` a number,
+    `w` prose to wrap (default: text, then numbers). `plain`: a list of records rather than
+    numbers, drawn in HTML left-aligned and wrapped throughout."""
 
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    align: str = ""
     plain: bool = False
-    text_last: bool = False
+
+    def alignment(self) -> str:
+        return self.align or "l" + "r" * (len(self.header) - 1)
 
 
 @dataclass(frozen=True)

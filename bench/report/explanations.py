@@ -104,7 +104,7 @@ def explanation_blocks(section: DatasetSection) -> list[Block]:
         Table(
             tuple(explanation_header()),
             tuple(map(tuple, explanation_rows(table))),
-            text_last=True,
+            align="lrrrrrrw",
         ),
         Paragraph(EXPLANATIONS_NOTE, note=True),
         *([Bullets(examples)] if examples else []),

@@ -131,12 +131,15 @@ def _item(item: str | Item) -> str:
 
 
 def _table(table: doc.Table) -> str:
-    """Numbers right-aligned; text columns (`plain`: all, `text_last`: the last) wrapped."""
-    last = len(table.header) - 1 if table.text_last else -1
+    """Right-aligned cells, prose (`w`) columns left-aligned and wrapped; a `plain` table is
+    all left-aligned and wrapped (its CSS class)."""
+    align = table.alignment()
 
     def cell(tag: str, i: int, text: str) -> str:
         return (
-            f'<{tag} class="text">{_e(text)}</{tag}>' if i == last else f"<{tag}>{_e(text)}</{tag}>"
+            f'<{tag} class="text">{_e(text)}</{tag}>'
+            if align[i] == "w"
+            else f"<{tag}>{_e(text)}</{tag}>"
         )
 
     head = "".join(cell("th", i, h) for i, h in enumerate(table.header))

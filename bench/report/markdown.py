@@ -60,11 +60,7 @@ def _cell(text: str) -> str:
 
 def table_markdown(table: Table) -> str:
     """A pipe table: text columns left-aligned, number columns right-aligned."""
-    n = len(table.header)
-    align = [
-        "---" if table.plain or i == 0 or (table.text_last and i == n - 1) else "---:"
-        for i in range(n)
-    ]
+    align = ["---:" if a == "r" else "---" for a in table.alignment()]
     lines = ["| " + " | ".join(_cell(h) for h in table.header) + " |", f"|{'|'.join(align)}|"]
     return "\n".join(
         lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]

@@ -64,7 +64,7 @@ def dataset_verdict_blocks(section: DatasetSection) -> list[Block]:
 def unfinished_blocks(section: DatasetSection) -> list[Block]:
     if not section.not_finished:
         return []
-    text = f"{section.not_finished} run(s) did not finish; see Run details."
+    text = f"{section.not_finished} run(s) did not finish; see the run summary."
     return [Paragraph(text, note=True)]
 
 
