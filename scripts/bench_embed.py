@@ -18,19 +18,20 @@ from pathlib import Path
 
 from bench.config import compose_config
 from bench.data.dataset import load_task
-from bench.llm.backend import make_backend
+from bench.llm.backend import EmbedRequest, ScoreRequest, make_backend
 from bench.llm.serialize import RowSerializer
 
 
 def measure(llm: str, texts: list[str], threads: int) -> dict[str, float]:
     cfg = compose_config([f"llm={llm}", "llm.cache=false", f"llm.n_threads={threads}"]).llm
     backend = make_backend(cfg)
-    backend.embed_many(texts[:2])  # load the weights outside the timing
+    asked = [EmbedRequest(text) for text in texts]
+    backend.embed(asked[:2])  # load the weights outside the timing
     start = time.perf_counter()
-    tokens = sum(r.usage.prompt_tokens for r in backend.embed_many(texts))
+    tokens = sum(r.usage.prompt_tokens for r in backend.embed(asked))
     embed_s = time.perf_counter() - start
     start = time.perf_counter()
-    backend.score_many([f"{t}\nAnswer:" for t in texts], [" yes", " no"])
+    backend.score([ScoreRequest(f"{t}\nAnswer:", [" yes", " no"]) for t in texts])
     score_s = time.perf_counter() - start
     return {
         "rows": len(texts),

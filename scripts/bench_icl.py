@@ -26,6 +26,7 @@ from bench.config import compose_config
 from bench.data.dataset import load_task
 from bench.data.splits import make_split
 from bench.llm.llamacpp_backend import LlamaCppBackend
+from bench.llm.requests import ScoreRequest
 from bench.methods.llm_icl import LLMICLClassifier
 
 
@@ -80,7 +81,7 @@ def main() -> None:
     for prompt in prompts:
         backend.llm.reset()  # forget the KV cache: evaluate the whole prompt again
         t0 = time.perf_counter()
-        result = backend.score_many([prompt], answers)[0]
+        (result,) = backend.score([ScoreRequest(prompt, answers)])
         naive_s.append(time.perf_counter() - t0)
         naive_tokens.append(result.usage.prompt_tokens)
 

@@ -4,7 +4,7 @@
 Scores N query rows behind one shared ~1,300-token prefix (52 short serialized call-center rows)
 with Gemma 3 270M, three ways, side by side in one process on one loaded model:
 
-* harness: `LlamaCppBackend.score_many` (what every LLM method calls), cache off;
+* harness: `LlamaCppBackend.score` (what every LLM method calls), cache off;
 * direct: the same prompts through llama-cpp-python by hand (tokenize, evaluate the tokens after
   the common prefix, read the last position's logits) -- the floor the harness is compared to;
 * no reuse: the harness with the KV cache cleared before every query, i.e. re-evaluating the
@@ -31,6 +31,7 @@ import numpy as np
 from bench.config import compose_config
 from bench.data.callcenter import generate_callcenter
 from bench.llm.llamacpp_backend import LlamaCppBackend
+from bench.llm.requests import ScoreRequest
 
 LABELS = [" yes", " no"]
 
@@ -91,11 +92,13 @@ def main() -> None:
     prefix, prompts = build_prompts(args.shots, args.queries + 1)
     warm, queries = prompts[0], prompts[1:]
     prefix_tokens = backend.count_tokens(prefix)
-    first_s, _ = timed(backend.score_many, [warm], LABELS)  # evaluates the shared prefix once
+    asked = [ScoreRequest(query, LABELS) for query in queries]
+    # evaluates the shared prefix once
+    first_s, _ = timed(backend.score, [ScoreRequest(warm, LABELS)])
 
     harness_s, direct_s = [], []
     for _ in range(args.repeats):  # alternate, so both see the same machine conditions
-        seconds, harness = timed(backend.score_many, queries, LABELS)
+        seconds, harness = timed(backend.score, asked)
         harness_s.append(seconds)
         seconds, direct = timed(direct_scores, llm, queries)
         direct_s.append(seconds)
@@ -104,7 +107,7 @@ def main() -> None:
     no_reuse = []
     for prompt in queries[: args.no_reuse_queries]:
         llm.reset()  # forget the KV cache: the whole prompt is evaluated again
-        seconds, _ = timed(backend.score_many, [prompt], LABELS)
+        seconds, _ = timed(backend.score, [ScoreRequest(prompt, LABELS)])
         no_reuse.append(seconds)
 
     reuse_per_query = statistics.median(harness_s) / len(queries)

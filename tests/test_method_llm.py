@@ -11,7 +11,9 @@ from omegaconf import DictConfig
 from bench.config import compose_config
 from bench.llm.backend import as_llm_config
 from bench.llm.cache import CachedBackend, RequestCache
+from bench.llm.cache_key import llm_identity
 from bench.llm.llamacpp_backend import LlamaCppBackend
+from bench.llm.requests import GenerateRequest
 from bench.registry import UnknownNameError
 from bench.runner import RunSpec, specs_for
 
@@ -89,13 +91,9 @@ def cached(name: str, tmp_path: Path) -> CachedBackend:
 def test_the_request_cache_tells_the_two_qwen_models_apart(tmp_path: Path) -> None:
     large = cached("local_qwen25_coder_1_5b", tmp_path)
     small = cached("local_qwen25_coder_0_5b", tmp_path)
-    assert large._identity() != small._identity()
-    assert large._identity()["weights"]["size"] != small._identity()["weights"]["size"]
-    request = {"op": "generate", "max_tokens": 64, "temperature": 0.0, "stop": []}
-    keys = {
-        backend.cache.key(**backend._identity(), **request, request="Write hello world.")
-        for backend in (large, small)
-    }
-    assert len(keys) == 2
+    identities = [llm_identity(backend.config, "generate") for backend in (large, small)]
+    assert identities[0]["weights"]["size"] != identities[1]["weights"]["size"]
+    request = GenerateRequest("Write hello world.", max_tokens=64)
+    assert large.key(request) != small.key(request)
     for backend in (large, small):
         backend.close()

@@ -6,7 +6,7 @@ accuracy scored against the hidden labels of the rows the LLM labelled)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,13 @@ from omegaconf import DictConfig
 from bench.config import compose_config
 from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split
-from bench.llm.backend import GenerateResult, Usage, as_llm_config
+from bench.llm.backend import (
+    GenerateRequest,
+    GenerateResult,
+    Usage,
+    as_llm_config,
+    make_backend,
+)
 from bench.llm.cache import CachedBackend, RequestCache
 from bench.llm.codegen_prompt import CODEGEN_PROMPT_VERSION, codegen_prompt
 from bench.methods.base import build_method
@@ -96,30 +102,15 @@ def replay_program(cfg: DictConfig, program: str) -> None:
         candidate=0,
     )
     config = as_llm_config(model.llm)
-
-    class Replies:
-        def __init__(self) -> None:
-            self.config = config
-
-        def generate_many(
-            self, requests: Sequence[str], *args: Any, on_result: Any = None, **options: Any
-        ) -> list[GenerateResult]:
-            results = [GenerateResult(program, Usage(requests=1)) for _ in requests]
-            for i, result in enumerate(results):
-                on_result(i, result)  # the cache stores each answer through this callback
-            return results
-
-        def close(self) -> None:
-            pass
-
-    backend = CachedBackend(Replies(), RequestCache(config.cache_path))  # type: ignore[arg-type]
+    backend = CachedBackend(make_backend(config, use_cache=False), RequestCache(config.cache_path))
     try:
-        backend.generate_many(
-            [f"{prompt}\n\n```python\n"],
+        asked = GenerateRequest(
+            f"{prompt}\n\n```python\n",
             max_tokens=model.max_tokens,
             temperature=model.temperature,
             stop=["```"],
         )
+        backend.remember(asked, GenerateResult(program, Usage(requests=1)))
     finally:
         backend.close()
 

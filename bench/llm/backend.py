@@ -1,12 +1,12 @@
 """The backend protocol every LLM family uses, its result types and `make_backend`.
 
-A backend answers three questions:
+A backend answers three kinds of request (frozen data, bench/llm/requests.py), a batch at a time:
 
-* ``score_many(prompts, labels)``: for each prompt, a probability for each label, read from the
+* ``score([ScoreRequest(prompt, labels), ...])``: a probability for each label, read from the
   model's next-token log-probabilities of ``prompt + label`` (falling back to parsing generated
   text where an endpoint has no logprobs; `ScoreResult.method` says which);
-* ``generate_many(requests, ...)``: text for each prompt string or chat message list;
-* ``embed_many(texts)``: an embedding vector for each text (mean-pooled hidden states).
+* ``generate([GenerateRequest(prompt or chat messages, max_tokens=...), ...])``: text;
+* ``embed([EmbedRequest(text), ...])``: an embedding vector (mean-pooled hidden states).
 
 Every result carries the `Usage` of its own request, so callers add up exactly what they used,
 and a cached answer shows up as a cache hit with no tokens billed.
@@ -32,9 +32,12 @@ from bench.llm.protocol import (
     ScoreResult,
     Usage,
 )
+from bench.llm.requests import EmbedRequest, GenerateRequest, ScoreRequest
 
 __all__ = [
+    "EmbedRequest",
     "EmbedResult",
+    "GenerateRequest",
     "GenerateResult",
     "LLMBackend",
     "LLMConfigError",
@@ -42,6 +45,7 @@ __all__ = [
     "Messages",
     "OnResult",
     "PromptTooLongError",
+    "ScoreRequest",
     "ScoreResult",
     "Usage",
     "context_limit",

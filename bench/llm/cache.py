@@ -1,8 +1,9 @@
 """A persistent request cache (SQLite in WAL mode) and the backend wrapper that uses it.
 
-The key holds everything that determines an answer: backend kind, base_url, model, for an
-in-process model the identity of its weights file (bench/llm/weights.py), the full prompt,
-messages or text to embed, the decoding parameters and the label set (never an API key). Several
+The key holds everything that determines an answer (bench/llm/cache_key.py): every ANSWER
+setting of the llm config (bench/llm/identity.py), for an in-process model the identity of its
+weights file (bench/llm/weights.py), and every field of the request: the full prompt, messages
+or text to embed, the decoding parameters and the label set (never an API key). Several
 processes (the joblib launcher's workers) may read and write at once: WAL lets readers go on
 while one writer commits, and a busy timeout makes writers wait their turn instead of failing.
 A hit is returned with `Usage(cache_hits=1)`: counted, not billed; an entry keeps what computing
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -27,24 +27,27 @@ from typing import Any
 
 import numpy as np
 
+from bench.llm.cache_key import (
+    CACHE_VERSION,
+    EMBED_POOLING,
+    hash_key,
+    llm_identity,
+    request_part,
+)
 from bench.llm.protocol import (
     EmbedResult,
     GenerateResult,
     LLMBackend,
-    Messages,
     OnResult,
     ScoreResult,
     Usage,
 )
-from bench.llm.weights import resolve_model_path, weights_identity
+from bench.llm.requests import LLMRequest
+from bench.llm.wrapper import Answer, BackendWrapper
 
 __all__ = ["CACHE_VERSION", "EMBED_POOLING", "CachedBackend", "RequestCache"]
 
 log = logging.getLogger("bench")
-
-CACHE_VERSION = 1  # bump when the meaning of a stored answer changes
-# How the backends pool a text's token states into one vector (in the key of every embedding).
-EMBED_POOLING = "mean"
 
 
 class RequestCache:
@@ -99,10 +102,7 @@ class RequestCache:
         conn.execute("SELECT COUNT(*) FROM responses LIMIT 1").fetchone()
         return conn
 
-    @staticmethod
-    def key(**parts: Any) -> str:
-        text = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(text.encode()).hexdigest()
+    key = staticmethod(hash_key)
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = (
@@ -166,148 +166,76 @@ def _retry_locked(statement: Callable[[], object], timeout_s: float = 60.0) -> N
             time.sleep(0.05)
 
 
-class CachedBackend:
-    """Any backend, answering repeated requests from a RequestCache."""
+class CachedBackend(BackendWrapper):
+    """Any backend, answering repeated requests from a RequestCache.
+
+    One method for every request kind: each request is looked up under (LLM identity, request)
+    (bench/llm/cache_key.py); the rest go to the backend in one call and are stored as each
+    answer arrives, so a crash mid-batch loses none that were paid for.
+    """
 
     def __init__(self, backend: LLMBackend, cache: RequestCache) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.cache = cache
-        self.config = backend.config
-        self._known_identity: dict[str, Any] | None = None
+        self._identities: dict[str, dict[str, Any]] = {}
 
-    def _identity(self) -> dict[str, Any]:
-        if self._known_identity is None:  # once per backend: the weights file is stat()ed here
-            self._known_identity = self._compute_identity()
-        return self._known_identity
+    def key(self, request: LLMRequest) -> str:
+        """The cache key of `request` asked of this backend's LLM."""
+        if request.op not in self._identities:  # once per kind: the weights file is stat()ed
+            self._identities[request.op] = llm_identity(self.config, request.op)
+        return self.cache.key(**self._identities[request.op], **request_part(request))
 
-    def _compute_identity(self) -> dict[str, Any]:
-        cfg = self.config
-        identity = {
-            "backend": cfg.backend,
-            "base_url": cfg.base_url,
-            "model": cfg.model,
-            "api": cfg.api,
-            # A smaller window turns an answer into "prompt too long": never serve it from cache.
-            "context": [cfg.context_length, cfg.n_ctx],
-        }
-        if cfg.backend == "llamacpp":  # the weights themselves, not the config's name for them
-            identity["weights"] = weights_identity(resolve_model_path(cfg.model_path, cfg.name))
-        return identity
+    def remember(
+        self, request: LLMRequest, result: ScoreResult | GenerateResult | EmbedResult
+    ) -> None:
+        """Store `result` as the answer to `request` (a reply kept from elsewhere, a test's)."""
+        self.cache.put(self.key(request), _stored(result))
 
-    def score_many(
-        self,
-        prompts: Sequence[str],
-        labels: Sequence[str],
-        on_result: OnResult | None = None,
-    ) -> list[ScoreResult]:
-        params = {"op": "score", "labels": list(labels), "top_logprobs": self.config.top_logprobs}
-        keys = [self.cache.key(**self._identity(), **params, prompt=p) for p in prompts]
-        results: list[ScoreResult | None] = [self._cached_score(k) for k in keys]
+    def _answer(
+        self, requests: Sequence[LLMRequest], answer: Answer, on_result: OnResult | None
+    ) -> list[Any]:
+        keys = [self.key(request) for request in requests]
+        results = [
+            self._cached(request.op, key) for request, key in zip(requests, keys, strict=True)
+        ]
         missing = [i for i, r in enumerate(results) if r is None]
 
-        def store(j: int, result: ScoreResult) -> None:  # as each answer arrives
-            self.cache.put(
-                keys[missing[j]], {**asdict(result), "usage": None, "cost": _cost(result.usage)}
-            )
+        def store(j: int, result: Any) -> None:  # as each answer arrives
+            self.cache.put(keys[missing[j]], _stored(result))
             results[missing[j]] = result
 
         if missing:
-            self.backend.score_many([prompts[i] for i in missing], labels, on_result=store)
+            answer([requests[i] for i in missing], on_result=store)
         if on_result is not None:
             for i, result in enumerate(results):
                 on_result(i, result)
-        return results  # type: ignore[return-value]
+        return results
 
-    def _cached_score(self, key: str) -> ScoreResult | None:
+    def _cached(self, op: str, key: str) -> Any:
         hit = self.cache.get(key)
-        if hit is None:
-            return None
-        cost = hit.pop("cost", None)
-        return ScoreResult(**{**hit, "usage": _hit_usage(cost)})
-
-    def generate_many(
-        self,
-        requests: Sequence[str | Messages],
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        on_result: OnResult | None = None,
-        seed: int | None = None,
-    ) -> list[GenerateResult]:
-        params: dict[str, Any] = {
-            "op": "generate",
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stop": list(stop or []),
-        }
-        if seed is not None:  # (absent otherwise, so answers cached before seeds stay valid)
-            params["seed"] = seed
-        keys = [self.cache.key(**self._identity(), **params, request=r) for r in requests]
-        results: list[GenerateResult | None] = []
-        for key in keys:
-            hit = self.cache.get(key)
-            results.append(
-                None if hit is None else GenerateResult(hit["text"], _hit_usage(hit.get("cost")))
-            )
-        missing = [i for i, r in enumerate(results) if r is None]
-
-        def store(j: int, result: GenerateResult) -> None:  # as each answer arrives
-            self.cache.put(keys[missing[j]], {"text": result.text, "cost": _cost(result.usage)})
-            results[missing[j]] = result
-
-        if missing:
-            self.backend.generate_many(
-                [requests[i] for i in missing],
-                max_tokens,
-                temperature,
-                stop,
-                on_result=store,
-                seed=seed,
-            )
-        if on_result is not None:
-            for i, result in enumerate(results):
-                on_result(i, result)
-        return results  # type: ignore[return-value]
-
-    def embed_many(
-        self, texts: Sequence[str], on_result: OnResult | None = None
-    ) -> list[EmbedResult]:
-        """Embeddings cached per text, like scores per prompt: a text embedded before (in any
-        batch) is a hit; the rest go to the backend in one call."""
-        params = {"op": "embed", "pooling": EMBED_POOLING}
-        keys = [self.cache.key(**self._identity(), **params, text=t) for t in texts]
-        results: list[EmbedResult | None] = []
-        for key in keys:
-            hit = self.cache.get(key)
-            results.append(
-                None
-                if hit is None
-                else EmbedResult(_unpack(hit["vector_f32"]), _hit_usage(hit.get("cost")))
-            )
-        missing = [i for i, r in enumerate(results) if r is None]
-
-        def store(j: int, result: EmbedResult) -> None:  # as each answer arrives
-            self.cache.put(
-                keys[missing[j]], {"vector_f32": _pack(result.vector), "cost": _cost(result.usage)}
-            )
-            results[missing[j]] = result
-
-        if missing:
-            self.backend.embed_many([texts[i] for i in missing], on_result=store)
-        if on_result is not None:
-            for i, result in enumerate(results):
-                on_result(i, result)
-        return results  # type: ignore[return-value]
-
-    def count_tokens(self, text: str) -> int:
-        return self.backend.count_tokens(text)
-
-    def __getattr__(self, name: str) -> Any:
-        # Optional extras of the wrapped backend (e.g. first_token) pass through.
-        if name == "backend":
-            raise AttributeError(name)
-        return getattr(self.backend, name)
+        return None if hit is None else _restored(op, hit)
 
     def close(self) -> None:
-        self.backend.close()
+        super().close()
         self.cache.close()
+
+
+_RESULT_TYPES = {"score": ScoreResult, "generate": GenerateResult, "embed": EmbedResult}
+
+
+def _stored(result: ScoreResult | GenerateResult | EmbedResult) -> dict[str, Any]:
+    """A result as a cache entry: its fields without the usage, plus what it cost."""
+    value = {k: v for k, v in asdict(result).items() if k != "usage"}
+    if "vector" in value:
+        value["vector_f32"] = _pack(value.pop("vector"))
+    return {**value, "cost": _cost(result.usage)}
+
+
+def _restored(op: str, hit: dict[str, Any]) -> ScoreResult | GenerateResult | EmbedResult:
+    """A cache entry as a result, counted as a hit (entries of any age: early score entries
+    hold `usage: null`, entries written before costs were kept have no `cost`)."""
+    cost = hit.pop("cost", None)
+    hit.pop("usage", None)
+    if "vector_f32" in hit:
+        hit["vector"] = _unpack(hit.pop("vector_f32"))
+    return _RESULT_TYPES[op](**hit, usage=_hit_usage(cost))

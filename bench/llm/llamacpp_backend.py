@@ -34,6 +34,7 @@ from bench.llm.backend import (
     normalize,
 )
 from bench.llm.cost import priced
+from bench.llm.requests import EmbedRequest, GenerateRequest, ScoreRequest
 from bench.llm.weights import resolve_model_path
 
 __all__ = ["LlamaCppBackend", "resolve_model_path"]
@@ -232,42 +233,33 @@ class LlamaCppBackend:
         )
         return ScoreResult(normalize(logprobs), "logprobs", usage=priced(usage, self.config.prices))
 
-    def score_many(
-        self,
-        prompts: Sequence[str],
-        labels: Sequence[str],
-        on_result: OnResult | None = None,
+    def score(
+        self, requests: Sequence[ScoreRequest], on_result: OnResult | None = None
     ) -> list[ScoreResult]:
         results = []
-        for index, prompt in enumerate(prompts):
-            results.append(self._score_one(prompt, labels))
+        for index, request in enumerate(requests):
+            results.append(self._score_one(request.prompt, request.labels))
             if on_result is not None:
                 on_result(index, results[-1])
         return results
 
-    def generate_many(
-        self,
-        requests: Sequence[str | Messages],
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        on_result: OnResult | None = None,
-        seed: int | None = None,
+    def generate(
+        self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None
     ) -> list[GenerateResult]:
         results = []
         for index, request in enumerate(requests):
             start = time.perf_counter()
-            tokens = self._request_tokens(request)
-            if len(tokens) + max_tokens > self.n_ctx:
-                raise PromptTooLongError(len(tokens) + max_tokens, self.n_ctx, self.config.name)
-            llm = self._model(len(tokens) + max_tokens)
-            out = llm.create_completion(
+            tokens = self._request_tokens(request.messages or request.prompt)
+            needed = len(tokens) + request.max_tokens
+            if needed > self.n_ctx:
+                raise PromptTooLongError(needed, self.n_ctx, self.config.name)
+            out = self._model(needed).create_completion(
                 tokens,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=list(stop or []) or None,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                stop=list(request.stop) or None,
                 # llama.cpp's default seed is random: a sampled answer would not reproduce.
-                seed=0 if seed is None else seed,
+                seed=0 if request.seed is None else request.seed,
             )
             usage = Usage(
                 requests=1,
@@ -282,8 +274,8 @@ class LlamaCppBackend:
                 on_result(index, results[-1])
         return results
 
-    def embed_many(
-        self, texts: Sequence[str], on_result: OnResult | None = None
+    def embed(
+        self, requests: Sequence[EmbedRequest], on_result: OnResult | None = None
     ) -> list[EmbedResult]:
         """Mean-pooled embeddings of raw texts (no chat template), several texts per forward
         pass. Each result's usage holds its tokens and its share of the batch's seconds.
@@ -291,6 +283,7 @@ class LlamaCppBackend:
         A text's vector depends a little (about 1e-3 relative) on the texts batched with it;
         repeating a call repeats it exactly, and the request cache keeps the first answer.
         """
+        texts = [request.text for request in requests]
         if not texts:
             return []
         encoded = [self._tokenize(text) for text in texts]

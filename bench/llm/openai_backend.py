@@ -40,6 +40,7 @@ from bench.llm.backend import (
 )
 from bench.llm.cost import priced
 from bench.llm.ratelimit import RateLimiter
+from bench.llm.requests import EmbedRequest, GenerateRequest, ScoreRequest
 
 log = logging.getLogger("bench")
 
@@ -81,46 +82,35 @@ class OpenAIBackend:
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)  # the server's tokenizer is not available here; an estimate
 
-    def score_many(
-        self,
-        prompts: Sequence[str],
-        labels: Sequence[str],
-        on_result: OnResult | None = None,
+    def first_token(self, text: str) -> int | None:
+        return None  # the server's tokenizer is not available here
+
+    def score(
+        self, requests: Sequence[ScoreRequest], on_result: OnResult | None = None
     ) -> list[ScoreResult]:
-        jobs = [(self._estimate(p, 8), lambda c, p=p: self._score(c, p, labels)) for p in prompts]
+        jobs = [(self._estimate(r.prompt, 8), lambda c, r=r: self._score(c, r)) for r in requests]
         return self._run_all(jobs, on_result)
 
-    def generate_many(
-        self,
-        requests: Sequence[str | Messages],
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        on_result: OnResult | None = None,
-        seed: int | None = None,
+    def generate(
+        self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None
     ) -> list[GenerateResult]:
-        def job(request: str | Messages) -> Callable[[Any], Awaitable[GenerateResult]]:
-            async def run(client: Any) -> GenerateResult:
-                text, usage, _ = await self._complete(
-                    client,
-                    request,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stop=stop,
-                    seed=seed,
-                )
-                return GenerateResult(text, usage)
+        async def run(client: Any, request: GenerateRequest) -> GenerateResult:
+            text, usage, _ = await self._complete(client, request)
+            return GenerateResult(text, usage)
 
-            return run
-
-        jobs = [(self._estimate(r, max_tokens), job(r)) for r in requests]
+        jobs = [
+            (self._estimate(r.messages or r.prompt, r.max_tokens), lambda c, r=r: run(c, r))
+            for r in requests
+        ]
         return self._run_all(jobs, on_result)
 
-    def embed_many(
-        self, texts: Sequence[str], on_result: OnResult | None = None
+    def embed(
+        self, requests: Sequence[EmbedRequest], on_result: OnResult | None = None
     ) -> list[EmbedResult]:
         """One `/v1/embeddings` request per text, `llm.max_concurrency` at a time."""
-        jobs = [(self._estimate(t, 0), lambda c, t=t: self._embed(c, t)) for t in texts]
+        jobs = [
+            (self._estimate(r.text, 0), lambda c, r=r: self._embed(c, r.text)) for r in requests
+        ]
         return self._run_all(jobs, on_result)
 
     def _estimate(self, request: str | Messages, max_tokens: int) -> int:
@@ -132,11 +122,11 @@ class OpenAIBackend:
         pass
 
     # -- scoring ----------------------------------------------------------------------------
-    async def _score(self, client: Any, prompt: str, labels: Sequence[str]) -> ScoreResult:
+    async def _score(self, client: Any, request: ScoreRequest) -> ScoreResult:
+        labels = request.labels
         longest = max(len(label) for label in labels)
-        text, usage, top = await self._complete(
-            client, prompt, max_tokens=max(1, longest // 3 + 1), temperature=0.0, logprobs=True
-        )
+        asked = GenerateRequest(request.prompt, max_tokens=max(1, longest // 3 + 1))
+        text, usage, top = await self._complete(client, asked, logprobs=True)
         if top:
             probs = _label_mass(top, labels)
             if probs is not None:
@@ -167,26 +157,23 @@ class OpenAIBackend:
     async def _complete(
         self,
         client: Any,
-        request: str | Messages,
-        max_tokens: int,
-        temperature: float,
-        stop: Sequence[str] | None = None,
+        request: GenerateRequest,
         logprobs: bool = False,
-        seed: int | None = None,
     ) -> tuple[str, Usage, dict[str, float] | None]:
         cfg = self.config
         common: dict[str, Any] = {
             "model": cfg.model,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
         }
-        if stop:
-            common["stop"] = list(stop)
-        if seed is not None:
-            common["seed"] = seed
+        if request.stop:
+            common["stop"] = list(request.stop)
+        if request.seed is not None:
+            common["seed"] = request.seed
         start = time.perf_counter()
+        chat = request.messages
         if cfg.api == "completions":
-            prompt = request if isinstance(request, str) else _as_prompt(request)
+            prompt = request.prompt if chat is None else _as_prompt(chat)
             extra = {"logprobs": cfg.top_logprobs} if logprobs else {}
             response = await self._with_retries(
                 lambda: client.completions.create(prompt=prompt, **common, **extra)
@@ -197,9 +184,7 @@ class OpenAIBackend:
             if logprobs and choice.logprobs and choice.logprobs.top_logprobs:
                 top = dict(choice.logprobs.top_logprobs[0])
         else:
-            messages = (
-                [{"role": "user", "content": request}] if isinstance(request, str) else request
-            )
+            messages = chat or [{"role": "user", "content": request.prompt}]
             extra = {"logprobs": True, "top_logprobs": cfg.top_logprobs} if logprobs else {}
             response = await self._with_retries(
                 lambda: client.chat.completions.create(messages=messages, **common, **extra)

@@ -25,14 +25,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.llm.protocol import (
-    EmbedResult,
-    GenerateResult,
-    LLMBackend,
-    Messages,
-    OnResult,
-    ScoreResult,
-)
+from bench.llm.protocol import LLMBackend, OnResult
+from bench.llm.requests import EmbedRequest, GenerateRequest, LLMRequest, ScoreRequest
+from bench.llm.wrapper import Answer, BackendWrapper
 
 __all__ = ["PROMPTS_FILE", "PromptLog", "RecordingBackend", "active_log", "recording"]
 
@@ -48,12 +43,17 @@ class PromptLog:
     entries: list[dict[str, Any]] = field(default_factory=list)
     phase: str = "fit"
 
-    def add(self, call: str, request: str | Messages, **extra: Any) -> None:
-        if isinstance(request, str):
-            entry = {"prompt": request}
-        else:  # a copy: a caller may extend its conversation after sending it
-            entry = {"messages": [dict(message) for message in request]}
-        self.entries.append({"phase": self.phase, "call": call, **entry, **extra})
+    def add(self, request: LLMRequest) -> None:
+        """One line for `request`: what was asked (decoding options are not kept)."""
+        if isinstance(request, GenerateRequest) and request.messages is not None:
+            entry: dict[str, Any] = {"messages": request.messages}
+        elif isinstance(request, EmbedRequest):
+            entry = {"prompt": request.text}
+        else:
+            entry = {"prompt": request.prompt}
+        if isinstance(request, ScoreRequest):
+            entry["labels"] = list(request.labels)
+        self.entries.append({"phase": self.phase, "call": request.op, **entry})
 
     def jsonl(self) -> str:
         return "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries)
@@ -78,51 +78,16 @@ def recording(log: PromptLog | None, phase: str) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
-class RecordingBackend:
+class RecordingBackend(BackendWrapper):
     """Any backend, with every request written to a `PromptLog` before it is sent."""
 
     def __init__(self, backend: LLMBackend, log: PromptLog) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.log = log
-        self.config = backend.config
 
-    def score_many(
-        self, prompts: Sequence[str], labels: Sequence[str], on_result: OnResult | None = None
-    ) -> list[ScoreResult]:
-        for prompt in prompts:
-            self.log.add("score", prompt, labels=list(labels))
-        return self.backend.score_many(prompts, labels, on_result=on_result)
-
-    def generate_many(
-        self,
-        requests: Sequence[str | Messages],
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        on_result: OnResult | None = None,
-        seed: int | None = None,
-    ) -> list[GenerateResult]:
+    def _answer(
+        self, requests: Sequence[LLMRequest], answer: Answer, on_result: OnResult | None
+    ) -> list[Any]:
         for request in requests:
-            self.log.add("generate", request)
-        return self.backend.generate_many(
-            requests, max_tokens, temperature, stop, on_result=on_result, seed=seed
-        )
-
-    def embed_many(
-        self, texts: Sequence[str], on_result: OnResult | None = None
-    ) -> list[EmbedResult]:
-        for text in texts:
-            self.log.add("embed", text)
-        return self.backend.embed_many(texts, on_result=on_result)
-
-    def count_tokens(self, text: str) -> int:
-        return self.backend.count_tokens(text)
-
-    def __getattr__(self, name: str) -> Any:
-        # Optional extras of the wrapped backend (e.g. first_token) pass through.
-        if name == "backend":
-            raise AttributeError(name)
-        return getattr(self.backend, name)
-
-    def close(self) -> None:
-        self.backend.close()
+            self.log.add(request)
+        return answer(requests, on_result=on_result)

@@ -38,14 +38,20 @@ class Verbalizer:
         cls,
         classes: Sequence[str],
         overrides: Mapping[str, str] | None = None,
-        first_token: Callable[[str], object] | None = None,
+        first_token: Callable[[str], object | None] | None = None,
     ) -> Verbalizer:
         """Words from `overrides` (method.params.verbalizer) or the class names themselves.
 
         Configured words whose first tokens collide are an error; default words that collide
         (e.g. "not churned" / "not renewed") fall back to letters A, B, C, ...
         """
-        first = first_token or (lambda text: text.split()[0].lower() if text.split() else text)
+
+        def first(text: str) -> object:  # a backend without a tokenizer answers None: split words
+            token = None if first_token is None else first_token(text)
+            if token is not None:
+                return token
+            return text.split()[0].lower() if text.split() else text
+
         overrides = dict(overrides or {})
         unknown = set(overrides) - set(classes)
         if unknown:

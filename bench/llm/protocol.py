@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
+from bench.llm.requests import EmbedRequest, GenerateRequest, ScoreRequest
+
 __all__ = [
     "PHASE_USAGE_KEYS",
     "EmbedResult",
@@ -94,29 +96,33 @@ class EmbedResult:
 
 
 class LLMBackend(Protocol):
+    """What every backend does, and what a wrapper (bench/llm/wrapper.py) forwards.
+
+    Each call takes a batch of requests (bench/llm/requests.py) and returns one result per
+    request, in order; `on_result(i, result)` is called as request i completes. Nothing beyond
+    these methods is looked up on a backend: an optional capability is declared here and
+    answered with None where a backend cannot tell.
+    """
+
     config: DictConfig
 
-    def score_many(
-        self,
-        prompts: Sequence[str],
-        labels: Sequence[str],
-        on_result: OnResult | None = None,
+    def score(
+        self, requests: Sequence[ScoreRequest], on_result: OnResult | None = None
     ) -> list[ScoreResult]: ...
 
-    def generate_many(
-        self,
-        requests: Sequence[str | Messages],
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        on_result: OnResult | None = None,
-        seed: int | None = None,  # sampling seed, so a temperature > 0 answer reproduces
+    def generate(
+        self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None
     ) -> list[GenerateResult]: ...
 
-    def embed_many(
-        self, texts: Sequence[str], on_result: OnResult | None = None
+    def embed(
+        self, requests: Sequence[EmbedRequest], on_result: OnResult | None = None
     ) -> list[EmbedResult]: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+    def first_token(self, text: str) -> int | None:
+        """The id of the first token of `text`, or None where the backend has no tokenizer
+        at hand (an endpoint): the verbalizer then splits words instead."""
+        ...
 
     def close(self) -> None: ...

@@ -10,6 +10,7 @@ import time
 
 from bench.config import compose_config
 from bench.llm.backend import LLMConfigError, LLMUnavailableError, make_backend
+from bench.llm.requests import ScoreRequest
 
 __all__ = ["check_llm", "memcheck_llm", "serve_llm"]
 
@@ -27,7 +28,7 @@ def check_llm(name: str, overrides: list[str] | None = None) -> int:
     try:
         backend = make_backend(cfg, use_cache=False)
         start = time.perf_counter()
-        result = backend.score_many([CHECK_PROMPT], CHECK_LABELS)[0]
+        (result,) = backend.score([ScoreRequest(CHECK_PROMPT, CHECK_LABELS)])
         latency = time.perf_counter() - start
     except (LLMConfigError, LLMUnavailableError, ImportError) as error:
         print(f"FAILED:   {error}")

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bench.llm.protocol import LLMBackend, Usage
+from bench.llm.requests import GenerateRequest, ScoreRequest
 
 __all__ = ["DONORS", "EXPLAIN_QUESTION", "Explanation", "explain", "named_columns", "summary"]
 
@@ -101,7 +102,7 @@ def explain(
         f"{prompt_of(i, row)}{answers[picked[i]]}{EXPLAIN_QUESTION}{REASON_START}"
         for i, (_, row) in enumerate(X.iterrows())
     ]
-    replies = backend.generate_many(requests, max_tokens=48, stop=["\n"])
+    replies = backend.generate([GenerateRequest(r, max_tokens=48, stop=["\n"]) for r in requests])
     explained = []
     for i, (index, reply) in enumerate(zip(X.index, replies, strict=True)):
         reason = reply.text.strip()
@@ -178,7 +179,7 @@ def _measure_effects(
                 changed[columns] = donors_from.iloc[d][columns].to_numpy()
                 prompts.append(prompt_of(i, changed))
                 slots.append((i, kind))
-    results = backend.score_many(prompts, list(answers))
+    results = backend.score([ScoreRequest(p, answers) for p in prompts])
     key = {a.strip(): a for a in answers}  # the scored continuation of each answer word
     changes: dict[tuple[int, str], list[float]] = {}
     for (i, kind), result in zip(slots, results, strict=True):

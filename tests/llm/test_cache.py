@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.llm import make_backend
 from bench.llm.cache import RequestCache
+from bench.llm.requests import GenerateRequest, ScoreRequest
 
 if TYPE_CHECKING:
     from conftest import FaultProxy, LLMServer
@@ -33,8 +34,8 @@ def test_the_same_request_twice_is_a_hit_the_second_time(
     local_llm_cfg: DictConfig, tmp_path: Path
 ) -> None:
     backend = make_backend(with_cache(local_llm_cfg, tmp_path / "cache.sqlite"))
-    (first,) = backend.score_many([PROMPT], LABELS)
-    (second,) = backend.score_many([PROMPT], LABELS)
+    (first,) = backend.score([ScoreRequest(PROMPT, LABELS)])
+    (second,) = backend.score([ScoreRequest(PROMPT, LABELS)])
     assert first.usage.requests == 1 and first.usage.cache_hits == 0
     assert second.usage.cache_hits == 1
     assert second.usage.requests == 0
@@ -54,8 +55,8 @@ def test_entries_written_before_costs_were_kept_are_hits_without_a_cost(
 ) -> None:
     path = tmp_path / "cache.sqlite"
     backend = make_backend(with_cache(local_llm_cfg, path))
-    backend.score_many([PROMPT], LABELS)
-    backend.generate_many([PROMPT], max_tokens=4)
+    backend.score([ScoreRequest(PROMPT, LABELS)])
+    backend.generate([GenerateRequest(PROMPT, max_tokens=4)])
     backend.close()
     cache = RequestCache(path)
     connection = cache._connection()
@@ -64,8 +65,8 @@ def test_entries_written_before_costs_were_kept_are_hits_without_a_cost(
         old.pop("cost")
         cache.put(key, old)  # as an entry written by the previous version
     again = make_backend(with_cache(local_llm_cfg, path))
-    (scored,) = again.score_many([PROMPT], LABELS)
-    (generated,) = again.generate_many([PROMPT], max_tokens=4)
+    (scored,) = again.score([ScoreRequest(PROMPT, LABELS)])
+    (generated,) = again.generate([GenerateRequest(PROMPT, max_tokens=4)])
     for usage in (scored.usage, generated.usage):
         assert (usage.cache_hits, usage.costed_cache_hits, usage.cached_llm_seconds) == (1, 0, 0.0)
     again.close()
@@ -76,15 +77,15 @@ def test_a_hit_survives_a_new_backend_and_process_state(
 ) -> None:
     cfg = with_cache(local_llm_cfg, tmp_path / "cache.sqlite")
     first = make_backend(cfg)
-    (answer,) = first.score_many([PROMPT], LABELS)
+    (answer,) = first.score([ScoreRequest(PROMPT, LABELS)])
     first.close()
-    (again,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    (again,) = make_backend(cfg).score([ScoreRequest(PROMPT, LABELS)])
     assert again.usage.cache_hits == 1 and again.probs == answer.probs
 
 
 def test_a_different_request_is_a_miss(local_llm_cfg: DictConfig, tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite"
-    make_backend(with_cache(local_llm_cfg, path)).score_many([PROMPT], LABELS)
+    make_backend(with_cache(local_llm_cfg, path)).score([ScoreRequest(PROMPT, LABELS)])
     misses = {
         "other labels": (with_cache(local_llm_cfg, path), [PROMPT], [" Paris", " Rome"]),
         "label order": (with_cache(local_llm_cfg, path), [PROMPT], LABELS[::-1]),
@@ -93,7 +94,7 @@ def test_a_different_request_is_a_miss(local_llm_cfg: DictConfig, tmp_path: Path
         "top_logprobs": (with_cache(local_llm_cfg, path, top_logprobs=5), [PROMPT], LABELS),
     }
     for what, (cfg, prompts, labels) in misses.items():
-        (result,) = make_backend(cfg).score_many(prompts, labels)
+        (result,) = make_backend(cfg).score([ScoreRequest(r, labels) for r in prompts])
         assert (result.usage.requests, result.usage.cache_hits) == (1, 0), what
     assert len(RequestCache(path)) == 1 + len(misses)
 
@@ -103,8 +104,12 @@ def test_generation_is_cached_by_its_decoding_parameters(
 ) -> None:
     backend = make_backend(with_cache(local_llm_cfg, tmp_path / "cache.sqlite"))
     messages = [{"role": "user", "content": "Say hello."}]
-    first = backend.generate_many(["Once upon a time", messages], max_tokens=4)
-    second = backend.generate_many(["Once upon a time", messages], max_tokens=4)
+    first = backend.generate(
+        [GenerateRequest("Once upon a time", max_tokens=4), GenerateRequest(messages, max_tokens=4)]
+    )
+    second = backend.generate(
+        [GenerateRequest("Once upon a time", max_tokens=4), GenerateRequest(messages, max_tokens=4)]
+    )
     assert [r.text for r in second] == [r.text for r in first]
     assert [r.usage.cache_hits for r in second] == [1, 1]
     assert [r.usage.requests for r in second] == [0, 0]
@@ -113,7 +118,7 @@ def test_generation_is_cached_by_its_decoding_parameters(
         {"max_tokens": 4, "temperature": 0.5},
         {"max_tokens": 4, "stop": ["."]},
     ):
-        (result,) = backend.generate_many(["Once upon a time"], **changed)
+        (result,) = backend.generate([GenerateRequest("Once upon a time", **changed)])
         assert (result.usage.requests, result.usage.cache_hits) == (1, 0), changed
 
 
@@ -124,14 +129,14 @@ def test_cache_off_never_hits(local_llm_cfg: DictConfig, tmp_path: Path) -> None
         make_backend(with_cache(local_llm_cfg, path), use_cache=False),
     ):
         for _ in range(2):
-            (result,) = backend.score_many([PROMPT], LABELS)
+            (result,) = backend.score([ScoreRequest(PROMPT, LABELS)])
             assert (result.usage.requests, result.usage.cache_hits) == (1, 0)
     assert not path.exists()
 
 
 def test_the_cache_file_is_in_wal_mode(local_llm_cfg: DictConfig, tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite"
-    make_backend(with_cache(local_llm_cfg, path)).score_many([PROMPT], LABELS)
+    make_backend(with_cache(local_llm_cfg, path)).score([ScoreRequest(PROMPT, LABELS)])
     with sqlite3.connect(path) as conn:  # a separate connection reads the file's own mode
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 1
@@ -201,8 +206,8 @@ def test_the_api_key_never_reaches_the_cache_file(
     proxy = fault_proxy(llm_server)
     cfg = openai_llm(proxy.url, "llm.api_key_env=BENCH_TEST_API_KEY", model=llm_server.model)
     backend = make_backend(cfg)
-    backend.score_many([PROMPT], LABELS)
-    backend.generate_many([[{"role": "user", "content": "Hi"}]], max_tokens=2)
+    backend.score([ScoreRequest(PROMPT, LABELS)])
+    backend.generate([GenerateRequest([{"role": "user", "content": "Hi"}], max_tokens=2)])
     assert {a.authorization for a in proxy.attempts} == {f"Bearer {key}"}  # it was used
     backend.close()
 
@@ -221,15 +226,15 @@ def test_the_endpoint_is_part_of_the_key(
     fault_proxy: Callable[..., FaultProxy],
 ) -> None:
     direct = openai_llm(llm_server.base_url, "llm.api=completions", model=llm_server.model)
-    (first,) = make_backend(direct).score_many([PROMPT], LABELS)
-    (again,) = make_backend(direct).score_many([PROMPT], LABELS)
+    (first,) = make_backend(direct).score([ScoreRequest(PROMPT, LABELS)])
+    (again,) = make_backend(direct).score([ScoreRequest(PROMPT, LABELS)])
     assert (first.usage.requests, again.usage.cache_hits) == (1, 1)
 
     proxy = fault_proxy(llm_server)
     elsewhere = openai_llm(proxy.url, "llm.api=completions", model=llm_server.model)
-    (other,) = make_backend(elsewhere).score_many([PROMPT], LABELS)
+    (other,) = make_backend(elsewhere).score([ScoreRequest(PROMPT, LABELS)])
     assert (other.usage.requests, other.usage.cache_hits) == (1, 0)
     assert len(proxy.attempts) == 1
     chat = openai_llm(llm_server.base_url, "llm.api=chat", model=llm_server.model)
-    (via_chat,) = make_backend(chat).score_many([PROMPT], LABELS)
+    (via_chat,) = make_backend(chat).score([ScoreRequest(PROMPT, LABELS)])
     assert via_chat.usage.cache_hits == 0

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.llm import make_backend
 from bench.llm.llamacpp_backend import resolve_model_path
+from bench.llm.requests import ScoreRequest
 
 PROMPT = "The capital of France is"
 LABELS = [" Paris", " London"]
@@ -28,21 +29,21 @@ def test_two_model_files_behind_one_config_name_do_not_share_answers(
     copy = tmp_path / "model.gguf"
     shutil.copyfile(original, copy)
     cfg = OmegaConf.merge(local_llm_cfg, {"cache_path": str(cache), "model_path": str(copy)})
-    (first,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    (first,) = make_backend(cfg).score([ScoreRequest(PROMPT, LABELS)])
     assert first.usage.requests == 1
-    (again,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    (again,) = make_backend(cfg).score([ScoreRequest(PROMPT, LABELS)])
     assert again.usage.cache_hits == 1  # same file: served from the cache
 
     # The file at the same path is replaced (a re-quantised model, say): a miss, asked again.
     with open(copy, "r+b") as handle:
         handle.seek(-16, os.SEEK_END)
         handle.write(b"\0" * 16)  # the last bytes of the file change
-    (swapped,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    (swapped,) = make_backend(cfg).score([ScoreRequest(PROMPT, LABELS)])
     assert swapped.usage.cache_hits == 0 and swapped.usage.requests == 1
 
     # Another path holding the original weights: its own entries, never the copy's.
     moved = OmegaConf.merge(cfg, {"model_path": str(original)})
-    (other,) = make_backend(moved).score_many([PROMPT], LABELS)
+    (other,) = make_backend(moved).score([ScoreRequest(PROMPT, LABELS)])
     assert other.usage.cache_hits == 0
 
 
@@ -79,12 +80,12 @@ def test_a_corrupt_cache_is_moved_aside_and_a_fresh_one_used(
     cache.write_bytes(b"this is not an SQLite file" * 100)
     cfg = OmegaConf.merge(local_llm_cfg, {"cache_path": str(cache)})
     with caplog.at_level("WARNING", logger="bench"):
-        (result,) = make_backend(cfg).score_many([PROMPT], LABELS)
+        (result,) = make_backend(cfg).score([ScoreRequest(PROMPT, LABELS)])
     assert result.usage.requests == 1
     (aside,) = tmp_path.glob("llm_cache.sqlite.corrupt-*")
     assert aside.read_bytes().startswith(b"this is not an SQLite file")
     assert any(
         str(cache) in r.getMessage() and str(aside) in r.getMessage() for r in caplog.records
     )
-    (again,) = make_backend(cfg).score_many([PROMPT], LABELS)
+    (again,) = make_backend(cfg).score([ScoreRequest(PROMPT, LABELS)])
     assert again.usage.cache_hits == 1  # the fresh cache works

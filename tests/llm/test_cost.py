@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.config import PricesConfig, compose_config, config_names
 from bench.llm import Usage, make_backend
 from bench.llm.cost import priced
+from bench.llm.requests import GenerateRequest, ScoreRequest
 
 if TYPE_CHECKING:
     from conftest import LLMServer
@@ -92,10 +93,10 @@ def test_a_local_model_with_an_hourly_price(local_llm_cfg: DictConfig, tmp_path:
         {"cache_path": str(tmp_path / "cache.sqlite"), "prices": {"usd_per_hour": 36.0}},
     )
     backend = make_backend(cfg)
-    (result,) = backend.score_many(["The capital of France is"], [" Paris", " London"])
+    (result,) = backend.score([ScoreRequest("The capital of France is", [" Paris", " London"])])
     assert result.usage.usd == pytest.approx(result.usage.llm_seconds * 36.0 / 3600.0)
     assert result.usage.usd > 0
-    (hit,) = backend.score_many(["The capital of France is"], [" Paris", " London"])
+    (hit,) = backend.score([ScoreRequest("The capital of France is", [" Paris", " London"])])
     assert hit.usage.cache_hits == 1 and hit.usage.usd == 0.0  # counted, not billed
 
 
@@ -114,9 +115,11 @@ def test_an_endpoint_bills_the_tokens_it_reports(
     backend = make_backend(cfg)
     for request in ("score", "generate"):
         if request == "score":
-            (result,) = backend.score_many(["The capital of France is"], [" Paris", " London"])
+            (result,) = backend.score(
+                [ScoreRequest("The capital of France is", [" Paris", " London"])]
+            )
         else:
-            (result,) = backend.generate_many(["Say hello."], max_tokens=4)
+            (result,) = backend.generate([GenerateRequest("Say hello.", max_tokens=4)])
         usage = result.usage
         assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
         uncached = usage.prompt_tokens - usage.cached_tokens

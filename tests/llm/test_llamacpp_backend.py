@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.config import compose_config
 from bench.llm import LLMBackend, PromptTooLongError, ScoreResult, make_backend
 from bench.llm.llamacpp_backend import resolve_model_path
+from bench.llm.requests import GenerateRequest, ScoreRequest
 
 CAPITALS = "Question: which city is the capital of the country named below?\n" * 4
 FRANCE = CAPITALS + "Country: France\nAnswer:"
@@ -33,7 +34,7 @@ def assert_distribution(result: ScoreResult, labels: list[str]) -> None:
 
 
 def test_score_is_a_distribution_and_the_obvious_answer_wins(backend: LLMBackend) -> None:
-    (result,) = backend.score_many(["The capital of France is"], [" Paris", " London"])
+    (result,) = backend.score([ScoreRequest("The capital of France is", [" Paris", " London"])])
     assert_distribution(result, [" Paris", " London"])
     assert result.probs[" Paris"] > 0.8
     assert result.method == "logprobs" and result.valid
@@ -46,7 +47,7 @@ def test_score_is_a_distribution_and_the_obvious_answer_wins(backend: LLMBackend
 
 
 def test_score_many_answers_each_prompt(backend: LLMBackend) -> None:
-    france, england = backend.score_many([FRANCE, ENGLAND], CITIES)
+    france, england = backend.score([ScoreRequest(FRANCE, CITIES), ScoreRequest(ENGLAND, CITIES)])
     for result in (france, england):
         assert_distribution(result, CITIES)
     assert max(france.probs, key=france.probs.get) == " Paris"
@@ -60,7 +61,7 @@ def test_multi_token_labels_match_a_full_logits_reference(
     sequence at once (llama-cpp-python itself, no harness code involved)."""
     from llama_cpp import Llama
 
-    (result,) = backend.score_many([FRANCE], CITIES)
+    (result,) = backend.score([ScoreRequest(FRANCE, CITIES)])
     assert_distribution(result, CITIES)
     assert len(backend.llm.tokenize(b" New York City", add_bos=False)) > 1
 
@@ -92,22 +93,24 @@ def test_multi_token_labels_match_a_full_logits_reference(
 
 
 def test_a_shared_prefix_is_reused(backend: LLMBackend) -> None:
-    backend.score_many([FRANCE], CITIES)
-    (england,) = backend.score_many([ENGLAND], CITIES)
+    backend.score([ScoreRequest(FRANCE, CITIES)])
+    (england,) = backend.score([ScoreRequest(ENGLAND, CITIES)])
     shared = backend.count_tokens(CAPITALS)
     assert england.usage.cached_tokens >= shared - 1
     assert england.usage.prompt_tokens == backend.count_tokens(ENGLAND)
 
 
 def test_prefix_reuse_does_not_change_scores(backend: LLMBackend) -> None:
-    (first,) = backend.score_many([FRANCE], CITIES)
-    backend.score_many([ENGLAND], CITIES)  # leaves a different suffix in the KV cache
-    (again,) = backend.score_many([FRANCE], CITIES)
+    (first,) = backend.score([ScoreRequest(FRANCE, CITIES)])
+    backend.score([ScoreRequest(ENGLAND, CITIES)])  # leaves a different suffix in the KV cache
+    (again,) = backend.score([ScoreRequest(FRANCE, CITIES)])
     assert again.usage.cached_tokens > 0
-    backend.generate_many(["Once upon a time"], max_tokens=4)  # generation moves the cache too
-    (after_generation,) = backend.score_many([FRANCE], CITIES)
+    backend.generate(
+        [GenerateRequest("Once upon a time", max_tokens=4)]
+    )  # generation moves the cache too
+    (after_generation,) = backend.score([ScoreRequest(FRANCE, CITIES)])
     backend.llm.reset()  # nothing reused: the whole prompt is evaluated from scratch
-    (fresh,) = backend.score_many([FRANCE], CITIES)
+    (fresh,) = backend.score([ScoreRequest(FRANCE, CITIES)])
     assert fresh.usage.cached_tokens == 0
     for result in (again, after_generation, fresh):
         for label in CITIES:
@@ -120,7 +123,7 @@ def test_a_prompt_longer_than_the_context_is_too_long(local_llm_cfg: DictConfig)
     prompt = "word " * 100
     tokens = backend.count_tokens(prompt + " yes")
     with pytest.raises(PromptTooLongError) as caught:
-        backend.score_many([prompt], [" yes", " no"])
+        backend.score([ScoreRequest(prompt, [" yes", " no"])])
     message = str(caught.value)
     assert f"{tokens} tokens" in message
     assert "64 tokens" in message
@@ -128,7 +131,7 @@ def test_a_prompt_longer_than_the_context_is_too_long(local_llm_cfg: DictConfig)
     assert (caught.value.tokens, caught.value.limit) == (tokens, 64)
     assert caught.value.status == "skipped"
     with pytest.raises(PromptTooLongError, match="64 tokens"):
-        backend.generate_many(["hi"], max_tokens=100)  # prompt + answer must fit too
+        backend.generate([GenerateRequest("hi", max_tokens=100)])  # prompt + answer must fit too
 
 
 def test_n_ctx_comes_from_the_config_composed_with_overrides() -> None:
@@ -138,11 +141,11 @@ def test_n_ctx_comes_from_the_config_composed_with_overrides() -> None:
 
 def test_empty_label_is_refused(backend: LLMBackend) -> None:
     with pytest.raises(ValueError, match="non-empty"):
-        backend.score_many(["The capital of France is"], [" Paris", ""])
+        backend.score([ScoreRequest("The capital of France is", [" Paris", ""])])
 
 
 def test_generate_from_a_string_prompt(backend: LLMBackend) -> None:
-    (result,) = backend.generate_many(["The capital of France is"], max_tokens=6)
+    (result,) = backend.generate([GenerateRequest("The capital of France is", max_tokens=6)])
     assert isinstance(result.text, str) and result.text.strip()
     assert result.usage.requests == 1
     assert result.usage.prompt_tokens == backend.count_tokens("The capital of France is")
@@ -151,7 +154,7 @@ def test_generate_from_a_string_prompt(backend: LLMBackend) -> None:
 
 def test_generate_from_chat_messages_uses_the_chat_template(backend: LLMBackend) -> None:
     messages = [{"role": "user", "content": "Say hello."}]
-    (result,) = backend.generate_many([messages], max_tokens=8)
+    (result,) = backend.generate([GenerateRequest(messages, max_tokens=8)])
     assert result.text.strip()
     # The template wraps the message in role markers: more prompt tokens than the text alone.
     assert result.usage.prompt_tokens > backend.count_tokens("Say hello.") + 3
@@ -160,10 +163,12 @@ def test_generate_from_chat_messages_uses_the_chat_template(backend: LLMBackend)
 
 def test_generation_is_deterministic_at_temperature_zero(backend: LLMBackend) -> None:
     prompts = ["Count: one, two,", "Count: one, two,"]
-    first, second = backend.generate_many(prompts, max_tokens=5, temperature=0.0)
+    first, second = backend.generate(
+        [GenerateRequest(r, max_tokens=5, temperature=0.0) for r in prompts]
+    )
     assert first.text == second.text
 
 
 def test_stop_sequences_end_generation(backend: LLMBackend) -> None:
-    (result,) = backend.generate_many(["1, 2, 3, 4, 5,"], max_tokens=20, stop=[","])
+    (result,) = backend.generate([GenerateRequest("1, 2, 3, 4, 5,", max_tokens=20, stop=[","])])
     assert "," not in result.text

@@ -19,6 +19,7 @@ from bench.llm.backend import (
     fixed_window,
 )
 from bench.llm.llamacpp_backend import AUTO_MIN_WINDOW, LlamaCppBackend
+from bench.llm.requests import GenerateRequest, ScoreRequest
 
 SMOLLM2 = "local_smollm2_135m"
 CONTEXT_LENGTH = 8192  # SmolLM2's llm.context_length
@@ -48,7 +49,7 @@ def table_prompt(backend: LlamaCppBackend, tokens: int) -> str:
 
 def test_a_short_prompt_keeps_the_smallest_window() -> None:
     backend = smollm2("llm.n_ctx=auto")
-    (result,) = backend.score_many([ROW * 3 + QUESTION], LABELS)
+    (result,) = backend.score([ScoreRequest(ROW * 3 + QUESTION, LABELS)])
     assert result.method == "logprobs" and sum(result.probs.values()) == pytest.approx(1.0)
     assert backend._window == AUTO_MIN_WINDOW == 4096
     assert backend.llm.n_ctx() == 4096  # the llama.cpp context itself
@@ -56,16 +57,16 @@ def test_a_short_prompt_keeps_the_smallest_window() -> None:
 
 def test_auto_grows_the_window_for_a_longer_prompt() -> None:
     backend = smollm2("llm.n_ctx=auto")
-    backend.score_many([QUESTION], LABELS)
+    backend.score([ScoreRequest(QUESTION, LABELS)])
     assert backend._window == 4096
     prompt = table_prompt(backend, 4300)
-    (result,) = backend.score_many([prompt], LABELS)
+    (result,) = backend.score([ScoreRequest(prompt, LABELS)])
     assert result.method == "logprobs" and sum(result.probs.values()) == pytest.approx(1.0)
     assert result.usage.prompt_tokens == backend.count_tokens(prompt) > 4096
     assert backend._window == 8192 and backend.llm.n_ctx() == 8192
     # The next run's backend reuses the grown model for its short prompts: one copy in memory.
     fresh = smollm2("llm.n_ctx=auto")
-    fresh.score_many([QUESTION], LABELS)
+    fresh.score([ScoreRequest(QUESTION, LABELS)])
     assert fresh.llm is backend.llm and len(llamacpp_backend._MODELS) == 1
 
 
@@ -73,7 +74,7 @@ def test_a_fixed_window_skips_the_prompt_auto_would_score() -> None:
     backend = smollm2("llm.n_ctx=4096")
     prompt = table_prompt(backend, 4300)
     with pytest.raises(PromptTooLongError, match=r"llm\.n_ctx") as raised:
-        backend.score_many([prompt], LABELS)
+        backend.score([ScoreRequest(prompt, LABELS)])
     assert isinstance(raised.value, RunSkipped)  # recorded as a skipped run, not a failure
     assert raised.value.limit == 4096
     assert raised.value.tokens > 4096
@@ -83,10 +84,12 @@ def test_a_prompt_beyond_context_length_is_skipped_even_with_auto() -> None:
     backend = smollm2("llm.n_ctx=auto")
     prompt = table_prompt(backend, CONTEXT_LENGTH + 100)
     with pytest.raises(PromptTooLongError, match=r"llm\.context_length") as raised:
-        backend.score_many([prompt], LABELS)
+        backend.score([ScoreRequest(prompt, LABELS)])
     assert raised.value.limit == CONTEXT_LENGTH
     with pytest.raises(PromptTooLongError):  # generation counts its answer's tokens too
-        backend.generate_many([table_prompt(backend, CONTEXT_LENGTH - 50)], max_tokens=100)
+        backend.generate(
+            [GenerateRequest(table_prompt(backend, CONTEXT_LENGTH - 50), max_tokens=100)]
+        )
 
 
 @pytest.mark.parametrize("value", ["banana", "-5", "0", "4k"])
@@ -132,7 +135,7 @@ def test_chat_labels_lose_their_leading_space(qwen: LlamaCppBackend) -> None:
 
 def test_a_chat_model_scores_a_yes_no_question(qwen: LlamaCppBackend) -> None:
     prompt = "Is 2 + 2 equal to 4? Answer yes or no."
-    (result,) = qwen.score_many([prompt], LABELS)
+    (result,) = qwen.score([ScoreRequest(prompt, LABELS)])
     assert result.method == "logprobs" and result.valid
     assert list(result.probs) == LABELS
     assert sum(result.probs.values()) == pytest.approx(1.0, abs=1e-9)

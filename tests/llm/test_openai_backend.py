@@ -13,6 +13,7 @@ import pytest
 from omegaconf import DictConfig
 
 from bench.llm import LLMConfigError, LLMUnavailableError, PromptTooLongError, make_backend
+from bench.llm.requests import GenerateRequest, ScoreRequest
 
 if TYPE_CHECKING:
     from conftest import FaultProxy, LLMServer
@@ -39,7 +40,7 @@ def test_score_returns_a_distribution_from_logprobs(
     llm_server: LLMServer, openai_llm: Compose, api: str
 ) -> None:
     cfg = openai_llm(llm_server.base_url, f"llm.api={api}", model=llm_server.model)
-    (result,) = make_backend(cfg, use_cache=False).score_many([PROMPT], LABELS)
+    (result,) = make_backend(cfg, use_cache=False).score([ScoreRequest(PROMPT, LABELS)])
     assert_distribution(result.probs, LABELS)
     assert result.method == "logprobs" and result.valid
     assert result.usage.requests == 1
@@ -56,7 +57,7 @@ def test_completions_without_logprob_mass_falls_back_honestly(
     top logprobs. The backend parses the (empty) generated text instead and says so."""
     cfg = openai_llm(llm_server.base_url, "llm.api=completions", model=llm_server.model)
     prompt = "Question: Is water wet? Answer yes or no.\nAnswer:"
-    (result,) = make_backend(cfg, use_cache=False).score_many([prompt], [" yes", " no"])
+    (result,) = make_backend(cfg, use_cache=False).score([ScoreRequest(prompt, [" yes", " no"])])
     assert_distribution(result.probs, [" yes", " no"])
     assert result.usage.completion_tokens == 0
     assert result.method == "generation"
@@ -71,7 +72,7 @@ def test_generate_returns_text_and_usage(
     cfg = openai_llm(llm_server.base_url, f"llm.api={api}", model=llm_server.model)
     backend = make_backend(cfg, use_cache=False)
     requests = ["Once upon a time", [{"role": "user", "content": "Say hello."}]]
-    for result in backend.generate_many(requests, max_tokens=6):
+    for result in backend.generate([GenerateRequest(r, max_tokens=6) for r in requests]):
         assert result.text.strip()
         assert result.usage.requests == 1
         assert result.usage.prompt_tokens > 0
@@ -83,7 +84,9 @@ def test_eight_prompts_at_once(llm_server: LLMServer, openai_llm: Compose) -> No
         llm_server.base_url, "llm.api=chat", "llm.max_concurrency=8", model=llm_server.model
     )
     prompts = [f"Is {n} an even number? Answer yes or no." for n in range(8)]
-    results = make_backend(cfg, use_cache=False).score_many(prompts, [" yes", " no"])
+    results = make_backend(cfg, use_cache=False).score(
+        [ScoreRequest(r, [" yes", " no"]) for r in prompts]
+    )
     assert len(results) == 8
     for result in results:
         assert_distribution(result.probs, [" yes", " no"])
@@ -97,7 +100,7 @@ def test_the_server_answers_whatever_model_name_the_default_config_sends(
     # openai_compatible's default model id is "local-model"; a one-model server ignores it.
     cfg = openai_llm(llm_server.base_url, "llm.api=chat")
     assert cfg.model == "local-model"
-    (result,) = make_backend(cfg, use_cache=False).generate_many(["Hi"], max_tokens=2)
+    (result,) = make_backend(cfg, use_cache=False).generate([GenerateRequest("Hi", max_tokens=2)])
     assert result.usage.completion_tokens > 0
 
 
@@ -114,7 +117,7 @@ def test_backend_succeeds_after_each_kind_of_fault(
         model=llm_server.model,
     )
     start = time.monotonic()
-    (result,) = make_backend(cfg, use_cache=False).score_many([PROMPT], LABELS)
+    (result,) = make_backend(cfg, use_cache=False).score([ScoreRequest(PROMPT, LABELS)])
     assert time.monotonic() - start < 15
     assert_distribution(result.probs, LABELS)
     assert result.method == "logprobs"
@@ -138,7 +141,7 @@ def test_faults_during_concurrent_scoring_are_retried(
         proxy.url, "llm.api=completions", "llm.max_retries=3", *QUICK, model=llm_server.model
     )
     prompts = [f"The capital of France is{'.' * n}" for n in range(6)]
-    results = make_backend(cfg, use_cache=False).score_many(prompts, LABELS)
+    results = make_backend(cfg, use_cache=False).score([ScoreRequest(r, LABELS) for r in prompts])
     assert len(results) == 6
     for result in results:
         assert_distribution(result.probs, LABELS)
@@ -151,7 +154,7 @@ def test_a_permanently_failing_endpoint_names_the_url_and_the_llm(
     proxy = fault_proxy(None, then="500")
     cfg = openai_llm(proxy.url, "llm.max_retries=2", *QUICK)
     with pytest.raises(LLMUnavailableError) as caught:
-        make_backend(cfg, use_cache=False).score_many([PROMPT], LABELS)
+        make_backend(cfg, use_cache=False).score([ScoreRequest(PROMPT, LABELS)])
     message = str(caught.value)
     assert proxy.url in message
     assert "openai_compatible" in message
@@ -166,7 +169,7 @@ def test_client_errors_are_not_retried(
     proxy = fault_proxy(None, then=status)
     cfg = openai_llm(proxy.url, "llm.max_retries=3", *QUICK)
     with pytest.raises(LLMUnavailableError, match=f"HTTP {status}") as caught:
-        make_backend(cfg, use_cache=False).generate_many(["Hi"], max_tokens=2)
+        make_backend(cfg, use_cache=False).generate([GenerateRequest("Hi", max_tokens=2)])
     assert proxy.url in str(caught.value) and "openai_compatible" in str(caught.value)
     assert len(proxy.attempts) == 1
 
@@ -177,7 +180,7 @@ def test_an_unreachable_endpoint_names_the_url(openai_llm: Compose) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     cfg = openai_llm(url, "llm.max_retries=1", "llm.backoff_s=0.01")
     with pytest.raises(LLMUnavailableError, match="after 2 attempts") as caught:
-        make_backend(cfg, use_cache=False).score_many([PROMPT], LABELS)
+        make_backend(cfg, use_cache=False).score([ScoreRequest(PROMPT, LABELS)])
     assert url in str(caught.value) and "openai_compatible" in str(caught.value)
 
 
@@ -200,7 +203,7 @@ def test_the_api_key_is_sent_as_a_bearer_token(
     monkeypatch.setenv("BENCH_TEST_KEY", "sk-bench-test-key-0123456789")
     proxy = fault_proxy(llm_server)
     cfg = openai_llm(proxy.url, "llm.api_key_env=BENCH_TEST_KEY", model=llm_server.model)
-    make_backend(cfg, use_cache=False).generate_many(["Hi"], max_tokens=2)
+    make_backend(cfg, use_cache=False).generate([GenerateRequest("Hi", max_tokens=2)])
     assert [a.authorization for a in proxy.attempts] == ["Bearer sk-bench-test-key-0123456789"]
 
 
@@ -214,7 +217,9 @@ def test_a_prompt_longer_than_the_context_is_too_long(
         model=llm_server.model,
     )
     with pytest.raises(PromptTooLongError, match=f"{llm_server.n_ctx} tokens"):
-        make_backend(cfg, use_cache=False).score_many(["word " * (llm_server.n_ctx + 100)], LABELS)
+        make_backend(cfg, use_cache=False).score(
+            [ScoreRequest("word " * (llm_server.n_ctx + 100), LABELS)]
+        )
 
 
 def test_a_malformed_retry_after_backs_off_instead_of_failing(
@@ -228,7 +233,7 @@ def test_a_malformed_retry_after_backs_off_instead_of_failing(
         proxy.url, "llm.api=completions", "llm.max_retries=2", *QUICK, model=llm_server.model
     )
     with caplog.at_level("WARNING", logger="bench"):
-        (result,) = make_backend(cfg, use_cache=False).score_many([PROMPT], LABELS)
+        (result,) = make_backend(cfg, use_cache=False).score([ScoreRequest(PROMPT, LABELS)])
     assert_distribution(result.probs, LABELS)
     assert [a.fault for a in proxy.attempts] == ["429", "forward"]
     # each retry is logged with the endpoint, so a stalled run is never silent
@@ -261,9 +266,9 @@ def test_an_endpoint_answering_200_with_html_names_the_url(openai_llm: Compose) 
     try:
         cfg = openai_llm(url, "llm.max_retries=0", *QUICK, model="any")
         with pytest.raises(LLMUnavailableError, match=r"answered, but not with an OpenAI-style"):
-            make_backend(cfg, use_cache=False).generate_many(["Hello"], max_tokens=4)
+            make_backend(cfg, use_cache=False).generate([GenerateRequest("Hello", max_tokens=4)])
         with pytest.raises(LLMUnavailableError, match=re.escape(url)):
-            make_backend(cfg, use_cache=False).generate_many(["Hello"], max_tokens=4)
+            make_backend(cfg, use_cache=False).generate([GenerateRequest("Hello", max_tokens=4)])
     finally:
         server.shutdown()
 
@@ -283,7 +288,7 @@ def test_a_non_finite_retry_after_gets_the_ordinary_backoff(
         "llm.backoff_max_s=4",
         model=llm_server.model,
     )
-    (result,) = make_backend(cfg, use_cache=False).score_many([PROMPT], LABELS)
+    (result,) = make_backend(cfg, use_cache=False).score([ScoreRequest(PROMPT, LABELS)])
     assert_distribution(result.probs, LABELS)
     first, second = proxy.attempts
     assert (first.fault, second.fault) == ("429", "forward")

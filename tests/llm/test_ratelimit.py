@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from bench.llm import make_backend
 from bench.llm.ratelimit import RateLimiter
+from bench.llm.requests import ScoreRequest
 
 if TYPE_CHECKING:
     from conftest import FaultProxy, LLMServer
@@ -99,14 +100,19 @@ def test_requests_per_minute_hold_across_calls(
         model=llm_server.model,
     )
     backend = make_backend(cfg, use_cache=False)
-    backend.score_many(["The capital of France is", "The capital of Italy is"], [" A", " B"])
+    backend.score(
+        [
+            ScoreRequest("The capital of France is", [" A", " B"]),
+            ScoreRequest("The capital of Italy is", [" A", " B"]),
+        ]
+    )
     answered = threading.Event()
 
     def third_request() -> None:
         # Once the limit holds this waits out the minute; the proxy is gone by then, so the
         # late request fails at once (max_retries=0) and the thread ends.
         with contextlib.suppress(Exception):
-            backend.score_many(["The capital of Spain is"], [" A", " B"])
+            backend.score([ScoreRequest("The capital of Spain is", [" A", " B"])])
         answered.set()
 
     threading.Thread(target=third_request, daemon=True).start()

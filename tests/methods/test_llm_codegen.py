@@ -8,7 +8,7 @@ the classifier makes, as a real model's answer would be, and the classifier is r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,13 @@ from sklearn.base import clone
 
 from bench.config import compose_config
 from bench.data.dataset import Task
-from bench.llm.backend import GenerateResult, Usage, as_llm_config
+from bench.llm.backend import (
+    GenerateRequest,
+    GenerateResult,
+    Usage,
+    as_llm_config,
+    make_backend,
+)
 from bench.llm.cache import CachedBackend, RequestCache
 from bench.llm.codegen_prompt import codegen_prompt, repair_prompt
 from bench.llm.sandbox import SandboxLimits
@@ -131,31 +137,11 @@ def replay(llm: dict[str, Any], replies: dict[str, str], max_tokens: int = MAX_T
     """Store `replies` (request -> the text after the opened fence) in the llm's request cache,
     under the key the real backend uses (the stop sequence is the closing fence)."""
     config = as_llm_config(llm)
-
-    class Replies:
-        def __init__(self) -> None:
-            self.config = config
-
-        def generate_many(
-            self,
-            requests: Sequence[str],
-            max_tokens: int,
-            temperature: float,
-            stop: Any,
-            on_result: Any = None,
-            seed: int | None = None,
-        ) -> list[GenerateResult]:
-            results = [GenerateResult(replies[r], Usage(requests=1)) for r in requests]
-            for i, result in enumerate(results):
-                on_result(i, result)  # the cache stores each answer through this callback
-            return results
-
-        def close(self) -> None:
-            pass
-
-    backend = CachedBackend(Replies(), RequestCache(config.cache_path))  # type: ignore[arg-type]
+    backend = CachedBackend(make_backend(config, use_cache=False), RequestCache(config.cache_path))
     try:
-        backend.generate_many(list(replies), max_tokens=max_tokens, temperature=0.0, stop=["```"])
+        for request, reply in replies.items():
+            asked = GenerateRequest(request, max_tokens, temperature=0.0, stop=["```"])
+            backend.remember(asked, GenerateResult(reply, Usage(requests=1)))
     finally:
         backend.close()
 

@@ -15,7 +15,13 @@ from sklearn.metrics import roc_auc_score
 
 from bench.config import compose_config
 from bench.data.dataset import Task
-from bench.llm.backend import GenerateResult, Usage, as_llm_config, make_backend
+from bench.llm.backend import (
+    GenerateRequest,
+    GenerateResult,
+    Usage,
+    as_llm_config,
+    make_backend,
+)
 from bench.llm.cache import CachedBackend, RequestCache
 from bench.llm.codegen_checks import sanitise, static_problems
 from bench.llm.codegen_prompt import codegen_prompt, extract_code, repair_prompt
@@ -98,7 +104,8 @@ def test_script_code_in_a_real_reply_is_dropped_and_the_rest_runs(
         }
     ]
     try:
-        reply = backend.generate_many([request], max_tokens=MAX_TOKENS)[0].text
+        (answer,) = backend.generate([GenerateRequest(request, max_tokens=MAX_TOKENS)])
+        reply = answer.text
     finally:
         backend.close()
     code = extract_code(reply)
@@ -137,8 +144,8 @@ def test_a_real_reply_repeated_as_its_repair_is_recorded_and_not_run_again(
     )
     cached = make_backend(qwen)
     try:  # the real reply, from the cache
-        (answer,) = cached.generate_many(
-            [[{"role": "user", "content": original}]], max_tokens=MAX_TOKENS
+        (answer,) = cached.generate(
+            [GenerateRequest([{"role": "user", "content": original}], max_tokens=MAX_TOKENS)]
         )
     finally:
         cached.close()
@@ -162,21 +169,9 @@ def test_a_real_reply_repeated_as_its_repair_is_recorded_and_not_run_again(
 def store_reply(llm: dict[str, Any], request: list[dict[str, str]], text: str) -> None:
     """Put `text` in the request cache as the answer to `request` (temperature 0, no seed)."""
     config = as_llm_config(llm)
-
-    class Reply:
-        def __init__(self) -> None:
-            self.config = config
-
-        def generate_many(self, requests: list, *args: Any, **options: Any) -> list:
-            result = GenerateResult(text, Usage(requests=1))
-            options["on_result"](0, result)
-            return [result]
-
-        def close(self) -> None:
-            pass
-
-    backend = CachedBackend(Reply(), RequestCache(config.cache_path))  # type: ignore[arg-type]
+    backend = CachedBackend(make_backend(config, use_cache=False), RequestCache(config.cache_path))
     try:
-        backend.generate_many([request], max_tokens=MAX_TOKENS, temperature=0.0, stop=None)
+        asked = GenerateRequest(request, max_tokens=MAX_TOKENS, temperature=0.0)
+        backend.remember(asked, GenerateResult(text, Usage(requests=1)))
     finally:
         backend.close()

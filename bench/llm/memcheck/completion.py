@@ -16,6 +16,7 @@ import numpy as np
 from bench.llm.memcheck.raw import RawTable, _fields, _values
 from bench.llm.memcheck.result import BASELINE_QUANTILE, MIN_EXACT
 from bench.llm.protocol import LLMBackend, Messages, Usage
+from bench.llm.requests import GenerateRequest
 
 __all__ = [
     "BUDGET_MARGIN",
@@ -240,8 +241,9 @@ class _Asker:
         budget = (
             max(len(t) for t in targets) + BUDGET_MARGIN["chat" if self.chat else "completions"]
         )
-        results = self.backend.generate_many(
-            requests, max_tokens=budget, temperature=0.0, stop=None if self.chat else ["\n"]
+        stop = None if self.chat else ["\n"]
+        results = self.backend.generate(
+            [GenerateRequest(r, max_tokens=budget, temperature=0.0, stop=stop) for r in requests]
         )
         for result in results:
             self.usage = self.usage + result.usage
