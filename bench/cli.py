@@ -1,4 +1,4 @@
-"""Command-line entry points: bench-run (the Hydra app), bench-report, bench-data."""
+"""Command-line entry points: bench-run (the Hydra app), bench-report, bench-data, bench-llm."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """One generic registry of named, lazily imported objects.
 
-Dataset sources and methods live in a `Registry` (metrics are one list in bench.metrics).
+Dataset sources, methods and LLM backends (bench.llm.backend.BACKENDS) live in a `Registry`
+(metrics are one list in bench.metrics).
 Entries are ``"module:attr"`` strings, so listing names never imports heavy libraries; the
 object is imported on first ``get``. A name that is not registered but looks like
 ``"module:attr"`` is imported directly, which lets a researcher point a config at an object in
