@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.llm.backend import LLMUnavailableError
-from bench.results import DONE_STATUSES
+from bench.record import RunRecord
 
 __all__ = ["EndpointBreaker"]
 
@@ -37,9 +37,11 @@ class EndpointBreaker:
             f"{self.last_error}. Rerun the sweep once the endpoint answers."
         )
 
-    def note(self, record: dict[str, Any]) -> None:
-        error = str(record.get("error") or "")
-        if record["status"] == "failed" and error.startswith(LLMUnavailableError.__name__):
+    def note(self, record: RunRecord) -> None:
+        """Count a run just executed: one that could not reach the endpoint, or a finished one
+        (which resets the count)."""
+        error = record.error or ""
+        if record.status == "failed" and error.startswith(LLMUnavailableError.__name__):
             self.in_a_row, self.last_error = self.in_a_row + 1, error.splitlines()[0][:300]
-        elif record["status"] in DONE_STATUSES:
+        elif record.done:
             self.in_a_row = 0

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bench.methods.base import MethodReport
 
-__all__ = ["MethodFailed", "RunSkipped", "RunUnavailable"]
+__all__ = ["MethodFailed", "RunSkipped", "RunUnavailable", "describe"]
 
 
 class RunSkipped(Exception):
@@ -36,3 +36,8 @@ class MethodFailed(RuntimeError):
 
         super().__init__(message)
         self.report = report or MethodReport()
+
+
+def describe(error: BaseException) -> str:
+    """An error as a record states it: `TypeName: message`."""
+    return f"{type(error).__name__}: {error}"

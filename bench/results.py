@@ -17,18 +17,30 @@ import logging
 import os
 import socket
 import tempfile
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench.claims import process_alive
+from bench.llm.protocol import PHASE_USAGE_KEYS, Usage
 from bench.metrics import METRIC_NAMES
+from bench.record import (
+    DONE_STATUSES,
+    RUNNING,
+    STATUSES,
+    RunRecord,
+    Timing,
+    interrupted,
+    read_record,
+)
 
 __all__ = [
     "DONE_STATUSES",
     "LEADING_COLUMNS",
+    "RUNNING",
     "STATUSES",
     "ResultsStore",
     "load_results",
@@ -37,9 +49,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "skipped", "failed", "unavailable")
-DONE_STATUSES = ("ok", "skipped")  # a rerun skips these and retries the others
-RUNNING = "running"  # a marker written when a run starts; replaced by its result
+# The leading columns of `load_results`, then the metrics, timing and usage groups.
 LEADING_COLUMNS = [
     "experiment",
     "dataset",
@@ -52,15 +62,8 @@ LEADING_COLUMNS = [
     "status",
 ]
 METRIC_COLUMNS = list(METRIC_NAMES)
-TIMING_COLUMNS = ["fit_s", "predict_s", "wall_s", "cpu_s"]
-USAGE_COLUMNS = [
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cache_hits",
-    "usd",
-]
+TIMING_COLUMNS = [f.name for f in fields(Timing)]
+USAGE_COLUMNS = [*Usage().as_dict(), *(f"fit_{key}" for key in PHASE_USAGE_KEYS)]
 
 
 def _read_umask() -> int:
@@ -104,7 +107,8 @@ class ResultsStore:
         return self.runs_dir / f"{stem}.json"
 
     def load(self, stem: str) -> dict[str, Any] | None:
-        """The stored record, or None when absent or unreadable (it is then simply rerun)."""
+        """The stored JSON of a run as written, or None when absent or unreadable (it is then
+        simply rerun). `read` gives it as a `RunRecord`."""
         path = self.record_path(stem)
         try:
             return json.loads(path.read_text())
@@ -114,35 +118,48 @@ class ResultsStore:
             log.warning("Ignoring unreadable run record %s: %s", path, error)
             return None
 
-    def save(self, record: dict[str, Any], predictions: pd.DataFrame | None = None) -> Path:
+    def read(self, stem: str) -> RunRecord | None:
+        """The stored run as a `RunRecord` (upgraded to the current layout), or None."""
+        data = self.load(stem)
+        return None if data is None else read_record(data, self.root)
+
+    def save(
+        self, record: RunRecord | Mapping[str, Any], predictions: pd.DataFrame | None = None
+    ) -> Path:
         """Store a run; returns where the record went.
 
         Predictions are written before the record, so a record marked ok always has its
-        predictions. A failed or unavailable run that would replace a finished record goes to
-        failures/ instead, so nothing finished is lost.
+        predictions; so are the record's artifact `files` (e.g. the program an LLM wrote,
+        under artifacts/<stem>/). A failed or unavailable run that would replace a finished
+        record goes to failures/ instead, so nothing finished is lost. A plain dict is read
+        as a stored record (`read_record`) first.
         """
-        stem = record["run_stem"]
+        if not isinstance(record, RunRecord):
+            record = read_record(record, self.root)
+        stem = record.stem
         target = self.record_path(stem)
-        if record["status"] not in DONE_STATUSES:
+        if not record.done:
             existing = self.load(stem)
             if existing and existing.get("status") in DONE_STATUSES:
                 target = self.failures_dir / f"{stem}.json"
         if predictions is not None:
             buffer = predictions.to_parquet(index=False)
             write_atomic(self.predictions_dir / f"{stem}.parquet", buffer)
-            record["predictions_file"] = f"predictions/{stem}.parquet"
-        artifacts = record.pop("_artifacts", None) or {}
-        if artifacts:  # e.g. the program an LLM wrote: artifacts/<stem>/model.py
+            record = replace(record, predictions_file=f"predictions/{stem}.parquet")
+        if record.files:
             folder = self.artifacts_dir / stem
-            for name, text in artifacts.items():
+            for name, text in record.files.items():
                 write_atomic(folder / Path(name).name, str(text).encode())
-            record["artifacts"] = [f"artifacts/{stem}/{Path(n).name}" for n in artifacts]
-        write_atomic(target, json.dumps(record, indent=2, default=_json_default).encode())
+            paths = tuple(f"artifacts/{stem}/{Path(n).name}" for n in record.files)
+            record = replace(record, artifacts=paths, files={})
+        text = json.dumps(record.to_dict(), indent=2, default=_json_default)
+        write_atomic(target, text.encode())
         return target
 
     def records(self) -> list[dict[str, Any]]:
-        """Every readable run record; unreadable files are skipped, named in a warning and
-        listed in `unreadable` (path, reason) until the next call."""
+        """Every readable run record as stored (JSON dicts); unreadable files are skipped,
+        named in a warning and listed in `unreadable` (path, reason) until the next call.
+        `runs` gives them as `RunRecord`s."""
         out: list[dict[str, Any]] = []
         self.unreadable = []
         for path in sorted(self.runs_dir.glob("*.json")):
@@ -159,34 +176,34 @@ class ResultsStore:
             self.unreadable.append((str(path), reason))
         return out
 
+    def runs(self) -> list[RunRecord]:
+        """Every readable run record, upgraded to the current layout (`read_record`)."""
+        return [read_record(data, self.root) for data in self.records()]
+
     def settle_orphans(self) -> int:
         """Mark runs whose process died mid-run (a `running` marker of a dead process on this
         host) as failed, saying what is known; returns how many. Markers of live processes, or
         of other hosts (a cluster node), are left alone."""
         host, settled = socket.gethostname(), 0
-        for record in self.records():
-            if record.get("status") != RUNNING or record.get("host") != host:
+        for record in self.runs():
+            where = record.provenance
+            if record.status != RUNNING or where.host != host:
                 continue
-            if process_alive(int(record.get("pid", 0))):
+            if process_alive(int(where.pid or 0)):
                 continue
-            started = record.get("started_at") or record.get("finished_at")
-            record.update(
-                status="failed",
-                error=(
-                    f"the job died while this run was executing (killed, out of memory, or its "
-                    f"launcher worker crashed): started {started} on host "
-                    f"{host}, pid {record.get('pid')}; rerun the sweep to retry it"
-                ),
-                started_at=started,
-                # when the death was noticed: a marker's own time is when the run started
-                finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            started = where.started_at or where.finished_at
+            reason = (
+                f"the job died while this run was executing (killed, out of memory, or its "
+                f"launcher worker crashed): started {started} on host "
+                f"{host}, pid {where.pid}; rerun the sweep to retry it"
             )
-            self.save(record)
+            self.save(interrupted(record, reason))
             settled += 1
         return settled
 
-    def predictions(self, record: dict[str, Any]) -> pd.DataFrame:
-        return pd.read_parquet(self.root / record["predictions_file"])
+    def predictions(self, record: RunRecord | Mapping[str, Any]) -> pd.DataFrame:
+        name = record.predictions_file if isinstance(record, RunRecord) else None
+        return pd.read_parquet(self.root / (name or record["predictions_file"]))
 
 
 def _json_default(value: Any) -> Any:
@@ -213,13 +230,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if not Path(path).is_dir():
         raise FileNotFoundError(f"results directory {path} does not exist (load_results)")
     store = ResultsStore(path)
-    rows = []
-    for record in store.records():
-        row = {k: v for k, v in record.items() if k not in ("metrics", "timing", "usage", "spec")}
-        for group in ("metrics", "timing", "usage"):
-            row.update(record.get(group) or {})
-        rows.append(row)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([record.row() for record in store.runs()])
     fixed = LEADING_COLUMNS + METRIC_COLUMNS + TIMING_COLUMNS + USAGE_COLUMNS
     for column in fixed:
         if column not in frame.columns:

@@ -6,6 +6,7 @@ phase cost / n_test x 1000.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from bench.report.cost import (
     with_pareto,
 )
 from bench.report.cost_figure import cost_plot
-from bench.results import ResultsStore, load_results
+from bench.results import TIMING_COLUMNS, USAGE_COLUMNS, ResultsStore, load_results
 
 NO_USAGE = {"requests": 0, "cache_hits": 0, "usd": 0.0, "llm_seconds": 0.0}
 NO_FIT_USAGE = {f"fit_{key}": 0.0 for key in NO_USAGE}
@@ -157,23 +158,47 @@ def test_a_cpu_price_prices_the_phases_without_fees() -> None:
         costs(CLASSICAL, usd_per_cpu_hour=-1.0)
 
 
-def test_old_records_fall_back_to_wall_time_and_the_family() -> None:
-    """Records written before the split: no fit_cpu_s/predict_cpu_s, no fit_* usage."""
+def old_store(root: Path, *rows: dict[str, Any]) -> pd.DataFrame:
+    """`rows` written as run records without `version` (as the runner wrote them before the
+    record was a type), read back by `load_results` in the order given."""
+    for seed, row in enumerate(rows):
+        stem = f"d__{row['method']}__n64__s{seed}__old"
+        record = {
+            **{k: row[k] for k in ("dataset", "method", "family", "llm", "n_train", "n_test")},
+            "seed": seed,
+            "status": "ok",
+            "run_stem": stem,
+            "metrics": {"roc_auc": row["roc_auc"]},
+            "timing": {k: row[k] for k in TIMING_COLUMNS if k in row},
+            "usage": {k: row[k] for k in USAGE_COLUMNS if k in row},
+        }
+        (root / "runs").mkdir(parents=True, exist_ok=True)
+        (root / "runs" / f"{stem}.json").write_text(json.dumps(record))
+    return load_results(root).sort_values("seed").reset_index(drop=True)
+
+
+def test_old_records_fall_back_to_wall_time_and_the_family(tmp_path: Path) -> None:
+    """Records written before the split: no fit_cpu_s/predict_cpu_s, no fit_* usage; the
+    store's reader upgrades them (bench/record.py)."""
     split = [*NO_FIT_USAGE, "fit_requests", "fit_cache_hits", "fit_cpu_s", "predict_cpu_s"]
 
     def old(row: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in row.items() if k not in split}
 
     cached_codegen = {**old(CODEGEN), "requests": 0, "cache_hits": 3, "usd": 0.0}
-    frame = costs(old(CLASSICAL), old(ICL), old(CODEGEN), old(DISTILL), cached_codegen)
+    frame = cost_per_1k(
+        old_store(
+            tmp_path / "old", old(CLASSICAL), old(ICL), old(CODEGEN), old(DISTILL), cached_codegen
+        )
+    )
     assert values(frame, 0) == pytest.approx([2.0, 0.0, 1.25, 0.0])  # wall: 2 s, 0.5 / 400
     assert values(frame, 1) == pytest.approx([0.1, 0.0, 200.0, 3.0])  # LLM usage in predict
     assert values(frame, 2) == pytest.approx([30.0, 0.06, 2.0, 0.0])  # LLM usage in fit
     assert values(frame, 3) == pytest.approx([150.0, 30.0, 0.2, 0.0])
     one_off_s, _, marginal_s, _ = values(frame, 4)  # codegen's fit from the cache: unknown
     assert math.isnan(one_off_s) and marginal_s == pytest.approx(2.0)
-    # Mixed with new records, the old rows (NaN fit_* fields) still fall back.
-    mixed = costs(CLASSICAL, old(CODEGEN))
+    # Mixed with new records, the old rows (no fit_* fields) still fall back.
+    mixed = cost_per_1k(old_store(tmp_path / "mixed", CLASSICAL, old(CODEGEN)))
     assert values(mixed, 1) == pytest.approx([30.0, 0.06, 2.0, 0.0])
 
 

@@ -28,13 +28,11 @@ computing its answer cost, and a hit reports it (`cached_llm_seconds`, `cached_u
 than that carry no cost; the known cost is scaled to all answers, (requests + cache_hits) /
 (requests + costed_cache_hits), and a phase whose answers all lack a cost has none (NaN).
 
-Older records lack the split. Then one-off is the wall seconds of fit (`fit_s`) and marginal the
-wall seconds of predict (`predict_s`), CPU seconds being unknown per phase, and all LLM usage
-counts as marginal for llm_icl (it calls the LLM per test row) and as one-off for llm_codegen
-and llm_distill (they call it during fit).
-
-The number of test rows is the run's `n_test`; older records without it fall back to the row
-count of the run's predictions file.
+Records written before the split are upgraded when the store reads them (`read_record` in
+bench/record.py): a phase's CPU seconds are then its wall seconds, and all LLM usage is marginal
+for llm_icl (it calls the LLM per test row) and one-off for llm_codegen and llm_distill (they
+call it during fit). So is `n_test`, the number of test rows, for records without it (the row
+count of the run's predictions file). This module reads the upgraded columns only.
 """
 
 from __future__ import annotations
@@ -97,9 +95,6 @@ COST_UNITS = {
 }
 ONE_OFF_UNITS = {"usd": "USD, once", "seconds": "compute seconds, once"}
 
-# Families whose LLM calls happen during fit: in old records, all their usage is one-off.
-_FIT_LLM_FAMILIES = ("llm_codegen", "llm_distill")
-
 
 def _column(runs: pd.DataFrame, name: str) -> pd.Series:
     if name in runs.columns:
@@ -108,31 +103,18 @@ def _column(runs: pd.DataFrame, name: str) -> pd.Series:
 
 
 def n_test_rows(runs: pd.DataFrame, root: Path | None = None) -> pd.Series:
-    """Test rows per run: `n_test`, else the row count of its predictions Parquet file."""
-    n_test = _column(runs, "n_test")
-    if root is None or "predictions_file" not in runs.columns:
-        return n_test
-    import pyarrow.parquet as pq
-
-    for index in n_test.index[n_test.isna()]:
-        name = runs.at[index, "predictions_file"]
-        if isinstance(name, str) and (root / name).is_file():
-            n_test.at[index] = pq.read_metadata(root / name).num_rows
-    return n_test
+    """Test rows per run (`n_test`; `load_results` fills it for records without it). `root`
+    is not needed any more and kept for callers."""
+    return _column(runs, "n_test")
 
 
 def _usage_by_phase(runs: pd.DataFrame) -> tuple[dict[str, pd.Series], dict[str, pd.Series]]:
-    """(fit, predict) LLM usage per run: the recorded fit share, or the old-record fallback."""
-    totals = {key: _column(runs, key).fillna(0.0) for key in PHASE_USAGE_KEYS}
-    recorded = {key: _column(runs, f"fit_{key}") for key in PHASE_USAGE_KEYS}
-    # The runner writes the fit_* fields together; any one marks a record with the split.
-    split = pd.concat(recorded.values(), axis=1).notna().any(axis=1)
-    in_fit = runs["family"].astype(str).isin(_FIT_LLM_FAMILIES)
+    """(fit, predict) LLM usage per run: the recorded fit share (none where a run records
+    none), and the rest."""
     fit, predict = {}, {}
     for key in PHASE_USAGE_KEYS:
-        fallback = totals[key].where(in_fit, 0.0)
-        fit[key] = recorded[key].fillna(0.0).where(split, fallback)
-        predict[key] = (totals[key] - fit[key]).clip(lower=0.0)
+        fit[key] = _column(runs, f"fit_{key}").fillna(0.0)
+        predict[key] = (_column(runs, key).fillna(0.0) - fit[key]).clip(lower=0.0)
     return fit, predict
 
 
@@ -158,7 +140,7 @@ def _phase_cost(
     llm_based = uses_llm(runs)
     classical = runs["family"].astype(str).eq("classical") & ~llm_based
     seconds = wall.copy()
-    seconds[classical] = cpu.fillna(wall)[classical]  # old records: the phase's CPU is unknown
+    seconds[classical] = cpu[classical]
     # answers from the cache cost what they cost when computed (when their entry says)
     llm_seconds = usage["llm_seconds"] + usage["cached_llm_seconds"]
     seconds[llm_based] = np.fmax(wall, llm_seconds)[llm_based]
@@ -178,8 +160,8 @@ def cost_per_1k(
 
     Columns added: `one_off_seconds`, `one_off_usd` (the fit phase, once), and
     `marginal_seconds_per_1k`, `marginal_usd_per_1k` (the predict phase, per 1,000 test rows).
-    `root` is the results directory, to count test rows of old records in their predictions
-    file; `usd_per_cpu_hour` prices the compute seconds of phases without fees.
+    `root` (the results directory) is not needed any more and kept for callers;
+    `usd_per_cpu_hour` prices the compute seconds of phases without fees.
     """
     if usd_per_cpu_hour is not None and not usd_per_cpu_hour >= 0:
         raise ValueError(f"usd_per_cpu_hour must be a price >= 0 USD, got {usd_per_cpu_hour}")
