@@ -62,7 +62,7 @@ def _check_group_overrides(argv: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_run(cfg: DictConfig) -> None:
-    from bench.runner import run_job
+    from bench.job import run_job
 
     run_job(cfg)
 
@@ -72,6 +72,7 @@ def run_main() -> None:
     from bench.launchers import LauncherError, check_launcher
     from bench.lifeline import mark_parent
     from bench.preflight import SweepPlan, plan_sweep
+    from bench.progress import PLANNED_RUNS
     from bench.sweep import OUTCOME, PLANNED, PLANNED_FAMILIES, finish_interrupted
 
     argv = sys.argv[1:]
@@ -89,6 +90,8 @@ def run_main() -> None:
     PLANNED.update(plan.run_stems)
     PLANNED_FAMILIES.clear()
     PLANNED_FAMILIES.update(plan.families)
+    PLANNED_RUNS.clear()
+    PLANNED_RUNS.update(plan.runs)
     if problems:
         print("bench-run: nothing was run; these settings can never work:", file=sys.stderr)
         for problem in problems:

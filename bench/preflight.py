@@ -164,6 +164,7 @@ class SweepPlan:
     problems: list[str]
     run_stems: frozenset[str]
     families: dict[str, str] = field(default_factory=dict)  # method name -> family
+    runs: dict[str, tuple[str, str]] = field(default_factory=dict)  # stem -> (method, n_train)
 
 
 def sweep_problems(argv: list[str]) -> list[str]:
@@ -176,12 +177,13 @@ def plan_sweep(argv: list[str]) -> SweepPlan:
     from hydra import compose, initialize_config_dir
 
     from bench.config import register_configs
-    from bench.runner import specs_for
+    from bench.spec import specs_for
 
     register_configs()
     problems: list[str] = []
     stems: set[str] = set()
     families: dict[str, str] = {}
+    runs: dict[str, tuple[str, str]] = {}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             jobs = _jobs(argv)
@@ -200,4 +202,5 @@ def plan_sweep(argv: list[str]) -> SweepPlan:
                 for spec in specs_for(cfg):
                     stems.add(spec.stem)
                     families[spec.method] = spec.family
-    return SweepPlan(problems, frozenset(stems), families)
+                    runs[spec.stem] = (spec.method, str(spec.n_train))
+    return SweepPlan(problems, frozenset(stems), families, runs)

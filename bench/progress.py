@@ -23,7 +23,19 @@ from omegaconf import DictConfig, OmegaConf
 from bench.paths import CONF_DIR, resolve_project_path
 from bench.results import write_atomic
 
-__all__ = ["SweepProgress", "estimate_remaining", "method_families", "planned_jobs", "write_plan"]
+__all__ = [
+    "PLANNED_RUNS",
+    "SweepProgress",
+    "estimate_remaining",
+    "method_families",
+    "planned_jobs",
+    "write_plan",
+]
+
+# The method and training size of each run bench-run planned, by stem (from the composed jobs,
+# bench/preflight.py): what makes two runs alike for the ETA. Never parsed back out of a stem,
+# where a dataset named with "__" would read as another method.
+PLANNED_RUNS: dict[str, tuple[str, str]] = {}
 
 
 def planned_jobs(config: DictConfig) -> int:
@@ -50,9 +62,10 @@ def write_plan(config: DictConfig, multirun: bool) -> Path | None:
         total = len(PLANNED)
     plan = {"id": uuid.uuid4().hex[:12], "total": total, "started": time.time()}
     if PLANNED:
-        methods = {_method_of(stem) for stem in PLANNED}
+        runs = {s: list(PLANNED_RUNS[s]) for s in sorted(PLANNED) if s in PLANNED_RUNS}
+        methods = {method for method, _ in runs.values()}
         families = dict(PLANNED_FAMILIES) or method_families(methods)  # no plan: conf/method
-        plan.update(total=len(PLANNED), stems=sorted(PLANNED), families=families)
+        plan.update(total=len(PLANNED), stems=sorted(PLANNED), runs=runs, families=families)
     path = sweep_dir / "plan.json"
     write_atomic(path, json.dumps(plan).encode())
     return path
@@ -92,16 +105,6 @@ class SweepProgress:
 
 def _eta_text(seconds: float | None) -> str:
     return "" if seconds is None else f", ETA {_duration(seconds)}"
-
-
-def _method_of(stem: str) -> str:
-    parts = stem.split("__")  # <dataset>__<method>__n<n>__s<seed>__<id>
-    return parts[1] if len(parts) > 2 else stem
-
-
-def _size_of(stem: str) -> str:
-    parts = stem.split("__")
-    return parts[2] if len(parts) > 2 else ""
 
 
 def method_families(methods: set[str] | list[str], conf_dir: Path = CONF_DIR) -> dict[str, str]:
@@ -150,10 +153,15 @@ def estimate_remaining(plan: dict[str, Any], entries: list[bytes], now: float) -
     if "stems" not in plan or not timed:  # no per-run detail: the average pace so far
         return elapsed / len(new) * remaining_count
     families = plan.get("families") or {}
+    runs = plan.get("runs") or {}  # stem -> [method, n_train], as planned
+
+    def method(stem: str) -> str | None:
+        return runs[stem][0] if stem in runs else None
+
     ways = (  # from the most to the least specific likeness between two runs
-        lambda stem: (_method_of(stem), _size_of(stem)),
-        _method_of,
-        lambda stem: families.get(_method_of(stem)),
+        lambda stem: tuple(runs[stem]) if stem in runs else None,
+        method,
+        lambda stem: families.get(method(stem)),
     )
     tables = [_mean_by(way, timed) for way in ways]
     overall = sum(s for _, s in timed) / len(timed)

@@ -216,7 +216,8 @@ def test_the_eta_weighs_each_remaining_run_by_its_method() -> None:
 
     fast = [f"cc__logreg__n16__s{i}__x" for i in range(15)]
     slow = [f"cc__llm_icl__n16__s{i}__y" for i in range(3)]
-    plan = {"id": "p", "total": 18, "started": 1000.0, "stems": fast + slow}
+    runs = {stem: [stem.split("__")[1], "16"] for stem in fast + slow}
+    plan = {"id": "p", "total": 18, "started": 1000.0, "stems": fast + slow, "runs": runs}
     entries = [f"new {stem} 1.0".encode() for stem in fast[:10]] + [f"new {slow[0]} 60.0".encode()]
     # 70 run-seconds in 70 s of wall time: one run at a time; 2 LLM runs and 5 fits remain.
     assert estimate_remaining(plan, entries, now=1070.0) == pytest.approx(2 * 60 + 5 * 1)

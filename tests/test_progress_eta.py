@@ -10,12 +10,19 @@ from pathlib import Path
 import pytest
 
 from bench.config import compose_config
-from bench.progress import estimate_remaining, method_families, write_plan
+from bench.preflight import plan_sweep
+from bench.progress import PLANNED_RUNS, estimate_remaining, method_families, write_plan
 from bench.sweep import PLANNED
 
 
-def stems(method: str, count: int, n: int = 16) -> list[str]:
-    return [f"cc__{method}__n{n}__s{seed}__{method[:3]}" for seed in range(count)]
+def stems(method: str, count: int, n: int = 16, dataset: str = "cc") -> list[str]:
+    """Stems of planned runs; `RUNS` learns the method and size of each (as preflight does)."""
+    made = [f"{dataset}__{method}__n{n}__s{seed}__{method[:3]}" for seed in range(count)]
+    RUNS.update({stem: [method, str(n)] for stem in made})
+    return made
+
+
+RUNS: dict[str, list[str]] = {}  # stem -> [method, n_train] of every stem made by `stems`
 
 
 def finished(runs: list[tuple[str, float]]) -> list[bytes]:
@@ -30,6 +37,7 @@ def test_a_method_not_yet_run_is_estimated_from_its_family() -> None:
         "total": 11,
         "started": 1000.0,
         "stems": logreg + icl + tuned + knn,
+        "runs": RUNS,
         "families": method_families(["logreg", "llm_icl", "lightgbm_tuned", "llm_icl_knn"]),
     }
     entries = finished([(s, 1.0) for s in logreg] + [(icl[0], 60.0)])
@@ -40,14 +48,24 @@ def test_a_method_not_yet_run_is_estimated_from_its_family() -> None:
 
 def test_a_run_is_estimated_from_runs_of_its_method_at_the_same_training_size() -> None:
     small, large = stems("llm_icl", 2, n=16), stems("llm_icl", 3, n=1024)
-    plan = {"id": "p", "total": 5, "started": 1000.0, "stems": small + large}
+    plan = {"id": "p", "total": 5, "started": 1000.0, "stems": small + large, "runs": RUNS}
     entries = finished([(small[0], 10.0), (small[1], 10.0), (large[0], 100.0)])
     # two 1024-row runs left: 100 s each, not the method's mean of 40 s
     assert estimate_remaining(plan, entries, now=1120.0) == pytest.approx(2 * 100)
     # a size the method has not run yet: the method's mean
-    plan["stems"] = [*plan["stems"], "cc__llm_icl__n64__s0__x"]
+    plan["stems"] = [*plan["stems"], *stems("llm_icl", 1, n=64)]
     plan["total"] = 6
     assert estimate_remaining(plan, entries, now=1120.0) == pytest.approx(2 * 100 + 40)
+
+
+def test_a_dataset_named_with_double_underscores_is_estimated_by_its_runs() -> None:
+    """The method and size of a run come from the plan, never from its file name: in
+    `call__center__llm_icl__n16__...` the method is not `center`."""
+    small = stems("llm_icl", 2, n=16, dataset="call__center")
+    large = stems("llm_icl", 3, n=1024, dataset="call__center")
+    plan = {"id": "p", "total": 5, "started": 1000.0, "stems": small + large, "runs": RUNS}
+    entries = finished([(small[0], 10.0), (small[1], 10.0), (large[0], 100.0)])
+    assert estimate_remaining(plan, entries, now=1120.0) == pytest.approx(2 * 100)
 
 
 def test_families_come_from_the_method_configs_and_their_defaults(tmp_path: Path) -> None:
@@ -61,20 +79,48 @@ def test_families_come_from_the_method_configs_and_their_defaults(tmp_path: Path
 
 @pytest.fixture
 def planned() -> Iterator[set[str]]:
-    saved = set(PLANNED)
+    """bench-run's record of the planned sweep (as `bench.cli` fills it from preflight)."""
+    saved, saved_runs = set(PLANNED), dict(PLANNED_RUNS)
     PLANNED.clear()
+    PLANNED_RUNS.clear()
     yield PLANNED
     PLANNED.clear()
     PLANNED.update(saved)
+    PLANNED_RUNS.clear()
+    PLANNED_RUNS.update(saved_runs)
 
 
 def test_the_plan_records_the_family_of_every_planned_method(
     tmp_path: Path, planned: set[str]
 ) -> None:
     planned.update(stems("lightgbm_tuned", 2) + stems("llm_icl_knn", 1))
+    PLANNED_RUNS.update({stem: (RUNS[stem][0], RUNS[stem][1]) for stem in planned})
     cfg = compose_config(["dataset=callcenter", f"results_dir={tmp_path}"])
     path = write_plan(cfg, multirun=False)
     assert path is not None
     plan = json.loads(path.read_text())
     assert plan["total"] == 3
     assert plan["families"] == {"lightgbm_tuned": "classical", "llm_icl_knn": "llm_icl"}
+
+
+def test_the_plan_holds_the_method_and_size_of_each_run_as_composed(
+    tmp_path: Path, planned: set[str]
+) -> None:
+    """bench-run's plan (preflight's composed jobs) names each run's method and size, so a
+    dataset named with `__` is estimated by its runs (the test above)."""
+    argv = ["-m", "dataset=callcenter", "dataset.name=call__center", "method=logreg,majority"]
+    sweep = plan_sweep([*argv, "seeds=[0]", "n_train=[16,all]"])
+    assert not sweep.problems
+    planned.update(sweep.run_stems)
+    PLANNED_RUNS.update(sweep.runs)
+    cfg = compose_config(["dataset=callcenter", f"results_dir={tmp_path}"])
+    path = write_plan(cfg, multirun=True)
+    assert path is not None
+    plan = json.loads(path.read_text())
+    assert sorted(plan["runs"].values()) == [
+        ["logreg", "16"],
+        ["logreg", "all"],
+        ["majority", "16"],
+        ["majority", "all"],
+    ]
+    assert all(stem.startswith("call__center__") for stem in plan["runs"])
