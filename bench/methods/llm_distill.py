@@ -19,18 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import clone
 
 from bench.llm.prompts import PROMPT_VERSION
-from bench.methods.base import Choice, MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
 from bench.methods.classical import ClassicalClassifier
+from bench.methods.llm_base import LLMEstimator, aligned_proba
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
 from bench.methods.shots import SELECTIONS
 
 __all__ = ["LLM_DISTILL", "LLMDistillClassifier", "build_llm_distill"]
 
 
-class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
+class LLMDistillClassifier(LLMEstimator):
     """A LightGBM student trained on the labels an LLM teacher gives unlabelled rows.
 
     `teacher` is an unfitted in-context classifier (`LLMICLClassifier`); `fit` clones it, as
@@ -58,25 +59,36 @@ class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
     def fit(
         self, X: pd.DataFrame, y: Any, X_unlabelled: pd.DataFrame | None = None
     ) -> LLMDistillClassifier:
+        """Label `X_unlabelled` with the teacher, train the student (see the class docstring)."""
+        return super().fit(X, y, X_unlabelled=X_unlabelled)
+
+    def _check_params(self) -> None:
         if self.teacher is None:
             raise ValueError("LLMDistillClassifier needs a teacher (an LLMICLClassifier)")
+        if self.teacher_shots not in ("train", "zero"):
+            raise ValueError(
+                f"method.params.teacher_shots must be 'train' or 'zero', not '{self.teacher_shots}'"
+            )
+
+    def _declared_classes(self) -> tuple[str, ...]:
+        return self.teacher.class_labels
+
+    def _fit(
+        self, X: pd.DataFrame, labels: pd.Series, X_unlabelled: pd.DataFrame | None = None
+    ) -> None:
         if X_unlabelled is None or len(X_unlabelled) == 0:
             raise ValueError(
                 "LLMDistillClassifier.fit needs unlabelled rows (X_unlabelled); bench-run takes "
                 "method.params.n_unlabelled of them from the training pool"
             )
-        if self.teacher_shots not in ("train", "zero"):
-            raise ValueError(
-                f"method.params.teacher_shots must be 'train' or 'zero', not '{self.teacher_shots}'"
-            )
-        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
+        ledger = self.run_ledger()
         teacher = clone(self.teacher)
         if self.teacher_shots == "zero":
             teacher.set_params(max_shots=0)
         self.teacher_ = teacher.fit(X, labels)
+        ledger.parts["teacher"] = teacher.run_ledger()  # its usage is the labelling cost
         silver_proba = teacher.predict_proba(X_unlabelled)
         self.silver_labels_ = teacher.classes_[silver_proba.argmax(axis=1)]
-        self.usage_ = teacher.usage_
 
         train_X, train_y = X_unlabelled, pd.Series(self.silver_labels_, dtype=object)
         if self.include_true_labels and len(X):
@@ -93,37 +105,20 @@ class LLMDistillClassifier(ClassifierMixin, BaseEstimator):
             random_state=self.seed,
             n_jobs=self.n_jobs,
         ).fit(train_X, train_y)
-        self.classes_ = np.array(
-            sorted(set(teacher.classes_) | set(self.student_.classes_)), dtype=object
-        )
         per_1k = 1000 / len(X_unlabelled)
         counts = pd.Series(self.silver_labels_).value_counts()
-        self.fit_info_ = {
-            "unlabelled_rows": len(X_unlabelled),
-            "teacher": teacher.fit_info_,
-            "silver_label_counts": {str(k): int(v) for k, v in counts.items()},
-            "student_rows": len(train_X),
-            "labelling_usd_per_1k_rows": self.usage_["usd"] * per_1k,
-            "labelling_seconds_per_1k_rows": self.usage_["llm_seconds"] * per_1k,
-        }
-        return self
+        labelling = ledger.total_usage()
+        ledger.details.update(
+            unlabelled_rows=len(X_unlabelled),
+            silver_label_counts={str(k): int(v) for k, v in counts.items()},
+            student_rows=len(train_X),
+            labelling_usd_per_1k_rows=labelling.usd * per_1k,
+            labelling_seconds_per_1k_rows=labelling.llm_seconds * per_1k,
+        )
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """The student's probabilities, with a zero column for a class it never saw."""
-        student = self.student_.predict_proba(X)
-        proba = np.zeros((len(X), len(self.classes_)))
-        for j, label in enumerate(self.student_.classes_):
-            proba[:, list(self.classes_).index(label)] = student[:, j]
-        return proba
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-    def run_report(self) -> MethodReport:
-        """Labelling details and cost, and the teacher's LLM usage."""
-        return MethodReport(
-            details=dict(getattr(self, "fit_info_", {})), usage=dict(getattr(self, "usage_", {}))
-        )
+        return aligned_proba(self.student_.predict_proba(X), self.student_.classes_, self.classes_)
 
     def unlabelled_details(self, y_unlabelled: np.ndarray) -> dict[str, Any]:
         """Silver-label accuracy, scored by the runner against labels this method never saw."""

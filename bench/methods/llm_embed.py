@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, ClassifierMixin
 
-from bench.llm.backend import LLMBackend, Usage, make_backend
+from bench.llm.backend import EmbedRequest, LLMBackend, make_backend
 from bench.llm.serialize import RowSerializer
-from bench.methods.base import Choice, MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
 from bench.methods.classical import ClassicalClassifier
-from bench.methods.llm_icl import SERIALIZER_KEYS
+from bench.methods.llm_base import LLMEstimator, aligned_proba, require_llm
+from bench.methods.llm_icl import serializer_options
 
 __all__ = ["EMBED_TEXT_VERSION", "HEADS", "LLM_EMBED", "LLMEmbedClassifier", "build_llm_embed"]
 
@@ -51,7 +51,7 @@ HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
 PROGRESS_EVERY_S = 60.0
 
 
-class LLMEmbedClassifier(ClassifierMixin, BaseEstimator):
+class LLMEmbedClassifier(LLMEstimator):
     """A logistic regression (or LightGBM) on the LLM's embeddings of serialized rows.
 
     `llm` is an llm config (conf/llm/*.yaml as a dict) whose backend embeds; `serializer` a
@@ -82,56 +82,41 @@ class LLMEmbedClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     # -- estimator API ------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, y: Any) -> LLMEmbedClassifier:
-        if not self.llm:
-            raise ValueError("LLMEmbedClassifier needs an llm config (the `llm` parameter)")
+    def _check_params(self) -> None:
+        require_llm(self, self.llm)
         if self.head not in HEADS:
             raise ValueError(
                 f"method.params.head={self.head!r} is not a head; use one of {', '.join(HEADS)}"
             )
-        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
-        self.classes_ = np.array(sorted(set(self.class_labels) | set(labels)), dtype=object)
-        options = {
-            k: v
-            for k, v in (self.serializer or {}).items()
-            if k in SERIALIZER_KEYS and v is not None
-        }
+
+    def _declared_classes(self) -> tuple[str, ...]:
+        return self.class_labels
+
+    def _fit(self, X: pd.DataFrame, labels: pd.Series) -> None:
+        options = serializer_options(self.serializer)
         self.serializer_ = RowSerializer(**options, seed=self.seed).fit(X)
-        self._usage = Usage()
         features = self._features(X)
         self.n_dims_ = features.shape[1]
         params = {**HEAD_DEFAULTS[self.head], **(self.head_params or {})}
         self.head_ = ClassicalClassifier(
             model=self.head, params=params, random_state=self.seed, n_jobs=self.n_jobs
         ).fit(features, labels)
-        self.fit_info_ = {
-            "head": self.head,
-            "head_params": params,
-            "dimensions": self.n_dims_,
-            "normalize": self.normalize,
-            "fit_rows_embedded": len(X),
-        }
-        return self
+        self.run_ledger().details.update(
+            head=self.head,
+            head_params=params,
+            dimensions=self.n_dims_,
+            normalize=self.normalize,
+            fit_rows_embedded=len(X),
+            predict_rows_embedded=0,  # over every predict_proba since fit
+        )
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         features = self._features(X)
-        head = self.head_.predict_proba(features)
-        proba = np.zeros((len(X), len(self.classes_)))
-        for j, label in enumerate(self.head_.classes_):
-            proba[:, list(self.classes_).index(label)] = head[:, j]
-        self.usage_ = self._usage.as_dict()  # fit and predict together, as the runner expects
-        self.fit_info_["predict_rows_embedded"] = len(X)
-        return proba
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-    def run_report(self) -> MethodReport:
-        """The head and the embedding size, and the LLM usage (so far, if a step failed)."""
-        usage = getattr(self, "usage_", None) or (
-            self._usage.as_dict() if hasattr(self, "_usage") else {}
+        proba = aligned_proba(
+            self.head_.predict_proba(features), self.head_.classes_, self.classes_
         )
-        return MethodReport(details=dict(getattr(self, "fit_info_", {})), usage=usage)
+        self.run_ledger().details["predict_rows_embedded"] += len(X)
+        return proba
 
     # -- embeddings ---------------------------------------------------------------------------
     def texts(self, X: pd.DataFrame) -> list[str]:
@@ -150,6 +135,7 @@ class LLMEmbedClassifier(ClassifierMixin, BaseEstimator):
         return pd.DataFrame(vectors, columns=columns, index=X.index)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
+        ledger = self.run_ledger()
         backend = make_backend(self.llm)
         vectors: list[list[float]] = []
         started = last_said = time.perf_counter()
@@ -165,9 +151,10 @@ class LLMEmbedClassifier(ClassifierMixin, BaseEstimator):
                         rate,
                         rate * (len(texts) - start),
                     )
-                for result in backend.embed_many(texts[start : start + self.batch_size]):
+                batch = texts[start : start + self.batch_size]
+                for result in backend.embed([EmbedRequest(t) for t in batch]):
                     vectors.append(result.vector)
-                    self._usage += result.usage
+                    ledger.usage += result.usage
         finally:
             backend.close()
         return _as_matrix(vectors, backend)

@@ -19,30 +19,37 @@ import json
 import logging
 import re
 import time
-from collections import Counter
 from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from bench.llm.backend import (
+    GenerateRequest,
     LLMBackend,
     PromptTooLongError,
-    Usage,
+    ScoreRequest,
     context_limit,
     make_backend,
     parse_label,
 )
 from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
-from bench.methods.base import Choice, MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
 from bench.methods.explain import Explanation, explain, summary
+from bench.methods.llm_base import LLMEstimator, RunLedger, require_llm
 from bench.methods.shots import SELECTIONS, nearest_shots, shared_prefix_layout, static_shots
 
-__all__ = ["LLM_ICL", "SERIALIZER_KEYS", "LLMICLClassifier", "build_llm_icl", "prompt_context"]
+__all__ = [
+    "LLM_ICL",
+    "SERIALIZER_KEYS",
+    "LLMICLClassifier",
+    "build_llm_icl",
+    "prompt_context",
+    "serializer_options",
+]
 
 log = logging.getLogger("bench")
 PROGRESS_EVERY_S = 60.0  # a long labelling run says how far it got, at most once a minute
@@ -51,13 +58,15 @@ PROGRESS_EVERY_S = 60.0  # a long labelling run says how far it got, at most onc
 SERIALIZER_KEYS = tuple(f.name for f in fields(RowSerializer) if f.name != "seed")
 
 
-class LLMICLClassifier(ClassifierMixin, BaseEstimator):
+class LLMICLClassifier(LLMEstimator):
     """Few-shot (or zero-shot) classification by an LLM; a scikit-learn estimator.
 
     `llm` is an llm config (conf/llm/*.yaml as a dict); `serializer` a serializer config
     (conf/serializer/*.yaml); `class_labels` fixes the label set so that zero training rows
     (zero-shot) still has classes to score.
     """
+
+    _backend: LLMBackend | None = None  # open from fit to the end of predict_proba
 
     def __init__(
         self,
@@ -98,25 +107,25 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         self.explain_rows = explain_rows  # ask why for the first rows, test it (methods/explain.py)
 
     # -- estimator API ------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, y: Any) -> LLMICLClassifier:
-        if not self.llm:
-            raise ValueError("LLMICLClassifier needs an llm config (the `llm` parameter)")
+    def _check_params(self) -> None:
+        require_llm(self, self.llm)
         if self.explain_rows and self.queries_per_request > 1:  # before any row is paid for
             raise ValueError(
                 "method.params.explain_rows needs one row per request (queries_per_request: 1)"
             )
-        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
-        self.classes_ = np.array(sorted(set(self.class_labels) | set(labels)), dtype=object)
-        if len(self.classes_) < 2:
-            raise ValueError("LLMICLClassifier needs at least two classes (class_labels or y)")
+
+    def _declared_classes(self) -> tuple[str, ...]:
+        return self.class_labels
+
+    def _fit(self, X: pd.DataFrame, labels: pd.Series) -> None:
         self.k_ = len(X) if self.max_shots is None else min(self.max_shots, len(X))
         self.pool_X_, self.pool_y_ = X.reset_index(drop=True), labels.reset_index(drop=True)
-        self.serializer_ = RowSerializer(**self._serializer_options(), seed=self.seed).fit(X)
-        self._backend: LLMBackend | None = None
-        backend = self._get_backend()
-        self.verbalizer_ = Verbalizer.build(
-            self.classes_, self.verbalizer, getattr(backend, "first_token", None)
+        self.serializer_ = RowSerializer(**serializer_options(self.serializer), seed=self.seed).fit(
+            X
         )
+        self._backend = None
+        backend = self._get_backend()
+        self.verbalizer_ = Verbalizer.build(self.classes_, self.verbalizer, backend.first_token)
         glossary = self.feature_descriptions if self._describe_columns() else None
         question = "each row to label" if self.queries_per_request > 1 else "the last row"
         self.instruction_ = instruction(
@@ -141,57 +150,46 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
                     f"method.params.shot_order={self.shot_order!r}: use given or shuffled"
                 )
             self.prefix_ += self._shots_text(self.shots_)
-        return self
+        self.run_ledger().details.update(
+            shots=self.k_,
+            selection=self.selection,
+            verbalizer=dict(zip(self.verbalizer_.classes, self.verbalizer_.words, strict=True)),
+            scoring={},  # answers by how they were scored, over every predict_proba since fit
+            invalid_answers=0,
+            prefix_reuse=None,
+        )
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        ledger = self.run_ledger()
         backend = self._get_backend()
-        self._usage, self._methods, self._invalid = Usage(), Counter(), 0
         try:
             if self.queries_per_request > 1:
                 proba = self._predict_grouped(backend, X)
             else:
                 proba = self._predict_scored(backend, X)
-            explained: list[Explanation] = []
             if self.explain_rows:  # timed apart: not part of the cost per prediction
                 wall, cpu = time.perf_counter(), time.process_time()
                 explained = self._explain(backend, X.iloc[: self.explain_rows], proba)
-                self.explain_seconds_ = (time.perf_counter() - wall, time.process_time() - cpu)
+                ledger.add_diagnostic_seconds(time.perf_counter() - wall, time.process_time() - cpu)
+                ledger.details["explanations"] = summary(explained)
+                ledger.artifacts["explanations.json"] = json.dumps(
+                    [e.as_dict() for e in explained], indent=1
+                )
         finally:
             backend.close()
             self._backend = None
-        self.usage_ = self._usage.as_dict()
-        self.fit_info_ = {
-            "shots": self.k_,
-            "selection": self.selection,
-            "verbalizer": dict(zip(self.verbalizer_.classes, self.verbalizer_.words, strict=True)),
-            "scoring": dict(self._methods),
-            "invalid_answers": self._invalid,
-            # share of prompt tokens the engine reused from the previous prompt's prefix
-            "prefix_reuse": round(self._usage.cached_tokens / self._usage.prompt_tokens, 4)
-            if self._usage.prompt_tokens
-            else None,
-        }
-        if self.explain_rows:
-            self.fit_info_["explanations"] = summary(explained)
-            self.artifacts_ = {
-                "explanations.json": json.dumps([e.as_dict() for e in explained], indent=1)
-            }
+        usage = ledger.usage
+        # share of prompt tokens the engine reused from the previous prompt's prefix
+        ledger.details["prefix_reuse"] = (
+            round(usage.cached_tokens / usage.prompt_tokens, 4) if usage.prompt_tokens else None
+        )
         return proba
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-    def run_report(self) -> MethodReport:
-        """Shots, scoring and invalid answers, and the LLM usage (so far, if predicting failed)."""
-        usage = getattr(self, "usage_", None) or (
-            self._usage.as_dict() if hasattr(self, "_usage") else {}
-        )
-        return MethodReport(
-            details=dict(getattr(self, "fit_info_", {})),
-            usage=usage,
-            artifacts=dict(getattr(self, "artifacts_", {})),
-            diagnostic_seconds=getattr(self, "explain_seconds_", (0.0, 0.0)),
-        )
+    def _tally(self, ledger: RunLedger, method: str, valid: bool) -> None:
+        """Count one answer: how it was scored, and whether it named a class."""
+        scoring = ledger.details["scoring"]
+        scoring[method] = scoring.get(method, 0) + 1
+        ledger.details["invalid_answers"] += not valid
 
     # -- prompts ------------------------------------------------------------------------------
     def prompts(self, X: pd.DataFrame) -> list[str]:
@@ -254,6 +252,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
     # -- scoring -----------------------------------------------------------------------------
     def _predict_scored(self, backend: LLMBackend, X: pd.DataFrame) -> np.ndarray:
         answers = self.verbalizer_.answers()
+        ledger = self.run_ledger()
         proba = np.zeros((len(X), len(self.classes_)))
         shots = None
         order = np.arange(len(X))
@@ -279,11 +278,11 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
                 for i in rows
             ]
             self._check_context(backend, prompts)
-            for i, result in zip(rows, backend.score_many(prompts, answers), strict=True):
+            scored = backend.score([ScoreRequest(p, answers) for p in prompts])
+            for i, result in zip(rows, scored, strict=True):
                 proba[i] = [result.probs[a] for a in answers]
-                self._usage += result.usage
-                self._methods[result.method] += 1
-                self._invalid += not result.valid
+                ledger.usage += result.usage
+                self._tally(ledger, result.method, result.valid)
         return proba
 
     def _predict_grouped(self, backend: LLMBackend, X: pd.DataFrame) -> np.ndarray:
@@ -307,15 +306,15 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
             )
         self._check_context(backend, requests)
         proba = np.full((len(X), len(words)), 1.0 / len(words))
-        results = backend.generate_many(requests, max_tokens=8 * size + 16)
+        results = backend.generate([GenerateRequest(r, max_tokens=8 * size + 16) for r in requests])
+        ledger = self.run_ledger()
         for block, result in enumerate(results):
-            self._usage += result.usage
+            ledger.usage += result.usage
             found = _numbered_answers(result.text, words)
             for j in range(min(size, len(X) - block * size)):
-                self._methods["generation"] += 1
                 word = found.get(j + 1)
+                self._tally(ledger, "generation", word is not None)
                 if word is None:
-                    self._invalid += 1
                     continue
                 proba[block * size + j] = [float(w == word) for w in words]
         return proba
@@ -330,10 +329,6 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
             raise PromptTooLongError(tokens, limit, cfg.name)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _serializer_options(self) -> dict[str, Any]:
-        options = dict(self.serializer or {})
-        return {k: options[k] for k in SERIALIZER_KEYS if k in options and options[k] is not None}
-
     def _describe_columns(self) -> bool:
         """Column descriptions go in the prompt for zero-shot, or when the serializer asks."""
         return bool(self.feature_descriptions) and (
@@ -341,7 +336,7 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _get_backend(self) -> LLMBackend:
-        if getattr(self, "_backend", None) is None:
+        if self._backend is None:
             self._backend = make_backend(self.llm)
         return self._backend
 
@@ -349,6 +344,12 @@ class LLMICLClassifier(ClassifierMixin, BaseEstimator):
         state = dict(self.__dict__)
         state.pop("_backend", None)  # a loaded model or an open connection is not picklable
         return state
+
+
+def serializer_options(serializer: dict[str, Any] | None) -> dict[str, Any]:
+    """The RowSerializer options a serializer config sets (bench/llm/serialize.py)."""
+    options = dict(serializer or {})
+    return {k: options[k] for k in SERIALIZER_KEYS if k in options and options[k] is not None}
 
 
 def _numbered_answers(text: str, words: list[str]) -> dict[int, str]:

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 
-from bench.llm.backend import Usage, make_backend
+from bench.llm.backend import GenerateRequest, make_backend
 from bench.llm.prompts import PROMPT_VERSION
-from bench.methods.base import Choice, MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
+from bench.methods.llm_base import LLMEstimator
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
 from bench.methods.shots import SELECTIONS
 
@@ -98,31 +98,114 @@ class Candidate:
 class _Search:
     candidates: list[Candidate] = field(default_factory=list)
     prompts: dict[str, str] = field(default_factory=dict)  # shared prompt text -> candidate
-    calls: int = 0
-    usage: Usage = field(default_factory=Usage)
+    calls: int = 0  # every LLM call of the search (scoring and rewriting): the budget's count
+    # candidate -> its model on the first fold and that fold's validation probabilities: the
+    # mistakes a rewrite shows the optimizer, without asking the LLM for them again
+    first_fold: dict[str, tuple[LLMICLClassifier, np.ndarray]] = field(default_factory=dict)
 
 
-class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
-    """`LLMICLClassifier` whose prompt is chosen by validation on the training rows."""
+class LLMICLTunedClassifier(LLMEstimator):
+    """`LLMICLClassifier` whose prompt is chosen by validation on the training rows.
+
+    `search` holds the `SearchSettings` (a dict), `positive_label` the class a binary search
+    metric scores; every other parameter is `LLMICLClassifier`'s, the configured prompt the
+    search starts from (so `set_params(max_shots=3)` changes what `fit` tries).
+    """
 
     def __init__(
-        self, search: dict[str, Any] | None = None, positive_label: str | None = None, **icl: Any
+        self,
+        search: dict[str, Any] | None = None,
+        positive_label: str | None = None,
+        *,
+        llm: dict[str, Any] | None = None,
+        serializer: dict[str, Any] | None = None,
+        class_labels: tuple[str, ...] = (),
+        target: str = "label",
+        task_description: str = "",
+        feature_descriptions: dict[str, str] | None = None,
+        max_shots: int | None = None,
+        selection: str = "first",
+        verbalizer: dict[str, str] | None = None,
+        queries_per_request: int = 1,
+        batch_size: int = 64,
+        seed: int = 0,
+        guidance: str | None = None,
+        shot_order: str = "given",
+        knn_layout: str = "similarity",
+        explain_rows: int = 0,
     ) -> None:
         self.search = search
-        self.positive_label = positive_label  # the class a binary search metric scores
-        self.icl = icl  # LLMICLClassifier's parameters: the configured prompt
+        self.positive_label = positive_label
+        self.llm = llm
+        self.serializer = serializer
+        self.class_labels = class_labels
+        self.target = target
+        self.task_description = task_description
+        self.feature_descriptions = feature_descriptions
+        self.max_shots = max_shots
+        self.selection = selection
+        self.verbalizer = verbalizer
+        self.queries_per_request = queries_per_request
+        self.batch_size = batch_size
+        self.seed = seed
+        self.guidance = guidance
+        self.shot_order = shot_order
+        self.knn_layout = knn_layout
+        self.explain_rows = explain_rows
 
-    # scikit-learn's get_params cannot see **kwargs; the run builds a fresh estimator anyway.
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"search": self.search, "positive_label": self.positive_label, **self.icl}
+    def _icl(self, changes: dict[str, Any] | None = None) -> LLMICLClassifier:
+        """An unfitted in-context classifier: the configured prompt with `changes`."""
+        params = self.get_params(deep=False)
+        configured = {key: params[key] for key in LLMICLClassifier().get_params(deep=False)}
+        return LLMICLClassifier(**{**configured, **(changes or {})})
 
-    def fit(self, X: pd.DataFrame, y: Any) -> LLMICLTunedClassifier:
-        settings = SearchSettings(**(self.search or {}))
-        problems = settings.problems()
+    def _settings(self) -> SearchSettings:
+        return SearchSettings(**(self.search or {}))
+
+    def _check_params(self) -> None:
+        problems = self._settings().problems()
         if problems:
             raise ValueError("; ".join(problems))
-        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
+
+    def _declared_classes(self) -> tuple[str, ...]:
+        return self.class_labels
+
+    def _fit(self, X: pd.DataFrame, labels: pd.Series) -> None:
+        ledger = self.run_ledger()
         self._search = _Search()
+        try:
+            best, folds, metric = self._choose(X, labels, self._settings())
+        except BaseException:  # failed midway: the report keeps what was tried so far
+            ledger.details["search"] = {
+                "candidates": [asdict(c) for c in self._search.candidates],
+                "llm_calls": self._search.calls,
+            }
+            raise
+        self.best_ = best
+        self.model_ = self._icl(best.changes).fit(X, labels)
+        # The chosen prompt's details at the top level; its predictions' usage adds up here.
+        ledger.parts[""] = self.model_.run_ledger()
+        self.search_info_ = {
+            "metric": metric,
+            "folds": len(folds),
+            "validation_rows": sum(len(val_X) for _, _, val_X, _ in folds),  # all folds
+            "shot_rows": len(folds[0][0]),  # per fold
+            "chosen": best.name,
+            "chosen_changes": best.changes,
+            "validation_score": best.validation_score,
+            "instruction": self.model_.instruction_,
+            "llm_calls": self._search.calls,
+            "candidates": [asdict(c) for c in self._search.candidates],
+        }
+        ledger.details["search"] = self.search_info_
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model_.predict_proba(X)
+
+    def _choose(
+        self, X: pd.DataFrame, labels: pd.Series, settings: SearchSettings
+    ) -> tuple[Candidate, list[tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]], str]:
+        """The greedy search (module docstring): the best candidate, the folds and the metric."""
         folds = self._folds(X, labels, settings)
         calls = sum(len(val_X) for _, _, val_X, _ in folds)  # per candidate
         metric = _metric_name(settings.metric, labels)
@@ -137,13 +220,13 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
             if _better(candidate.validation_score, best.validation_score, metric):
                 candidate.kept, best = True, candidate
         for i in range(settings.rewrites):
-            if not self._room(settings, calls + 1):
+            if not self._room(settings, calls + 1):  # the rewrite, then scoring it
                 break
-            wording = self._rewrite(settings, best, *folds[0], attempt=i)
+            wording, failure = self._rewrite(settings, best, folds[0], attempt=i)
             candidate = Candidate(
                 f"rewrite_{i + 1}", {**best.changes, "guidance": wording}, parent=best.name
             )
-            problem = _unusable(wording)
+            problem = failure or _unusable(wording)
             if problem:  # recorded, not scored: a degenerate reply would only fit noise
                 candidate.error = problem
                 self._search.candidates.append(candidate)
@@ -151,51 +234,14 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
             self._try(candidate, folds, metric)
             if _better(candidate.validation_score, best.validation_score, metric):
                 candidate.kept, best = True, candidate
-        self.best_ = best
-        self.model_ = LLMICLClassifier(**{**self.icl, **best.changes}).fit(X, labels)
-        self.classes_ = self.model_.classes_
-        self.search_info_ = {
-            "metric": metric,
-            "folds": len(folds),
-            "validation_rows": calls,  # over all folds
-            "shot_rows": len(folds[0][0]),  # per fold
-            "chosen": best.name,
-            "chosen_changes": best.changes,
-            "validation_score": best.validation_score,
-            "instruction": self.model_.instruction_,
-            "llm_calls": self._search.calls,
-            "candidates": [asdict(c) for c in self._search.candidates],
-        }
-        return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model_.predict_proba(X)
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-    def run_report(self) -> MethodReport:
-        """The search (every candidate), the chosen model's details, search + predict usage."""
-        search = getattr(self, "_search", None)
-        usage = Usage() if search is None else Usage() + search.usage
-        details: dict[str, Any] = {}
-        model = getattr(self, "model_", None)
-        if model is not None:
-            report = model.run_report()
-            details.update(report.details)
-            usage += Usage(**{k: v for k, v in report.usage.items() if k in _USAGE_FIELDS})
-        if hasattr(self, "search_info_"):
-            details["search"] = self.search_info_
-        elif search is not None:  # failed midway: what was tried so far
-            details["search"] = {"candidates": [asdict(c) for c in search.candidates]}
-        return MethodReport(details=details, usage=usage.as_dict())
+        return best, folds, metric
 
     # -- the search -----------------------------------------------------------------------------
     def _folds(
         self, X: pd.DataFrame, y: pd.Series, settings: SearchSettings
     ) -> list[tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]]:
         """(shot rows, their labels, validation rows, their labels) per fold, stratified."""
-        n, seed = len(X), int(self.icl.get("seed", 0))
+        n, seed = len(X), int(self.seed)
         k = settings.folds if settings.folds != "auto" else (1 if n >= 64 else 2)
         counts = y.value_counts()
         if y.nunique() < 2 or counts.min() < 2 or n < max(4, 2 * k):
@@ -220,13 +266,13 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
         return [(shots_X, shots_y, val_X, val_y)]
 
     def _alternatives(self) -> list[Candidate]:
-        serializer = dict(self.icl.get("serializer") or {})
+        serializer = dict(self.serializer or {})
         other_layout = (
             {"name": "list", "format": "list", "shared_header": False}
             if serializer.get("shared_header")
             else {"name": "csv_table", "format": "csv", "shared_header": True}
         )
-        classes = list(self.icl.get("class_labels") or ())
+        classes = list(self.class_labels or ())
         letters = {c: chr(ord("A") + i) for i, c in enumerate(classes)}
         found = [
             Candidate("layout", {"serializer": {**serializer, **other_layout}}),
@@ -252,26 +298,32 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
         metric: str,
     ) -> Candidate:
         """Fit the candidate on each fold's shot rows and score its validation rows; the score
-        is the metric over every fold's validation predictions together."""
+        is the metric over every fold's validation predictions together. Every LLM call is
+        counted (`_Search.calls`, the budget) and its usage is this estimator's."""
         start = time.perf_counter()
         self._search.candidates.append(candidate)
         predictions, truths = [], []
+        # Candidates do not explain: explanations are the chosen prompt's, on the test rows.
+        changes = {**candidate.changes, "explain_rows": 0}
         try:
             for i, (shots_X, shots_y, val_X, val_y) in enumerate(folds):
-                model = LLMICLClassifier(**{**self.icl, **candidate.changes}).fit(shots_X, shots_y)
+                model = self._icl(changes)
+                try:
+                    model.fit(shots_X, shots_y)
+                    if i == 0:
+                        same = self._search.prompts.get(model.prefix_)
+                        if same is not None:  # e.g. balanced shots when every row is a shot
+                            candidate.error = f"the same prompt as {same}: not scored again"
+                            return candidate
+                        self._search.prompts[model.prefix_] = candidate.name
+                    proba = model.predict_proba(val_X)
+                finally:  # what was spent, even by a fold that failed midway
+                    spent = model.spent()
+                    self.run_ledger().usage += spent
+                    candidate.llm_calls += spent.requests + spent.cache_hits
+                    self._search.calls += spent.requests + spent.cache_hits
                 if i == 0:
-                    same = self._search.prompts.get(model.prefix_)
-                    if same is not None:  # e.g. balanced shots when every row is a shot
-                        candidate.error = f"the same prompt as {same}: not scored again"
-                        return candidate
-                    self._search.prompts[model.prefix_] = candidate.name
-                proba = model.predict_proba(val_X)
-                report = model.run_report()
-                self._search.usage += Usage(
-                    **{k: v for k, v in report.usage.items() if k in _USAGE_FIELDS}
-                )
-                candidate.llm_calls += len(val_X)
-                self._search.calls += len(val_X)
+                    self._search.first_fold[candidate.name] = (model, proba)
                 predictions.append(proba)
                 truths.append(val_y)
         except Exception as error:  # a candidate that cannot run loses; the search goes on
@@ -288,17 +340,18 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
         self,
         settings: SearchSettings,
         best: Candidate,
-        shots_X: pd.DataFrame,
-        shots_y: pd.Series,
-        val_X: pd.DataFrame,
-        val_y: pd.Series,
+        fold: tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series],
         attempt: int = 0,
-    ) -> str:
-        """An instruction the optimizer LLM proposes from the best candidate's mistakes;
-        sampled (temperature 0.7, seeded by the attempt), so that two rounds from the same best
-        do not propose the same words."""
-        model = LLMICLClassifier(**{**self.icl, **best.changes}).fit(shots_X, shots_y)
-        wrong = _mistakes(model, val_X, val_y)
+    ) -> tuple[str, str]:
+        """An instruction the optimizer LLM proposes from the best candidate's mistakes on the
+        first fold, and why there is none ("" when there is one). Sampled (temperature 0.7,
+        seeded by the attempt), so that two rounds from the same best do not propose the same
+        words. The call counts against the budget even when it fails."""
+        if best.name not in self._search.first_fold:
+            return "", f"no validation predictions of '{best.name}' to show the optimizer"
+        model, proba = self._search.first_fold[best.name]
+        _, _, val_X, val_y = fold
+        wrong = _mistakes(model, proba, val_X, val_y)
         request = (
             "You improve instructions for a model that labels table rows.\n\n"
             f"Current instruction:\n{model.instruction_}\n\n"
@@ -308,27 +361,26 @@ class LLMICLTunedClassifier(ClassifierMixin, BaseEstimator):
             "Write one short paragraph of extra guidance (at most 60 words) that would help it "
             "answer such rows correctly. Reply with the paragraph only.\n\nGuidance:"
         )
-        llm = settings.optimizer_llm or self.icl.get("llm")
-        backend = make_backend(llm)
+        backend = make_backend(settings.optimizer_llm or self.llm)
+        self._search.calls += 1
         try:
-            (result,) = backend.generate_many(
-                [request], max_tokens=120, temperature=0.7, seed=attempt
+            (result,) = backend.generate(
+                [GenerateRequest(request, max_tokens=120, temperature=0.7, seed=attempt)]
             )
-        except Exception:  # no rewrite this round; the search keeps what it has
-            return ""
+        except Exception as error:  # no rewrite this round: recorded, the search goes on
+            return "", f"the optimizer failed: {type(error).__name__}: {error}"
         finally:
             backend.close()
-        self._search.usage += result.usage
-        self._search.calls += 1
-        return _first_paragraph(result.text)
+        self.run_ledger().usage += result.usage
+        return _first_paragraph(result.text), ""
 
 
-_USAGE_FIELDS = set(Usage.__dataclass_fields__)
-
-
-def _mistakes(model: LLMICLClassifier, X: pd.DataFrame, y: pd.Series, limit: int = 4) -> str:
-    """Up to `limit` validation rows the model labels wrongly, serialized with their labels."""
-    predicted = model.predict(X)
+def _mistakes(
+    model: LLMICLClassifier, proba: np.ndarray, X: pd.DataFrame, y: pd.Series, limit: int = 4
+) -> str:
+    """Up to `limit` validation rows the model labelled wrongly (its probabilities `proba`),
+    serialized with their labels."""
+    predicted = model.classes_[proba.argmax(axis=1)]
     rows = []
     for (_, row), truth, guess in zip(X.iterrows(), y, predicted, strict=True):
         if str(truth) != str(guess):
