@@ -72,12 +72,24 @@ def main() -> int:
         import numpy as np
         import pandas as pd
 
-        train = pd.read_parquet("train.parquet")
-        y = train.pop(TARGET).astype(str)
-        rows = pd.read_parquet("rows.parquet")  # features only: their labels stay outside
+        # mode "fit" sends the fitted model back pickled, "predict" loads it (model.pkl) and
+        # predicts; the default fits and predicts in one process (bench/llm/sandbox_model.py)
+        mode = job.get("mode", "fit_predict")
+        if mode != "predict":
+            train = pd.read_parquet("train.parquet")
+            y = train.pop(TARGET).astype(str)
+        if mode != "fit":
+            rows = pd.read_parquet("rows.parquet")  # features only: their labels stay outside
         _install_guard(workdir, job["read_roots"])
-        model = _build(Path("program.py").read_text())
-        model.fit(train, y)
+        if mode == "predict":
+            _program(Path("program.py").read_text())  # its classes, for unpickling the model
+            model = _unpickle(Path("model.pkl").read_bytes())
+        else:
+            model = _build(Path("program.py").read_text())
+            model.fit(train, y)
+        if mode == "fit":
+            _send(channel, {"classes": sorted(set(y))}, _pickle(model))
+            return 0
         proba, classes = _proba(model, rows)
         buffer = io.BytesIO()
         np.save(buffer, proba, allow_pickle=False)
@@ -105,10 +117,34 @@ def _send(channel, header: dict, payload: bytes = b"") -> None:
     channel.flush()
 
 
+def _program(source: str):
+    """The program run as the module `generated_program`, registered so that pickle finds the
+    classes it defines."""
+    import types
+
+    module = types.ModuleType("generated_program")
+    sys.modules[module.__name__] = module
+    exec(compile(source, "program.py", "exec"), module.__dict__)
+    return module
+
+
+def _pickle(model) -> bytes:
+    """The fitted model as bytes (cloudpickle, as joblib ships it, keeps lambdas too)."""
+    try:
+        from joblib.externals import cloudpickle as pickler
+    except ImportError:
+        import pickle as pickler
+    return pickler.dumps(model)
+
+
+def _unpickle(data: bytes):
+    import pickle
+
+    return pickle.loads(data)
+
+
 def _build(source: str):
-    namespace: dict = {"__name__": "generated_program"}
-    exec(compile(source, "program.py", "exec"), namespace)
-    build = namespace.get("build_model")
+    build = getattr(_program(source), "build_model", None)
     if not callable(build):
         raise ValueError("the program does not define a function build_model()")
     model = build()

@@ -7,13 +7,16 @@ top level is dropped; a global `df` or wrong column names are errors found witho
 run), then cross-validated on the training rows in the sandbox (bench/llm/sandbox.py). A failing
 program goes back with its failing line and error for up to `repair_rounds` repairs, sampled at
 `repair_temperature` with a seed (a repeated program is recorded and not run again), and the
-candidate with the best harness-computed CV score is kept. `predict_proba` runs the kept
-program once more in the sandbox: fitted on all training rows, it predicts the test *features*;
-the test labels never reach the sandbox.
+candidate with the best harness-computed CV score is kept and, still in `fit`, fitted on all
+training rows in the sandbox (bench/llm/sandbox_model.py), which sends the fitted model back
+pickled: training is a one-off cost. `predict_proba` loads that model in a fresh sandboxed
+process and predicts the test *features*; the test labels never reach the sandbox.
 
 Every generated program (code, what sanitising dropped, error, CV score, tokens, cost) is in
 ``fit_info_["programs"]`` (the record's ``details.programs``; the record's own integer
-``attempts`` counts retries of the run) and the kept program in ``artifacts_["model.py"]``,
+``attempts`` counts retries of the run; ``final_fit_s`` and ``predict_sandbox_s`` are the
+sandbox seconds of the final fit and of predicting) and the kept program in
+``artifacts_["model.py"]``,
 which the runner saves next to the run's result. When no attempt works, `fit` raises
 `CodegenFailed`: the run is recorded as failed with the reason and its attempts, never silently
 replaced by a fallback model.
@@ -26,10 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from bench.errors import MethodFailed
-from bench.llm.backend import LLMBackend, Usage, make_backend
+from bench.llm.backend import GenerateRequest, LLMBackend, Usage, make_backend
 from bench.llm.codegen_checks import fingerprint, sanitise, static_problems
 from bench.llm.codegen_prompt import (
     CODEGEN_PROMPT_VERSION,
@@ -39,7 +41,9 @@ from bench.llm.codegen_prompt import (
     repair_prompt,
 )
 from bench.llm.sandbox import SandboxLimits, SandboxResult, confinement_available, run_program
+from bench.llm.sandbox_model import fit_model, predict_model
 from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.llm_base import LLMEstimator, require_llm
 
 __all__ = ["LLM_CODEGEN", "CodegenFailed", "LLMCodegenClassifier", "build_llm_codegen"]
 
@@ -52,7 +56,7 @@ class CodegenFailed(MethodFailed):
         self.details, self.usage = details, usage
 
 
-class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
+class LLMCodegenClassifier(LLMEstimator):
     """A classifier whose model code an LLM writes; a scikit-learn estimator."""
 
     def __init__(
@@ -87,75 +91,64 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         self.sandbox = sandbox
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, y: Any) -> LLMCodegenClassifier:
-        if not self.llm:
-            raise ValueError("LLMCodegenClassifier needs an llm config (the `llm` parameter)")
-        labels = pd.Series([str(v) for v in np.asarray(y)], index=X.index, dtype=object)
-        self.classes_ = np.array(sorted(set(labels)), dtype=object)
-        if len(self.classes_) < 2:
-            raise ValueError("LLMCodegenClassifier needs at least two classes in y")
+    def _check_params(self) -> None:
+        require_llm(self, self.llm)
+        self._check_confinement()
+
+    def _fit(self, X: pd.DataFrame, labels: pd.Series) -> None:
+        ledger = self.run_ledger()
         self.metric_ = "roc_auc" if len(self.classes_) == 2 else "accuracy"
         # ROC AUC needs a positive class; without one, the last class (sorted), as in sklearn.
         self.positive_ = self.positive_label or str(self.classes_[-1])
-        self._X, self._y = X, labels
-        self._usage = Usage()
-        self._check_confinement()
         attempts: list[dict[str, Any]] = []
+        ledger.details.update(
+            programs=attempts,  # filled as they run: a failure midway still reports them
+            metric=self.metric_,
+            isolation="bubblewrap" if confinement_available() else "none",
+        )
         backend = make_backend(self.llm)
         try:
             for candidate in range(self.n_candidates):
                 attempts += self._candidate(backend, X, labels, candidate)
         finally:
             backend.close()
-        self.usage_ = self._usage.as_dict()
         working = [a for a in attempts if a["ok"]]
-        self.fit_info_ = {
-            "programs": attempts,
-            "metric": self.metric_,
-            "isolation": "bubblewrap" if confinement_available() else "none",
-        }
         if not working:
             last = attempts[-1]["error"] if attempts else "no attempt was made"
             raise CodegenFailed(
                 f"none of {len(attempts)} generated program(s) worked "
                 f"({self.n_candidates} candidate(s), {self.repair_rounds} repair round(s)); "
                 f"last error: {_error_line(last)}",
-                self.fit_info_,
+                ledger.details,
                 self.usage_,
             )
         # The best by cross-validation; a program that ran but could not be cross-validated
         # (too few rows of a class) ranks below any scored one.
         best = max(working, key=lambda a: -np.inf if a["cv_score"] is None else a["cv_score"])
         self.code_ = best["code"]
-        self.artifacts_ = {"model.py": self.code_}
-        self.fit_info_.update(chosen_attempt=attempts.index(best), cv_score=best["cv_score"])
-        return self
+        ledger.artifacts["model.py"] = self.code_
+        ledger.details.update(chosen_attempt=attempts.index(best), cv_score=best["cv_score"])
+        # Training is one-off: the kept program is fitted on every training row here, once.
+        final, self.fitted_model_ = fit_model(self.code_, X, labels, self._limits())
+        ledger.details.update(final_fit_s=round(final.seconds, 3), predict_sandbox_s=0.0)
+        if not final.ok:
+            raise CodegenFailed(
+                f"the chosen program failed when fitted on all {len(X)} training rows: "
+                f"{_error_line(final.error or '')}",
+                ledger.details,
+                self.usage_,
+            )
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        result = run_program(self.code_, self._X, self._y, X, seed=self.seed, limits=self._limits())
+        """The kept program's fitted model (from fit) predicts the rows in the sandbox."""
+        ledger = self.run_ledger()
+        result = predict_model(
+            self.code_, self.fitted_model_, list(self.classes_), X, self._limits()
+        )
+        ledger.details["predict_sandbox_s"] += round(result.seconds, 3)
         if not result.ok:
             raise RuntimeError(f"the chosen program failed when predicting: {result.error}")
-        proba = np.zeros((len(X), len(self.classes_)))
-        for j, label in enumerate(result.classes or []):
-            if label not in self.classes_:
-                raise ValueError(f"the generated model predicted an unknown class '{label}'")
-            proba[:, list(self.classes_).index(label)] = result.proba[:, j]
-        self.fit_info_["predict_sandbox_s"] = round(result.seconds, 3)
-        return proba
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-    def run_report(self) -> MethodReport:
-        """Every attempt and the kept program; usage so far even when fit did not finish."""
-        usage = getattr(self, "usage_", None) or (
-            self._usage.as_dict() if hasattr(self, "_usage") else {}
-        )
-        return MethodReport(
-            details=dict(getattr(self, "fit_info_", {})),
-            usage=usage,
-            artifacts=dict(getattr(self, "artifacts_", {})),
-        )
+        return result.proba
 
     # -- one candidate: generate, check, run, repair -------------------------------------------
     def _candidate(
@@ -241,10 +234,10 @@ class LLMCodegenClassifier(ClassifierMixin, BaseEstimator):
         else:  # the code ends where the model closes the fence
             opened, stop = "```python\n", ["```"]
             request = f"{prompt}\n\n{opened}"
-        result = backend.generate_many(
-            [request], max_tokens=self.max_tokens, temperature=temperature, stop=stop, seed=seed
-        )[0]
-        self._usage += result.usage
+        (result,) = backend.generate(
+            [GenerateRequest(request, self.max_tokens, temperature, stop, seed)]
+        )
+        self.run_ledger().usage += result.usage
         return opened + result.text, result.usage
 
     def _chat(self) -> bool:
