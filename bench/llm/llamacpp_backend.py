@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from omegaconf import DictConfig
@@ -38,6 +38,9 @@ from bench.llm.requests import EmbedRequest, GenerateRequest, ScoreRequest
 from bench.llm.weights import resolve_model_path
 
 __all__ = ["LlamaCppBackend", "resolve_model_path"]
+
+R = TypeVar("R")
+T = TypeVar("T")
 
 # Loaded models per (file, window, threads) per process: loading costs ~0.5-1.5 s and memory.
 # With `n_ctx: auto` a larger window replaces a smaller one of the same file.
@@ -195,8 +198,9 @@ class LlamaCppBackend:
             full = {label: self._tokenize(prompt + label) for label in labels}
         return prompt_tokens, full
 
-    def _score_one(self, prompt: str, labels: Sequence[str]) -> ScoreResult:
+    def _score_one(self, request: ScoreRequest) -> ScoreResult:
         start = time.perf_counter()
+        prompt, labels = request.prompt, request.labels
         prompt_tokens, continuations = self._scoring_tokens(prompt, labels)
         longest = max(len(t) for t in continuations.values())
         if longest > self.n_ctx:
@@ -236,43 +240,34 @@ class LlamaCppBackend:
     def score(
         self, requests: Sequence[ScoreRequest], on_result: OnResult | None = None
     ) -> list[ScoreResult]:
-        results = []
-        for index, request in enumerate(requests):
-            results.append(self._score_one(request.prompt, request.labels))
-            if on_result is not None:
-                on_result(index, results[-1])
-        return results
+        return _in_order(requests, self._score_one, on_result)
 
     def generate(
         self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None
     ) -> list[GenerateResult]:
-        results = []
-        for index, request in enumerate(requests):
-            start = time.perf_counter()
-            tokens = self._request_tokens(request.messages or request.prompt)
-            needed = len(tokens) + request.max_tokens
-            if needed > self.n_ctx:
-                raise PromptTooLongError(needed, self.n_ctx, self.config.name)
-            out = self._model(needed).create_completion(
-                tokens,
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                stop=list(request.stop) or None,
-                # llama.cpp's default seed is random: a sampled answer would not reproduce.
-                seed=0 if request.seed is None else request.seed,
-            )
-            usage = Usage(
-                requests=1,
-                prompt_tokens=out["usage"]["prompt_tokens"],
-                completion_tokens=out["usage"]["completion_tokens"],
-                llm_seconds=time.perf_counter() - start,
-            )
-            results.append(
-                GenerateResult(out["choices"][0]["text"], priced(usage, self.config.prices))
-            )
-            if on_result is not None:
-                on_result(index, results[-1])
-        return results
+        return _in_order(requests, self._generate_one, on_result)
+
+    def _generate_one(self, request: GenerateRequest) -> GenerateResult:
+        start = time.perf_counter()
+        tokens = self._request_tokens(request.messages or request.prompt)
+        needed = len(tokens) + request.max_tokens
+        if needed > self.n_ctx:
+            raise PromptTooLongError(needed, self.n_ctx, self.config.name)
+        out = self._model(needed).create_completion(
+            tokens,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            stop=list(request.stop) or None,
+            # llama.cpp's default seed is random: a sampled answer would not reproduce.
+            seed=0 if request.seed is None else request.seed,
+        )
+        usage = Usage(
+            requests=1,
+            prompt_tokens=out["usage"]["prompt_tokens"],
+            completion_tokens=out["usage"]["completion_tokens"],
+            llm_seconds=time.perf_counter() - start,
+        )
+        return GenerateResult(out["choices"][0]["text"], priced(usage, self.config.prices))
 
     def embed(
         self, requests: Sequence[EmbedRequest], on_result: OnResult | None = None
@@ -338,13 +333,22 @@ class LlamaCppBackend:
         self._llm = None  # the process-wide model stays loaded for the next run
 
 
+def _in_order(
+    requests: Sequence[R], answer: Callable[[R], T], on_result: OnResult | None
+) -> list[T]:
+    """Each request answered in turn (one model, one KV cache), reported as it completes."""
+    results = []
+    for index, request in enumerate(requests):
+        results.append(answer(request))
+        if on_result is not None:
+            on_result(index, results[-1])
+    return results
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    """How many leading tokens `a` and `b` share."""
+    differ = (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    return next(differ, min(len(a), len(b)))
 
 
 def _token_batches(lengths: Sequence[int], window: int, max_texts: int) -> list[list[int]]:

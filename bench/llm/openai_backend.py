@@ -141,15 +141,12 @@ class OpenAIBackend:
                 model=self.config.model, input=text, encoding_format="float"
             )
         )
-        data = getattr(response, "data", None)
-        if not data:
-            cfg = self.config
-            seen = " ".join(str(response).split())[:120]
-            raise LLMUnavailableError(
-                f"LLM endpoint {cfg.base_url} (llm '{cfg.name}') answered, but not with "
-                f"embeddings (got: {seen!r}); check llm.base_url and that the server embeds "
-                "(bench-llm serve --embedding)"
-            )
+        data = self._part(
+            response,
+            "data",
+            "embeddings",
+            "check llm.base_url and that the server embeds (bench-llm serve --embedding)",
+        )
         usage = _usage(response, time.perf_counter() - start)
         return EmbedResult(_pooled(data[0].embedding), priced(usage, self.config.prices))
 
@@ -198,18 +195,22 @@ class OpenAIBackend:
         return text, priced(usage, cfg.prices), top
 
     def _first_choice(self, response: Any) -> Any:
-        """The first choice of a completion; an answer that is not one (an HTML page from a
-        proxy or a wrong base_url, which the SDK hands back as text) names the endpoint."""
-        choices = getattr(response, "choices", None)
-        if not choices:
+        """The first choice of a completion."""
+        check = "check llm.base_url (it ends in /v1 for most servers) and llm.api"
+        return self._part(response, "choices", "an OpenAI-style completion", check)[0]
+
+    def _part(self, response: Any, name: str, expected: str, check: str) -> Any:
+        """`response.<name>`; an answer without it (an HTML page from a proxy or a wrong
+        base_url, which the SDK hands back as text) is an error naming the endpoint."""
+        part = getattr(response, name, None)
+        if not part:
             cfg = self.config
             seen = " ".join(str(response).split())[:120]
             raise LLMUnavailableError(
-                f"LLM endpoint {cfg.base_url} (llm '{cfg.name}') answered, but not with an "
-                f"OpenAI-style completion (got: {seen!r}); check llm.base_url (it ends in /v1 "
-                "for most servers) and llm.api"
+                f"LLM endpoint {cfg.base_url} (llm '{cfg.name}') answered, but not with "
+                f"{expected} (got: {seen!r}); {check}"
             )
-        return choices[0]
+        return part
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         import openai

@@ -39,26 +39,7 @@ def server_command(
             f"llm '{cfg.name}' is a {cfg.backend} endpoint, not a local model to serve"
         )
     path = resolve_model_path(cfg.model_path, cfg.name)
-    if embedding:
-        return [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model", str(path),
-            "--model_alias", cfg.model,
-            "--host", host,
-            "--port", str(port),
-            "--embedding", "True",
-            # The server has no pooling option; the GGUF key it reads is overridden instead.
-            "--kv_overrides", f"{_architecture(path)}.pooling_type=int:{MEAN_POOLING}",
-            # Every token of a batch keeps its logits in embedding mode (see llamacpp_backend).
-            "--n_ctx", str(EMBED_BATCH_TOKENS),
-            "--n_batch", str(EMBED_BATCH_TOKENS),
-            "--n_ubatch", str(EMBED_BATCH_TOKENS),
-            "--n_threads", str(int(cfg.n_threads or os.cpu_count() or 1)),
-            "--verbose", "False",
-        ]  # fmt: skip
-    return [
+    served = [
         sys.executable,
         "-m",
         "llama_cpp.server",
@@ -66,12 +47,26 @@ def server_command(
         "--model_alias", cfg.model,
         "--host", host,
         "--port", str(port),
-        "--n_ctx", str(fixed_window(cfg) or min(int(cfg.context_length), SERVED_AUTO_WINDOW)),
         "--n_threads", str(int(cfg.n_threads or os.cpu_count() or 1)),
+        "--verbose", "False",
+    ]  # fmt: skip
+    if embedding:
+        return [
+            *served,
+            "--embedding", "True",
+            # The server has no pooling option; the GGUF key it reads is overridden instead.
+            "--kv_overrides", f"{_architecture(path)}.pooling_type=int:{MEAN_POOLING}",
+            # Every token of a batch keeps its logits in embedding mode (see llamacpp_backend).
+            "--n_ctx", str(EMBED_BATCH_TOKENS),
+            "--n_batch", str(EMBED_BATCH_TOKENS),
+            "--n_ubatch", str(EMBED_BATCH_TOKENS),
+        ]  # fmt: skip
+    return [
+        *served,
+        "--n_ctx", str(fixed_window(cfg) or min(int(cfg.context_length), SERVED_AUTO_WINDOW)),
         # The server can return logprobs only when it keeps logits for every prompt token, which
         # makes long prompts slower (see DESIGN.md); the in-process backend does not need this.
         "--logits_all", "True",
-        "--verbose", "False",
     ]  # fmt: skip
 
 

@@ -46,7 +46,7 @@ def test_score_is_a_distribution_and_the_obvious_answer_wins(backend: LLMBackend
     assert usage.llm_seconds > 0
 
 
-def test_score_many_answers_each_prompt(backend: LLMBackend) -> None:
+def test_score_answers_each_request(backend: LLMBackend) -> None:
     france, england = backend.score([ScoreRequest(FRANCE, CITIES), ScoreRequest(ENGLAND, CITIES)])
     for result in (france, england):
         assert_distribution(result, CITIES)
