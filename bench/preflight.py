@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from bench.config import method_llm, report_settings
+from bench.data.dataset import FEATURE_TYPES
 from bench.data.splits import SAMPLINGS, resolve_n_train
 from bench.llm.backend import BACKENDS, fixed_window
 from bench.llm.protocol import LLMConfigError
@@ -30,13 +31,15 @@ from bench.registry import SOURCES, UnknownNameError
 __all__ = ["SETTINGS", "SweepPlan", "job_problems", "plan_sweep", "sweep_jobs", "sweep_problems"]
 
 # The allowed values of the settings outside `method.params` (each method kind declares its own
-# next to its builder), by config key; a key absent from a job's config is not checked.
+# next to its builder), by config key (`*`: every key of that mapping); a key absent from a
+# job's config is not checked.
 SETTINGS: dict[str, Range | Choice] = {
     "n_jobs": Range(low=1),
     "split.max_test_rows": Range(low=1),
     "split.min_per_class": Range(low=0),
     "split.sampling": Choice(SAMPLINGS),
     "dataset.source": Choice(tuple(SOURCES.names()), imports=True),
+    "dataset.features.*.type": Choice(FEATURE_TYPES, allow_none=True),
     "serializer.format": Choice(FORMATS),
     "serializer.numbers": Choice(NUMBER_FORMATS),
     "serializer.precision": Range(low=1),
@@ -79,13 +82,23 @@ def job_problems(cfg: DictConfig) -> list[str]:
 def _settings_problems(cfg: DictConfig, where: str = "") -> list[str]:
     """`SETTINGS` checked on `cfg`; `where` says which file a key comes from, when not `cfg`."""
     problems = []
-    for key, allowed in SETTINGS.items():
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is _ABSENT or isinstance(value, DictConfig):  # report=false, or not this file
-            continue
-        if (problem := allowed.problem(key, value)) is not None:
-            problems.append(problem + where)
+    for pattern, allowed in SETTINGS.items():
+        for key in _keys(cfg, pattern):
+            value = OmegaConf.select(cfg, key, default=_ABSENT)
+            if value is _ABSENT or isinstance(value, DictConfig):  # not in this config
+                continue
+            if (problem := allowed.problem(key, value)) is not None:
+                problems.append(problem + where)
     return problems
+
+
+def _keys(cfg: DictConfig, pattern: str) -> list[str]:
+    """The keys `pattern` names in `cfg`: a `*` stands for every key of the mapping there."""
+    head, star, tail = pattern.partition(".*")
+    if not star:
+        return [pattern]
+    node = OmegaConf.select(cfg, head, default=None)
+    return [f"{head}.{name}{tail}" for name in node] if isinstance(node, DictConfig) else []
 
 
 _ABSENT = object()

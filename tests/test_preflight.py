@@ -131,6 +131,7 @@ def test_the_exit_status_is_non_zero_when_a_run_failed(tmp_path: Path) -> None:
         ("llm_distill", "method.params.teacher_shots=zeroshot", "method.params.teacher_shots"),
         ("llm_distill", "method.params.selection=balance", "method.params.selection"),
         ("logreg", "dataset.source=cvs", "dataset.source"),
+        ("logreg", "dataset.features.channel.type=categoric", "dataset.features.channel.type"),
         ("logreg", "split.min_per_class=-1", "split.min_per_class"),
         ("logreg", "n_jobs=0", "n_jobs"),
     ],
