@@ -19,8 +19,10 @@ from test_report_synthetic import record, synthetic_records
 
 from bench.config import compose_config
 from bench.data.audit import AuditReport, FeatureAudit, audit_file
-from bench.report import write_report
+from bench.report import page, write_report
 from bench.report.audits import audit_lines
+from bench.report.content import DatasetSection
+from bench.report.doc import Block, Heading, Paragraph
 from bench.results import ResultsStore
 from bench.runner import run_job
 
@@ -181,3 +183,18 @@ def test_the_leak_audit_is_read_through_its_typed_reader(tmp_path: Path) -> None
     ]
     path.write_text(json.dumps({"kind": "leaks", "dataset": "x", "rows": [{"name": "a"}]}))
     assert audit_lines(tmp_path, "x")[0].startswith("audit file leaks__x.json could not be read")
+
+
+def test_a_new_section_is_one_function_in_the_page_order(
+    sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def extra(section: DatasetSection) -> list[Block]:
+        return [Heading("Extra check", 3), Paragraph(f"{section.name} passed 42 checks.")]
+
+    monkeypatch.setattr(page, "DATASET", [*page.DATASET, extra])
+    out = write_report(sweep)
+    assert "### Extra check\n\ncallcenter passed 42 checks." in (out / "report.md").read_text()
+    assert (
+        "<h3>Extra check</h3><p>callcenter passed 42 checks.</p>"
+        in (out / "report.html").read_text()
+    )
