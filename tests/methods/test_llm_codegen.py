@@ -260,6 +260,47 @@ def test_predict_gives_the_most_probable_class(best_of_three: LLMCodegenClassifi
     assert list(best_of_three.predict(TEST_ROWS)) == ["no", "yes", "yes"]
 
 
+# Its answers tell a model fitted in the predicting process from one fitted elsewhere and
+# loaded: P(yes) is its training rows / 100 when loaded, 0.99 when fitted in this process.
+KNOWS_WHERE_IT_WAS_FITTED = """\
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+FITTED_IN_THIS_PROCESS = []
+
+class Rule(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        self.classes_ = np.array(["no", "yes"])
+        self.rows_ = len(X)
+        FITTED_IN_THIS_PROCESS.append(self.rows_)
+        return self
+
+    def predict_proba(self, X):
+        yes = 0.99 if FITTED_IN_THIS_PROCESS else self.rows_ / 100
+        return np.tile([1 - yes, yes], (len(X), 1))
+
+def build_model():
+    return Rule()
+"""
+
+
+def test_the_chosen_program_is_fitted_in_fit_and_not_again_when_predicting(
+    llm: dict[str, Any],
+) -> None:
+    """Training is a one-off cost: the kept program's fit on every training row happens in
+    fit, and predicting loads that model (no refit charged per prediction)."""
+    X, y = separable()
+    model = estimator(llm)
+    replay(llm, {request(model, X, y, 0): KNOWS_WHERE_IT_WAS_FITTED})
+    model.fit(X, y)
+    assert model.usage_["cache_hits"] == 1, "replayed reply was not served: request changed?"
+    assert isinstance(model.fitted_model_, bytes) and model.fitted_model_
+    assert model.fit_info_["final_fit_s"] > 0 and model.fit_info_["predict_sandbox_s"] == 0
+    proba = model.predict_proba(TEST_ROWS)
+    np.testing.assert_allclose(proba[:, 1], len(X) / 100)  # the model fit trained, loaded
+    assert model.fit_info_["predict_sandbox_s"] > 0
+
+
 def test_a_failing_program_is_sent_back_with_its_error_and_the_repair_kept(
     llm: dict[str, Any],
 ) -> None:

@@ -156,3 +156,76 @@ def test_a_binary_search_metric_scores_the_datasets_positive_class() -> None:
     classes = np.array(["no", "yes"])
     assert _score("precision", y, proba, classes, "yes") == 0.5  # 2 predicted yes, 1 right
     assert _score("precision", y, proba, classes, "no") == 1.0
+
+
+# Every alternative is tried before a rewrite: room for the seven candidates, four validation
+# rows each (12 shot rows), then one rewrite.
+REWRITING = {
+    "min_validation_rows": 4,
+    "max_validation_rows": 4,
+    "max_candidates": 9,
+    "max_llm_calls": 100,
+}
+
+
+def test_every_llm_call_of_the_search_is_counted_and_budgeted(
+    gemma: dict[str, Any], callcenter_task: Task
+) -> None:
+    """The prompt recorder sees every request any backend is asked: the search's count, its
+    reported usage and the budget all hold every one (a rewrite used to predict the validation
+    rows again for its examples of mistakes, outside all three)."""
+    from bench.llm.prompt_log import PromptLog, recording
+
+    X, y = callcenter_task.X.iloc[:16], callcenter_task.y.iloc[:16]
+    log = PromptLog()
+    with recording(log, "fit"):
+        model = _tuned(gemma, callcenter_task, **REWRITING).fit(X, y)
+    info = model.search_info_
+    assert info["candidates"][-1]["name"] == "rewrite_1"
+    assert [e["call"] for e in log.entries].count("generate") == 1  # the rewrite
+    assert len(log.entries) == info["llm_calls"] <= REWRITING["max_llm_calls"]
+    assert model.run_report().usage["requests"] == len(log.entries)  # cache off: all sent
+
+
+def test_an_optimizer_failure_is_recorded_as_such(
+    gemma: dict[str, Any], callcenter_task: Task
+) -> None:
+    """An optimizer LLM that cannot be reached (a closed loopback port): the rewrite records
+    the error and the call, and the search goes on with what it has."""
+    from omegaconf import OmegaConf
+
+    from bench.config import compose_config
+    from bench.llm.server import free_port
+
+    unreachable = compose_config(
+        [
+            "llm=openai_compatible",
+            f"llm.base_url=http://127.0.0.1:{free_port()}/v1",
+            "llm.max_retries=0",
+            "llm.timeout_s=5",
+            "llm.cache=false",
+        ]
+    ).llm
+    optimizer = OmegaConf.to_container(unreachable, resolve=True)
+    X, y = callcenter_task.X.iloc[:16], callcenter_task.y.iloc[:16]
+    model = _tuned(gemma, callcenter_task, **REWRITING, optimizer_llm=optimizer).fit(X, y)
+    rewrite = model.search_info_["candidates"][-1]
+    assert rewrite["name"] == "rewrite_1" and rewrite["llm_calls"] == 0
+    assert rewrite["error"].startswith("the optimizer failed: "), rewrite["error"]
+    scored = sum(c["llm_calls"] for c in model.search_info_["candidates"])
+    assert model.search_info_["llm_calls"] == scored + 1  # the failed call counts too
+    assert model.search_info_["chosen"] != "rewrite_1"
+
+
+def test_set_params_changes_what_fit_tries(gemma: dict[str, Any], callcenter_task: Task) -> None:
+    """The configured prompt's settings are the estimator's own parameters (scikit-learn's
+    rules): set_params reaches get_params, clone and fit."""
+    from sklearn.base import clone
+
+    model = _tuned(gemma, callcenter_task, **{**REWRITING, "max_candidates": 1, "rewrites": 0})
+    model.set_params(max_shots=3)
+    assert model.get_params()["max_shots"] == 3
+    assert clone(model).get_params()["max_shots"] == 3
+    model.fit(callcenter_task.X.iloc[:16], callcenter_task.y.iloc[:16])
+    assert model.model_.k_ == 3  # the refitted winner, with the configured 3 shots
+    assert model.search_info_["chosen"] == "configured"
