@@ -23,6 +23,8 @@ from bench.methods.base import (
     build_method,
     method_kind,
 )
+from bench.paths import CONF_DIR
+from bench.registry import METHODS
 from bench.results import ResultsStore
 from bench.runner import RunSpec, execute_run, run_job, specs_for
 
@@ -171,3 +173,53 @@ def test_a_range_says_what_is_allowed() -> None:
     temperature = Range(low=0, high=2, integer=False)
     assert temperature.problem("t", 0.7) is None and temperature.problem("t", 1) is None
     assert "<= 2" in temperature.problem("t", 2.5)
+
+
+METHOD_CONFIGS = sorted(path.stem for path in (CONF_DIR / "method").glob("*.yaml"))
+
+
+def test_the_method_configs_cover_every_registered_kind(compose_run: Compose) -> None:
+    kinds = {compose_run(f"method={name}").method.kind for name in METHOD_CONFIGS}
+    assert kinds == set(METHODS.names())
+
+
+def _comparable(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters with estimator-valued ones (a distillation teacher) as (type, parameters)."""
+    return {
+        key: (type(value), _comparable(value.get_params(deep=False)))
+        if isinstance(value, BaseEstimator)
+        else value
+        for key, value in params.items()
+    }
+
+
+@pytest.mark.parametrize("method", METHOD_CONFIGS)
+def test_every_method_follows_scikit_learns_parameter_rules(
+    compose_run: Compose, callcenter_task: Any, method: str
+) -> None:
+    """Built from its default config as the runner builds it, every estimator stores its
+    parameters as given, and get_params / set_params / clone round-trip them (TabArena's one
+    test over every registered method)."""
+    from sklearn.base import clone
+    from sklearn.utils.estimator_checks import (
+        check_get_params_invariance,
+        check_no_attributes_set_in_init,
+        check_set_params,
+    )
+
+    cfg = compose_run(f"method={method}")
+    estimator = build_method(cfg.method, specs_for(cfg)[0].context(callcenter_task))
+    check_no_attributes_set_in_init(method, estimator)
+    check_get_params_invariance(method, estimator)
+    check_set_params(method, clone(estimator))
+    params = estimator.get_params(deep=False)
+    copy = clone(estimator)
+    assert _comparable(copy.get_params(deep=False)) == _comparable(params)
+    assert _comparable(clone(estimator).set_params(**params).get_params(deep=False)) == (
+        _comparable(params)
+    )
+    # A changed parameter is what get_params (and so fit and clone) sees afterwards.
+    name = next(key for key, value in params.items() if isinstance(value, int | float | str))
+    changed = 7 if isinstance(params[name], int | float) else f"{params[name]}-changed"
+    copy.set_params(**{name: changed})
+    assert copy.get_params()[name] == changed == clone(copy).get_params()[name]

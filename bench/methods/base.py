@@ -13,7 +13,11 @@ A method is three things, and the runner reads nothing else:
    hyper-parameters), LLM usage and artifacts (files saved next to the run record). The runner
    calls it after predicting, and after a failure too, so that what was spent is recorded; it must
    therefore work on a partly fitted estimator. A method that raises `bench.errors.MethodFailed`
-   hands its report with the error instead.
+   hands its report with the error instead. **Usage is cumulative from the start of `fit`**:
+   `fit` resets it, and each LLM call of `fit` and of every later `predict_proba` adds to it.
+   The runner reads the report right after `fit` (the one-off cost, recorded as ``fit_*``) and
+   after predicting, and charges the difference to the predictions. The LLM methods share
+   this through `bench.methods.llm_base.LLMEstimator`, whose tests hold the rule.
 
 A method whose tags say ``wants_unlabelled`` also gets ``fit(X, y, X_unlabelled=...)``
 (``method.params.n_unlabelled`` further rows of the training pool, without labels) and may
@@ -166,11 +170,6 @@ class MethodContext:
             llm=llm,
             serializer=serializer,
         )
-
-    @property
-    def extra(self) -> dict[str, Any]:
-        """The llm and serializer configs as one dict (the context's older spelling)."""
-        return {"llm": self.llm, "serializer": self.serializer}
 
 
 MethodBuilder = Callable[[DictConfig, MethodContext], TabularMethod]
