@@ -37,6 +37,8 @@ ledger (usage, counts of how answers were scored, explanations) and never resets
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +51,9 @@ from sklearn.exceptions import NotFittedError
 from bench.llm.backend import Usage
 from bench.methods.base import MethodReport
 
-__all__ = ["LLMEstimator", "RunLedger", "aligned_proba", "as_labels", "require_llm"]
+__all__ = ["LLMEstimator", "RowProgress", "RunLedger", "aligned_proba", "as_labels", "require_llm"]
+
+log = logging.getLogger("bench")
 
 
 @dataclass
@@ -199,3 +203,29 @@ def require_llm(estimator: BaseEstimator, llm: Any) -> None:
     """Refuse to fit without an llm config (the `llm` parameter)."""
     if not llm:
         raise ValueError(f"{type(estimator).__name__} needs an llm config (the `llm` parameter)")
+
+
+@dataclass
+class RowProgress:
+    """A long pass over rows says how far it got, at most once every `every_s` seconds."""
+
+    what: str  # e.g. "llm_icl: %d/%d rows labelled"
+    total: int
+    every_s: float = 60.0
+    started: float = field(default_factory=time.perf_counter)
+    said: float = field(default_factory=time.perf_counter)
+
+    def at(self, done: int) -> None:
+        """`done` rows of `total` are through; log the pace and what is left, if it is time."""
+        now = time.perf_counter()
+        if done == 0 or now - self.said <= self.every_s:
+            return
+        self.said = now
+        rate = (now - self.started) / done
+        log.info(
+            f"{self.what}, %.2f s a row, about %.0f s to go",
+            done,
+            self.total,
+            rate,
+            rate * (self.total - done),
+        )

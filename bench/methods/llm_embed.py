@@ -21,8 +21,6 @@ row (the marginal cost per 1,000 predictions).
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 import numpy as np
@@ -33,12 +31,10 @@ from bench.llm.backend import EmbedRequest, LLMBackend, make_backend
 from bench.llm.serialize import RowSerializer
 from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
 from bench.methods.classical import ClassicalClassifier
-from bench.methods.llm_base import LLMEstimator, aligned_proba, require_llm
+from bench.methods.llm_base import LLMEstimator, RowProgress, aligned_proba, require_llm
 from bench.methods.llm_icl import serializer_options
 
 __all__ = ["EMBED_TEXT_VERSION", "HEADS", "LLM_EMBED", "LLMEmbedClassifier", "build_llm_embed"]
-
-log = logging.getLogger("bench")
 
 HEADS = ("logreg", "lightgbm")
 # Part of the run id: bump when the text that is embedded or the pooling changes.
@@ -48,7 +44,6 @@ HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
     "logreg": {"C": 1.0},
     "lightgbm": {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15},
 }
-PROGRESS_EVERY_S = 60.0
 
 
 class LLMEmbedClassifier(LLMEstimator):
@@ -138,19 +133,10 @@ class LLMEmbedClassifier(LLMEstimator):
         ledger = self.run_ledger()
         backend = make_backend(self.llm)
         vectors: list[list[float]] = []
-        started = last_said = time.perf_counter()
+        progress = RowProgress("llm_embed: %d/%d rows embedded", len(texts))
         try:
             for start in range(0, len(texts), self.batch_size):
-                if time.perf_counter() - last_said > PROGRESS_EVERY_S:
-                    last_said = time.perf_counter()
-                    rate = (last_said - started) / start
-                    log.info(
-                        "llm_embed: %d/%d rows embedded, %.2f s a row, about %.0f s to go",
-                        start,
-                        len(texts),
-                        rate,
-                        rate * (len(texts) - start),
-                    )
+                progress.at(start)
                 batch = texts[start : start + self.batch_size]
                 for result in backend.embed([EmbedRequest(t) for t in batch]):
                     vectors.append(result.vector)

@@ -16,7 +16,6 @@ evaluates once.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from dataclasses import fields
@@ -39,7 +38,7 @@ from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
 from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
 from bench.methods.explain import Explanation, explain, summary
-from bench.methods.llm_base import LLMEstimator, RunLedger, require_llm
+from bench.methods.llm_base import LLMEstimator, RowProgress, RunLedger, require_llm
 from bench.methods.shots import SELECTIONS, nearest_shots, shared_prefix_layout, static_shots
 
 __all__ = [
@@ -51,8 +50,6 @@ __all__ = [
     "serializer_options",
 ]
 
-log = logging.getLogger("bench")
-PROGRESS_EVERY_S = 60.0  # a long labelling run says how far it got, at most once a minute
 
 # The serializer config's keys that are RowSerializer options (`seed` comes from the run).
 SERIALIZER_KEYS = tuple(f.name for f in fields(RowSerializer) if f.name != "seed")
@@ -258,18 +255,9 @@ class LLMICLClassifier(LLMEstimator):
         order = np.arange(len(X))
         if self.selection == "knn":  # retrieval for every row at once: one index, one order
             shots, order = self._knn_plan(X)
-        started = last_said = time.perf_counter()
+        progress = RowProgress("llm_icl: %d/%d rows labelled", len(X))
         for start in range(0, len(X), self.batch_size):
-            if time.perf_counter() - last_said > PROGRESS_EVERY_S:
-                last_said = time.perf_counter()
-                rate = (last_said - started) / start
-                log.info(
-                    "llm_icl: %d/%d rows labelled, %.2f s a row, about %.0f s to go",
-                    start,
-                    len(X),
-                    rate,
-                    rate * (len(X) - start),
-                )
+            progress.at(start)
             rows = order[start : start + self.batch_size]
             prompts = [
                 self.prefix_

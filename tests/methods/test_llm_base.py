@@ -89,3 +89,14 @@ def test_a_sub_models_columns_follow_classes() -> None:
     )
     with pytest.raises(ValueError, match="unknown class 'd'"):
         aligned_proba(proba, ["d", "a"], classes)
+
+
+def test_a_long_pass_says_how_far_it_got(caplog: pytest.LogCaptureFixture) -> None:
+    from bench.methods.llm_base import RowProgress
+
+    progress = RowProgress("llm_icl: %d/%d rows labelled", total=10, every_s=0.0)
+    with caplog.at_level("INFO", logger="bench"):
+        progress.at(0)  # nothing done yet: no pace to tell
+        progress.at(4)
+    (line,) = caplog.messages
+    assert line.startswith("llm_icl: 4/10 rows labelled, ") and "s to go" in line
