@@ -370,46 +370,38 @@ def read_record(data: Mapping[str, Any], root: Path | None = None) -> RunRecord:
     are its wall seconds; without `n_test`, its test rows are the rows of its predictions file
     (read under `root`, the results folder, when given).
     """
-    data = dict(data)
-    version = int(data.pop("version", 0) or 0)
-    taken: set[str] = {"version"}
+    version = int(data.get("version") or 0)
 
-    def pick(cls: type, names: Mapping[str, str] | None = None) -> Any:
-        names = names or {f.name: f.name for f in fields(cls)}
-        taken.update(names.values())
-        return cls(**{name: data[key] for name, key in names.items() if key in data})
+    def part(cls: type) -> Any:  # a typed part from the stored fields of the same names
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
-    identity = pick(Identity)
-    provenance = pick(Provenance)
-    rows = pick(RowsSeen)
-    timing = Timing(**{k: v for k, v in (data.get("timing") or {}).items() if k in _TIMING})
-    usage = RunUsage.from_dict(data.get("usage") or {})
     record = RunRecord(
-        identity=identity,
+        identity=part(Identity),
         status=str(data.get("status")),
-        provenance=provenance,
-        rows=rows,
+        provenance=part(Provenance),
+        rows=part(RowsSeen),
         error=data.get("error"),
         traceback=data.get("traceback"),
         metrics=dict(data.get("metrics") or {}),
-        timing=timing,
-        usage=usage,
+        timing=Timing(**{k: v for k, v in (data.get("timing") or {}).items() if k in _TIMING}),
+        usage=RunUsage.from_dict(data.get("usage") or {}),
         details=data.get("details"),
         artifacts=tuple(data.get("artifacts") or ()),
         predictions_file=data.get("predictions_file"),
+        extra={k: v for k, v in data.items() if k not in _KNOWN},
     )
-    taken.update(
-        ("status", "error", "traceback", "metrics", "timing", "usage", "details", "artifacts")
-    )
-    taken.add("predictions_file")
-    extra = {k: v for k, v in data.items() if k not in taken}
-    record = replace(record, extra=extra)
     if version < RECORD_VERSION:
         record = _upgrade_unversioned(record, root)
-    return replace(record, version=RECORD_VERSION)
+    return replace(record, version=max(version, RECORD_VERSION))
 
 
 _TIMING = {f.name for f in fields(Timing)}
+# The stored fields a RunRecord reads into its parts; any other is kept in `extra`.
+_KNOWN = {f.name for part in (Identity, Provenance, RowsSeen) for f in fields(part)} | {
+    f.name
+    for f in fields(RunRecord)
+    if f.name not in ("identity", "provenance", "rows", "files", "extra")  # not stored as such
+}
 
 
 def _upgrade_unversioned(record: RunRecord, root: Path | None) -> RunRecord:

@@ -18,6 +18,7 @@ from bench.claims import RunClaims
 from bench.config import report_settings
 from bench.paths import resolve_project_path
 from bench.progress import write_plan
+from bench.record import RunRecord
 from bench.results import ResultsStore
 
 __all__ = [
@@ -66,8 +67,8 @@ PLANNED: set[str] = set()
 PLANNED_FAMILIES: dict[str, str] = {}
 
 
-def _finished_at(record: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(record.get("finished_at", "1970-01-01T00:00:00+00:00"))
+def _finished_at(record: RunRecord) -> datetime:
+    return datetime.fromisoformat(record.provenance.finished_at or "1970-01-01T00:00:00+00:00")
 
 
 def _tally(results_dir: Path, since: datetime) -> tuple[Counter, int, set[str]]:
@@ -76,12 +77,12 @@ def _tally(results_dir: Path, since: datetime) -> tuple[Counter, int, set[str]]:
     new: Counter = Counter()
     reused = 0
     seen: set[str] = set()
-    for record in ResultsStore(results_dir).records():
-        if PLANNED and record.get("run_stem") not in PLANNED:
+    for record in ResultsStore(results_dir).runs():
+        if PLANNED and record.stem not in PLANNED:
             continue  # another sweep's record in the same folder, e.g. an orphan settled now
-        seen.add(str(record.get("run_stem")))
+        seen.add(record.stem)
         if _finished_at(record) >= since:
-            new[record["status"]] += 1
+            new[record.status] += 1
         else:
             reused += 1
     return new, reused, seen
