@@ -390,3 +390,28 @@ def test_a_hosted_models_code_is_not_run_unconfined_unless_allowed(
     with pytest.raises(Exception) as error:
         allowed.fit(X, y)
     assert "allow_unconfined" not in str(error.value)
+
+
+LAMBDA_PIPELINE = """\
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+def build_model():
+    return make_pipeline(FunctionTransformer(lambda X: X[["a", "b"]]), LogisticRegression())
+"""
+
+
+def test_a_fitted_model_holding_a_lambda_is_kept_and_loaded() -> None:
+    """What generated code often writes (a lambda in a pipeline) survives the trip from the
+    fitting sandbox to the predicting one."""
+    from bench.llm.sandbox_model import fit_model, predict_model
+
+    X, y = separable()
+    limits = SandboxLimits(**SANDBOX)
+    fitted, model = fit_model(LAMBDA_PIPELINE, X, y, limits)
+    assert fitted.ok, fitted.error
+    assert fitted.classes == ["no", "yes"] and model
+    predicted = predict_model(LAMBDA_PIPELINE, model, ["no", "yes"], TEST_ROWS, limits)
+    assert predicted.ok, predicted.error
+    assert list(predicted.proba.argmax(axis=1)) == [0, 1, 1]
