@@ -124,3 +124,7 @@ def compose_run(tmp_path: Path) -> Callable[..., DictConfig]:
         )
 
     return compose
+
+
+# The loopback LLM fixtures (a real server on 127.0.0.1 and a fault proxy), for every test.
+from loopback import fault_proxy, llm_server, local_llm_cfg, openai_llm  # noqa: E402, F401

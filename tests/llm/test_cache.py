@@ -19,7 +19,7 @@ from bench.llm.cache import RequestCache
 from bench.llm.requests import GenerateRequest, ScoreRequest
 
 if TYPE_CHECKING:
-    from conftest import FaultProxy, LLMServer
+    from loopback import FaultProxy, LLMServer
 
 PROMPT = "The capital of France is"
 LABELS = [" Paris", " London"]

@@ -15,7 +15,7 @@ from bench.llm.cost import priced
 from bench.llm.requests import GenerateRequest, ScoreRequest
 
 if TYPE_CHECKING:
-    from conftest import LLMServer
+    from loopback import LLMServer
 
 
 def prices(**values: float) -> DictConfig:

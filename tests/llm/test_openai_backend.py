@@ -16,7 +16,7 @@ from bench.llm import LLMConfigError, LLMUnavailableError, PromptTooLongError, m
 from bench.llm.requests import GenerateRequest, ScoreRequest
 
 if TYPE_CHECKING:
-    from conftest import FaultProxy, LLMServer
+    from loopback import FaultProxy, LLMServer
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from bench.llm.ratelimit import RateLimiter
 from bench.llm.requests import ScoreRequest
 
 if TYPE_CHECKING:
-    from conftest import FaultProxy, LLMServer
+    from loopback import FaultProxy, LLMServer
 
 BLOCKED_WITHIN_S = 0.3
 

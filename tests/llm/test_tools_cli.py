@@ -13,7 +13,7 @@ import pytest
 from bench.llm.server import free_port
 
 if TYPE_CHECKING:
-    from conftest import LLMServer
+    from loopback import LLMServer
 
 pytestmark = pytest.mark.e2e
 

@@ -1,5 +1,5 @@
-"""Fixtures for the LLM layer: the embedded model's config, a real OpenAI-compatible server, and
-a fault-injecting proxy in front of it.
+"""Loopback LLM fixtures for every test: the embedded model's config, a real OpenAI-compatible
+server, and a fault-injecting proxy in front of it (tests/conftest.py makes them fixtures).
 
 Nothing is mocked. `llm_server` is llama-cpp-python's own server on SmolLM2-135M (the smallest
 embedded model), started once per session on a free loopback port exactly as `bench-llm serve`
@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
+import select
+import socket
 import subprocess
 import threading
 import time
@@ -28,7 +31,9 @@ from bench.llm.server import free_port, server_command, wait_until_ready
 
 LOCAL_LLM = "local_smollm2_135m"
 SERVER_N_CTX = 2048  # enough for every test prompt; the server keeps logits for every position
-FAULTS = ("forward", "drop", "429", "500", "400", "401", "slow")
+FAULTS = ("forward", "drop", "429", "500", "400", "401", "slow", "hang", "badjson")
+# Answers an endpoint that will not classify gives (a refusal, with no logprobs), for `rewrite`.
+REFUSAL = "I'm sorry, I cannot help with that."
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +117,9 @@ class FaultProxy:
 
     Faults: "forward" (pass it on), "drop" (close the connection without a response), "429"
     (Too Many Requests with `Retry-After: retry_after`), "500", "400", "401" (an error status
-    with a JSON body), "slow" (answer nothing for `slow_s` seconds, then give up).
+    with a JSON body), "slow" (answer nothing for `slow_s` seconds, then give up), "hang"
+    (accept and never answer, until the client gives up), "badjson" (HTTP 200 whose body is
+    not JSON). `rewrite`, when given, edits every forwarded JSON answer (e.g. `refusing`).
     """
 
     upstream: str | None  # "http://127.0.0.1:PORT", or None for an endpoint with nothing behind
@@ -120,6 +127,7 @@ class FaultProxy:
     then: str = "forward"
     retry_after: str = "1"
     slow_s: float = 4.0
+    rewrite: Callable[[dict], dict] | None = None
     attempts: list[Attempt] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -167,6 +175,11 @@ class FaultProxy:
                     elif fault == "slow":
                         time.sleep(proxy.slow_s)
                         self._reply(504, b'{"error": {"message": "too late"}}')
+                    elif fault == "hang":
+                        while proxy._server is not None and not self._client_gone():
+                            time.sleep(0.05)
+                    elif fault == "badjson":
+                        self._reply(200, b"<html>502 Bad Gateway</html>")
                     else:
                         status = int(fault)
                         headers = {"Retry-After": proxy.retry_after} if status == 429 else {}
@@ -185,6 +198,8 @@ class FaultProxy:
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
                     data = response.read()
+                    if proxy.rewrite is not None and response.status == 200:
+                        data = json.dumps(proxy.rewrite(json.loads(data))).encode()
                     passed = {
                         k: v
                         for k, v in response.getheaders()
@@ -193,6 +208,10 @@ class FaultProxy:
                     self._reply(response.status, data, passed)
                 finally:
                     upstream.close()
+
+            def _client_gone(self) -> bool:
+                ready, _, _ = select.select([self.connection], [], [], 0)
+                return bool(ready) and not self.connection.recv(1, socket.MSG_PEEK)
 
             def _reply(self, status: int, data: bytes, headers: dict[str, str] | None = None):
                 self.send_response(status)
@@ -219,6 +238,18 @@ class FaultProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def refusing(answer: dict) -> dict:
+    """A `rewrite` for FaultProxy: every choice says REFUSAL and carries no logprobs, as a
+    hosted model that declines to classify does."""
+    for choice in answer.get("choices", []):
+        choice["logprobs"] = None
+        if "message" in choice:
+            choice["message"]["content"] = REFUSAL
+        else:
+            choice["text"] = REFUSAL
+    return answer
 
 
 @pytest.fixture
