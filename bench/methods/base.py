@@ -68,6 +68,7 @@ __all__ = [
     "ReportsRun",
     "TabularMethod",
     "build_method",
+    "keep_params",
     "method_kind",
     "method_report",
 ]
@@ -119,6 +120,14 @@ class ScoresUnlabelled(Protocol):
     """A `wants_unlabelled` method scored on the unlabelled rows' hidden labels after the run."""
 
     def unlabelled_details(self, y_unlabelled: np.ndarray) -> dict[str, Any]: ...
+
+
+def keep_params(estimator: object, params: dict[str, Any]) -> None:
+    """scikit-learn's `__init__` rule in one place: every keyword argument kept as given, under
+    its own name, nothing else (call as `keep_params(self, locals())` first thing in __init__)."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
 
 
 def method_report(estimator: object) -> MethodReport:

@@ -23,7 +23,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from bench.methods.base import MethodContext, MethodKind, MethodReport
+from bench.methods.base import MethodContext, MethodKind, MethodReport, keep_params
 
 __all__ = [
     "CLASSICAL",
@@ -65,12 +65,7 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         n_jobs: int = 1,
     ) -> None:
-        self.model = model
-        self.params = params
-        self.tune = tune
-        self.search = search
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def fit(self, X: pd.DataFrame, y: Any) -> ClassicalClassifier:
         if self.model not in MODELS:

@@ -42,7 +42,14 @@ from bench.llm.codegen_prompt import (
 )
 from bench.llm.sandbox import SandboxLimits, SandboxResult, confinement_available, run_program
 from bench.llm.sandbox_model import fit_model, predict_model
-from bench.methods.base import MethodContext, MethodKind, MethodReport, MethodTags, Range
+from bench.methods.base import (
+    MethodContext,
+    MethodKind,
+    MethodReport,
+    MethodTags,
+    Range,
+    keep_params,
+)
 from bench.methods.llm_base import LLMEstimator, require_llm
 
 __all__ = ["LLM_CODEGEN", "CodegenFailed", "LLMCodegenClassifier", "build_llm_codegen"]
@@ -76,20 +83,7 @@ class LLMCodegenClassifier(LLMEstimator):
         sandbox: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
-        self.llm = llm
-        self.target = target
-        self.task_description = task_description
-        self.feature_descriptions = feature_descriptions
-        self.positive_label = positive_label
-        self.n_candidates = n_candidates
-        self.repair_rounds = repair_rounds
-        self.example_rows = example_rows
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.repair_temperature = repair_temperature
-        self.cv_folds = cv_folds
-        self.sandbox = sandbox
-        self.seed = seed
+        keep_params(self, locals())
 
     def _check_params(self) -> None:
         require_llm(self, self.llm)

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.base import clone
 
 from bench.llm.prompts import PROMPT_VERSION
-from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.classical import ClassicalClassifier
 from bench.methods.llm_base import LLMEstimator, aligned_proba
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
@@ -48,13 +48,7 @@ class LLMDistillClassifier(LLMEstimator):
         seed: int = 0,
         n_jobs: int = 1,
     ) -> None:
-        self.teacher = teacher
-        self.n_unlabelled = n_unlabelled
-        self.teacher_shots = teacher_shots
-        self.include_true_labels = include_true_labels
-        self.student = student
-        self.seed = seed
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def fit(
         self, X: pd.DataFrame, y: Any, X_unlabelled: pd.DataFrame | None = None

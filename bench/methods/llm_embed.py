@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.llm.backend import EmbedRequest, LLMBackend, make_backend
 from bench.llm.serialize import RowSerializer
-from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.classical import ClassicalClassifier
 from bench.methods.llm_base import LLMEstimator, RowProgress, aligned_proba, require_llm
 from bench.methods.llm_icl import serializer_options
@@ -66,15 +66,7 @@ class LLMEmbedClassifier(LLMEstimator):
         seed: int = 0,
         n_jobs: int = 1,
     ) -> None:
-        self.llm = llm
-        self.serializer = serializer
-        self.class_labels = class_labels
-        self.head = head
-        self.head_params = head_params
-        self.normalize = normalize
-        self.batch_size = batch_size
-        self.seed = seed
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     # -- estimator API ------------------------------------------------------------------------
     def _check_params(self) -> None:

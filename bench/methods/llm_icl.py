@@ -36,7 +36,7 @@ from bench.llm.backend import (
 )
 from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
-from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.explain import Explanation, explain, summary
 from bench.methods.llm_base import LLMEstimator, RowProgress, RunLedger, require_llm
 from bench.methods.shots import SELECTIONS, nearest_shots, shared_prefix_layout, static_shots
@@ -84,24 +84,7 @@ class LLMICLClassifier(LLMEstimator):
         knn_layout: str = "similarity",
         explain_rows: int = 0,
     ) -> None:
-        self.llm = llm
-        self.serializer = serializer
-        self.class_labels = class_labels
-        self.target = target
-        self.task_description = task_description
-        self.feature_descriptions = feature_descriptions
-        self.max_shots = max_shots
-        self.selection = selection
-        self.verbalizer = verbalizer
-        self.queries_per_request = queries_per_request
-        self.batch_size = batch_size
-        self.seed = seed
-        self.guidance = guidance  # extra instruction text (a prompt search's wording)
-        self.shot_order = shot_order  # given | shuffled (the order of static shots)
-        # knn: similarity (most similar shot last) | shared_prefix (queries and their shots
-        # ordered so consecutive prompts share long prefixes: shots.shared_prefix_layout)
-        self.knn_layout = knn_layout
-        self.explain_rows = explain_rows  # ask why for the first rows, test it (methods/explain.py)
+        keep_params(self, locals())
 
     # -- estimator API ------------------------------------------------------------------------
     def _check_params(self) -> None:

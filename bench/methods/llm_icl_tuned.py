@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 
 from bench.llm.backend import GenerateRequest, make_backend
 from bench.llm.prompts import PROMPT_VERSION
-from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range
+from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.llm_base import LLMEstimator
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
 from bench.methods.shots import SELECTIONS
@@ -134,24 +134,7 @@ class LLMICLTunedClassifier(LLMEstimator):
         knn_layout: str = "similarity",
         explain_rows: int = 0,
     ) -> None:
-        self.search = search
-        self.positive_label = positive_label
-        self.llm = llm
-        self.serializer = serializer
-        self.class_labels = class_labels
-        self.target = target
-        self.task_description = task_description
-        self.feature_descriptions = feature_descriptions
-        self.max_shots = max_shots
-        self.selection = selection
-        self.verbalizer = verbalizer
-        self.queries_per_request = queries_per_request
-        self.batch_size = batch_size
-        self.seed = seed
-        self.guidance = guidance
-        self.shot_order = shot_order
-        self.knn_layout = knn_layout
-        self.explain_rows = explain_rows
+        keep_params(self, locals())
 
     def _icl(self, changes: dict[str, Any] | None = None) -> LLMICLClassifier:
         """An unfitted in-context classifier: the configured prompt with `changes`."""

@@ -31,7 +31,7 @@ from sklearn.preprocessing import LabelEncoder, OrdinalEncoder
 from sklearn.utils.validation import check_is_fitted
 
 from bench.errors import RunSkipped, RunUnavailable
-from bench.methods.base import MethodContext, MethodKind, MethodReport, Range
+from bench.methods.base import MethodContext, MethodKind, MethodReport, Range, keep_params
 from bench.paths import resolve_project_path
 
 __all__ = [
@@ -90,13 +90,7 @@ class TabPFNMethod(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         n_jobs: int = 1,
     ) -> None:
-        self.n_estimators = n_estimators
-        self.model_path = model_path
-        self.max_train_rows = max_train_rows
-        self.max_features = max_features
-        self.device = device
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def fit(self, X: pd.DataFrame, y: Any) -> TabPFNMethod:
         _require_tabpfn()
