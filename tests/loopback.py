@@ -31,7 +31,7 @@ from bench.llm.server import free_port, server_command, wait_until_ready
 
 LOCAL_LLM = "local_smollm2_135m"
 SERVER_N_CTX = 2048  # enough for every test prompt; the server keeps logits for every position
-FAULTS = ("forward", "drop", "429", "500", "400", "401", "slow", "hang", "badjson")
+FAULTS = ("forward", "late", "drop", "429", "500", "400", "401", "slow", "hang", "badjson")
 # Answers an endpoint that will not classify gives (a refusal, with no logprobs), for `rewrite`.
 REFUSAL = "I'm sorry, I cannot help with that."
 
@@ -115,10 +115,11 @@ class Attempt:
 class FaultProxy:
     """A loopback HTTP proxy that breaks requests as scripted, then does `then` to the rest.
 
-    Faults: "forward" (pass it on), "drop" (close the connection without a response), "429"
-    (Too Many Requests with `Retry-After: retry_after`), "500", "400", "401" (an error status
-    with a JSON body), "slow" (answer nothing for `slow_s` seconds, then give up), "hang"
-    (accept and never answer, until the client gives up), "badjson" (HTTP 200 whose body is
+    Faults: "forward" (pass it on), "late" (pass it on after `late_s` seconds: a slow network or a
+    busy server, concurrent requests waiting side by side), "drop" (close the connection without a
+    response), "429" (Too Many Requests with `Retry-After: retry_after`), "500", "400", "401" (an
+    error status with a JSON body), "slow" (answer nothing for `slow_s` seconds, then give up),
+    "hang" (accept and never answer, until the client gives up), "badjson" (HTTP 200 whose body is
     not JSON). `rewrite`, when given, edits every forwarded JSON answer (e.g. `refusing`).
     """
 
@@ -127,6 +128,7 @@ class FaultProxy:
     then: str = "forward"
     retry_after: str = "1"
     slow_s: float = 4.0
+    late_s: float = 0.5
     rewrite: Callable[[dict], dict] | None = None
     attempts: list[Attempt] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,7 +138,7 @@ class FaultProxy:
         for fault in [*self.script, self.then]:
             if fault not in FAULTS:
                 raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
-        if self.upstream is None and "forward" in [*self.script, self.then]:
+        if self.upstream is None and {"forward", "late"} & {*self.script, self.then}:
             raise ValueError("a proxy with no upstream cannot forward")
 
     @property
@@ -169,6 +171,9 @@ class FaultProxy:
                 self.close_connection = True
                 with contextlib.suppress(OSError):  # the client may have given up already
                     if fault == "forward":
+                        self._forward(body)
+                    elif fault == "late":
+                        time.sleep(proxy.late_s)
                         self._forward(body)
                     elif fault == "drop":
                         self.connection.shutdown(2)  # no status line, no headers, nothing

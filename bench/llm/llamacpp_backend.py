@@ -233,7 +233,8 @@ class LlamaCppBackend:
             requests=1,
             prompt_tokens=len(prompt_tokens),
             cached_tokens=int(reused_total or 0),
-            llm_seconds=time.perf_counter() - start,
+            llm_seconds=(seconds := time.perf_counter() - start),
+            llm_wall_seconds=seconds,  # one request at a time: its latency is wall time
         )
         return ScoreResult(normalize(logprobs), "logprobs", usage=priced(usage, self.config.prices))
 
@@ -265,7 +266,8 @@ class LlamaCppBackend:
             requests=1,
             prompt_tokens=out["usage"]["prompt_tokens"],
             completion_tokens=out["usage"]["completion_tokens"],
-            llm_seconds=time.perf_counter() - start,
+            llm_seconds=(seconds := time.perf_counter() - start),
+            llm_wall_seconds=seconds,  # one request at a time: its latency is wall time
         )
         return GenerateResult(out["choices"][0]["text"], priced(usage, self.config.prices))
 
@@ -302,6 +304,7 @@ class LlamaCppBackend:
                     requests=1,
                     prompt_tokens=len(encoded[i]),
                     llm_seconds=seconds * len(encoded[i]) / tokens,
+                    llm_wall_seconds=seconds * len(encoded[i]) / tokens,
                 )
                 results.append(EmbedResult(list(vector), priced(usage, self.config.prices)))
                 if on_result is not None:

@@ -3,7 +3,12 @@
 Requests run concurrently (at most `llm.max_concurrency` at once) under optional requests- and
 tokens-per-minute limits. Failures that may pass (connection drops, timeouts, 429, 5xx) are
 retried with exponential backoff, waiting what a Retry-After header asks for when there is one;
-after `llm.max_retries` retries the error names the URL and the llm config. Scoring asks for the
+after `llm.max_retries` retries the error names the URL and the llm config, and so does an
+answer that is not JSON. Requests that get no usable answer count on the job's endpoint breaker
+(bench/endpoint.py): after `llm.max_consecutive_failures` in a row the rest are not sent. Each
+request's usage holds the attempts sent for it (retries included) and its share of the wall time
+(`llm_wall_seconds`: concurrent requests share the seconds they overlap), on which
+`usd_per_hour` is charged. Scoring asks for the
 first answer token's top log-probabilities; an endpoint that returns none is scored by parsing
 the generated answer instead, and the result says so (`method="generation"`).
 """
@@ -11,8 +16,10 @@ the generated answer instead, and the result says so (`method="generation"`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import email.utils
+import json
 import logging
 import math
 import os
@@ -20,11 +27,13 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
 from omegaconf import DictConfig
 
+from bench.endpoint import EndpointBreaker, active_breaker
 from bench.llm.backend import (
     EmbedResult,
     GenerateResult,
@@ -49,6 +58,9 @@ __all__ = ["OpenAIBackend", "api_key"]
 T = TypeVar("T")
 PLACEHOLDER_KEY = "no-key-needed"  # local servers ignore the key but the SDK wants one
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# HTTP requests sent for the request being answered (each request runs in its own asyncio task,
+# which has its own copy of this variable).
+_ATTEMPTS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("attempts")
 
 
 def api_key(cfg: DictConfig) -> str:
@@ -77,6 +89,7 @@ class OpenAIBackend:
         self.config = config
         self._key = api_key(config)
         self._limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
+        self._breaker: EndpointBreaker | None = None
 
     # -- public protocol ------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -148,7 +161,7 @@ class OpenAIBackend:
             "check llm.base_url and that the server embeds (bench-llm serve --embedding)",
         )
         usage = _usage(response, time.perf_counter() - start)
-        return EmbedResult(_pooled(data[0].embedding), priced(usage, self.config.prices))
+        return EmbedResult(_pooled(data[0].embedding), usage)
 
     # -- one request with retries -----------------------------------------------------------
     async def _complete(
@@ -191,8 +204,7 @@ class OpenAIBackend:
             top = None
             if logprobs and choice.logprobs and choice.logprobs.content:
                 top = {t.token: t.logprob for t in choice.logprobs.content[0].top_logprobs}
-        usage = _usage(response, time.perf_counter() - start)
-        return text, priced(usage, cfg.prices), top
+        return text, _usage(response, time.perf_counter() - start), top
 
     def _first_choice(self, response: Any) -> Any:
         """The first choice of a completion."""
@@ -217,11 +229,24 @@ class OpenAIBackend:
 
         cfg = self.config
         last: Exception | None = None
+        attempts = _ATTEMPTS.get(None)
         for attempt in range(cfg.max_retries + 1):
+            if self._breaker is not None and self._breaker.open:  # given up on meanwhile
+                error = LLMUnavailableError(f"request not sent: {self._breaker.cause}")
+                error.not_sent = True  # type: ignore[attr-defined]
+                raise error from last
+            if attempts is not None:
+                attempts[0] += 1
             try:
                 return await call()
             except (openai.APIConnectionError, openai.APITimeoutError) as error:  # incl. timeouts
                 last, wait = error, None
+            except json.JSONDecodeError as error:  # HTTP 200 whose body is not JSON
+                raise LLMUnavailableError(
+                    f"LLM endpoint {cfg.base_url} (llm '{cfg.name}', model '{cfg.model}') "
+                    f"answered with a body that is not JSON ({error}); check llm.base_url (it "
+                    "ends in /v1 for most servers) and any proxy in front of the server"
+                ) from error
             except openai.APIStatusError as error:
                 too_long = _context_overflow(str(error)) if error.status_code == 400 else None
                 if too_long:
@@ -277,20 +302,84 @@ class OpenAIBackend:
         client = AsyncOpenAI(
             base_url=cfg.base_url, api_key=self._key, timeout=cfg.timeout_s, max_retries=0
         )
+        breaker = self._breaker = active_breaker(cfg)
+        clock = WallShares()
+        failed: list[BaseException] = []  # the first request that failed for good
 
         async def bounded(index: int, tokens: int, job: Callable[[Any], Awaitable[T]]) -> T:
             async with gate:
-                await limiter.acquire(tokens)
-                result = await job(client)
+                if failed:  # the batch has failed: send no more
+                    raise _BatchFailed
+                started = clock.start()
+                _ATTEMPTS.set(attempts := [0])
+                try:
+                    await limiter.acquire(tokens)
+                    result = await job(client)
+                except Exception as error:
+                    failed.append(error)
+                    unreached = isinstance(error, LLMUnavailableError) and not getattr(
+                        error, "not_sent", False
+                    )
+                    if unreached and breaker is not None:
+                        breaker.failure(error)  # no usable answer after every retry
+                    raise
+                finally:
+                    share = clock.stop(started)
+            if breaker is not None:
+                breaker.success()
+            # Priced here, once its share of the wall time is known (`usd_per_hour`).
+            usage = replace(result.usage, llm_wall_seconds=share, requests_sent=attempts[0])
+            result.usage = priced(usage, cfg.prices)  # type: ignore[attr-defined]
             if on_result is not None:  # e.g. the cache stores each answer as it arrives
                 on_result(index, result)
             return result
 
         try:
+            # Requests in flight when one fails for good run to their end (their answers are
+            # paid for and cached, and each that cannot reach the endpoint counts on the
+            # breaker: the first timeouts of a silent endpoint all count); none is sent after.
             calls = (bounded(i, t, j) for i, (t, j) in enumerate(jobs))
-            return list(await asyncio.gather(*calls))
+            results = await asyncio.gather(*calls, return_exceptions=True)
         finally:
             await client.close()
+        if failed:
+            raise failed[0]
+        return list(results)  # type: ignore[arg-type]
+
+
+class _BatchFailed(Exception):
+    """A request not sent because another of its batch failed for good."""
+
+
+class WallShares:
+    """Splits wall time among concurrent requests: while n are in flight, each accrues 1/n of
+    every second, so the shares of a batch add up to the wall time some request was in flight
+    (not to the sum of their latencies, which grows with `llm.max_concurrency`).
+
+    `start()` when a request starts, `stop(started)` when it ends: its share in seconds.
+    """
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._shared = 0.0  # seconds each request in flight since the start has accrued
+        self._last = time.perf_counter()
+
+    def _advance(self) -> float:
+        now = time.perf_counter()
+        if self._in_flight:
+            self._shared += (now - self._last) / self._in_flight
+        self._last = now
+        return self._shared
+
+    def start(self) -> float:
+        started = self._advance()
+        self._in_flight += 1
+        return started
+
+    def stop(self, started: float) -> float:
+        share = self._advance() - started
+        self._in_flight -= 1
+        return share
 
 
 def _label_mass(top: dict[str, float], labels: Sequence[str]) -> dict[str, float] | None:

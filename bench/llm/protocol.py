@@ -38,6 +38,13 @@ class LLMConfigError(ValueError):
 
 @dataclass
 class Usage:
+    """What requests used. `requests` counts answers received (one per request answered by the
+    LLM); `requests_sent` counts the HTTP requests sent for them, retries included (0 in-process).
+    `llm_seconds` adds up the latencies of the requests; `llm_wall_seconds` is their share of
+    the wall time: while n requests are in flight each accrues 1/n of every second, so the
+    shares of concurrent requests add up to the wall time the LLM phase took, and
+    `usd_per_hour` is charged on them (bench/llm/cost.py)."""
+
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -47,12 +54,15 @@ class Usage:
     cache_hits: int = 0  # answers served from the request cache: counted, not billed
     usd: float = 0.0
     llm_seconds: float = 0.0
+    llm_wall_seconds: float = 0.0
+    requests_sent: int = 0
     # What the answers served from the cache cost when they were computed (not spent now), for
     # the `costed_cache_hits` of them whose cache entry recorded it: a rerun answered from the
     # cache still has a cost per prediction (bench/report/cost.py).
     cached_llm_seconds: float = 0.0
     cached_usd: float = 0.0
     costed_cache_hits: int = 0
+    cached_llm_wall_seconds: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
@@ -71,6 +81,8 @@ PHASE_USAGE_KEYS = (
     "cached_llm_seconds",
     "cached_usd",
     "costed_cache_hits",
+    "llm_wall_seconds",
+    "cached_llm_wall_seconds",
 )
 
 

@@ -43,8 +43,9 @@ def test_cached_tokens_beyond_the_prompt_are_not_billed_twice() -> None:
     )
 
 
-def test_usd_per_hour_charges_llm_seconds() -> None:
-    usage = Usage(requests=1, prompt_tokens=10, llm_seconds=1800.0)
+def test_usd_per_hour_charges_llm_wall_seconds() -> None:
+    # the request's share of the wall time, not its latency (shared with concurrent requests)
+    usage = Usage(requests=1, prompt_tokens=10, llm_seconds=7200.0, llm_wall_seconds=1800.0)
     assert priced(usage, prices(usd_per_hour=3.0)).usd == pytest.approx(1.5)
     both = priced(usage, prices(usd_per_hour=3.6, input_per_m=1e5))
     assert both.usd == pytest.approx(1.8 + 1.0)
@@ -95,6 +96,7 @@ def test_a_local_model_with_an_hourly_price(local_llm_cfg: DictConfig, tmp_path:
     backend = make_backend(cfg)
     (result,) = backend.score([ScoreRequest("The capital of France is", [" Paris", " London"])])
     assert result.usage.usd == pytest.approx(result.usage.llm_seconds * 36.0 / 3600.0)
+    assert result.usage.llm_wall_seconds == result.usage.llm_seconds  # one request at a time
     assert result.usage.usd > 0
     (hit,) = backend.score([ScoreRequest("The capital of France is", [" Paris", " London"])])
     assert hit.usage.cache_hits == 1 and hit.usage.usd == 0.0  # counted, not billed
