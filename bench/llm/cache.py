@@ -9,6 +9,11 @@ while one writer commits, and a busy timeout makes writers wait their turn inste
 A hit is returned with `Usage(cache_hits=1)`: counted, not billed; an entry keeps what computing
 its answer cost (LLM seconds, USD), and a hit carries it as `cached_llm_seconds` / `cached_usd`
 so the report can still cost a rerun answered from the cache.
+
+A damaged cache file costs only repeated LLM calls, never a run: a file that is not a database
+is found when it is opened, damaged pages behind a valid header only when a lookup or a store
+reads them (SQLite reads pages as it needs them). Either way the file is moved aside (kept, as
+``<name>.corrupt-<time>``), a warning names both paths, and a fresh cache takes its place.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -48,6 +53,9 @@ from bench.llm.wrapper import Answer, BackendWrapper
 __all__ = ["CACHE_VERSION", "EMBED_POOLING", "CachedBackend", "RequestCache"]
 
 log = logging.getLogger("bench")
+T = TypeVar("T")
+# How SQLite says a file is not a (sound) database, at open or when it reads a damaged page.
+_DAMAGED = ("not a database", "malformed", "file is encrypted")
 
 
 class RequestCache:
@@ -57,18 +65,35 @@ class RequestCache:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._inode: int | None = None  # of the file the connection opened
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():  # never share a connection across fork
             try:
                 self._conn = self._open()
             except sqlite3.DatabaseError as error:
-                if "not a database" not in str(error) and "malformed" not in str(error):
+                if not _damaged(error):
                     raise
                 self._move_aside(error)
                 self._conn = self._open()
             self._pid = os.getpid()
         return self._conn
+
+    def _use(self, statement: Callable[[sqlite3.Connection], T]) -> T:
+        """`statement` on the cache; a cache found damaged now is moved aside and `statement`
+        runs again on a fresh one."""
+        try:
+            return statement(self._connection())
+        except sqlite3.DatabaseError as error:
+            if not _damaged(error):
+                raise  # "database is locked" and the like are not damage
+            opened = self._inode
+            self.close()
+            with contextlib.suppress(OSError):
+                if os.stat(self.path).st_ino != opened:  # another process moved it already
+                    return statement(self._connection())
+            self._move_aside(error)
+            return statement(self._connection())
 
     def _move_aside(self, error: Exception) -> None:
         """A corrupt cache file is kept for inspection under a new name; a fresh one starts.
@@ -76,7 +101,7 @@ class RequestCache:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         log.warning(
-            "The LLM request cache %s is not a readable SQLite database (%s): moved it to %s "
+            "The LLM request cache %s is damaged or not an SQLite database (%s): moved it to %s "
             "and started a fresh cache (llm.cache_path); earlier answers will be asked again.",
             self.path,
             error,
@@ -100,26 +125,30 @@ class RequestCache:
             )
         )
         conn.execute("SELECT COUNT(*) FROM responses LIMIT 1").fetchone()
+        self._inode = os.stat(self.path).st_ino
         return conn
 
     key = staticmethod(hash_key)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        row = (
-            self._connection()
-            .execute("SELECT value FROM responses WHERE key = ?", (key,))
-            .fetchone()
+        row = self._use(
+            lambda conn: conn.execute(
+                "SELECT value FROM responses WHERE key = ?", (key,)
+            ).fetchone()
         )
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        self._connection().execute(
-            "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-            (key, json.dumps(value), time.time()),
+        text = json.dumps(value)
+        self._use(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
+                (key, text, time.time()),
+            )
         )
 
     def __len__(self) -> int:
-        return self._connection().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        return self._use(lambda conn: conn.execute("SELECT COUNT(*) FROM responses").fetchone())[0]
 
     def close(self) -> None:
         if self._conn is not None:
@@ -127,19 +156,31 @@ class RequestCache:
             self._conn = None
 
 
+def _damaged(error: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is not a sound database (not: busy, locked, read-only)."""
+    return any(words in str(error) for words in _DAMAGED)
+
+
 def _cost(usage: Usage) -> dict[str, float]:
     """What computing an answer cost, kept with it so that a hit can say so."""
-    return {"llm_seconds": usage.llm_seconds, "usd": usage.usd}
+    return {
+        "llm_seconds": usage.llm_seconds,
+        "llm_wall_seconds": usage.llm_wall_seconds,
+        "usd": usage.usd,
+    }
 
 
 def _hit_usage(cost: dict[str, float] | None) -> Usage:
     """A hit is counted, not billed; it carries its original cost when the entry recorded it
-    (entries written before costs were kept have none)."""
+    (entries written before costs were kept have none; entries written before wall time was
+    kept count their latency as wall time)."""
     if not cost:
         return Usage(cache_hits=1)
+    latency = float(cost.get("llm_seconds", 0.0))
     return Usage(
         cache_hits=1,
-        cached_llm_seconds=float(cost.get("llm_seconds", 0.0)),
+        cached_llm_seconds=latency,
+        cached_llm_wall_seconds=float(cost.get("llm_wall_seconds", latency)),
         cached_usd=float(cost.get("usd", 0.0)),
         costed_cache_hits=1,
     )
