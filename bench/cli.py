@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
@@ -15,6 +16,9 @@ from omegaconf import DictConfig
 from bench.config import check_choice, config_names, register_configs
 from bench.paths import CONF_DIR
 from bench.registry import UnknownNameError
+
+if TYPE_CHECKING:
+    from bench.preflight import SweepPlan
 
 __all__ = ["data_main", "llm_main", "report_main", "run_main"]
 
@@ -25,6 +29,7 @@ CHECKED_GROUPS = ("dataset", "method", "experiment", "llm", "serializer")
 # settings).
 EXIT_RUNS_FAILED = 1
 EXIT_REFUSED = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 USAGE = """\
 bench-run: run a sweep of datasets x methods x training sizes x seeds; every method is trained
 and scored on the very same rows. Results go to results_dir (one file per run), then a report.
@@ -70,10 +75,10 @@ def _hydra_run(cfg: DictConfig) -> None:
 def run_main() -> None:
     """`bench-run [experiment=NAME] [dataset=NAME] [method=NAME] [seeds=[..]] [n_train=[..]] ...`"""
     from bench.launchers import LauncherError, check_launcher
+    from bench.ledger import NOT_STORED, mark_sweep
     from bench.lifeline import mark_parent
     from bench.preflight import SweepPlan, plan_sweep
-    from bench.progress import PLANNED_RUNS
-    from bench.sweep import OUTCOME, PLANNED, PLANNED_FAMILIES, finish_interrupted
+    from bench.sweep import OUTCOME, finish_interrupted, use_plan
 
     argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
@@ -85,31 +90,62 @@ def run_main() -> None:
     except (UnknownNameError, LauncherError) as error:
         print(f"bench-run: {error}", file=sys.stderr)
         sys.exit(EXIT_REFUSED)
-    problems = plan.problems
-    PLANNED.clear()
-    PLANNED.update(plan.run_stems)
-    PLANNED_FAMILIES.clear()
-    PLANNED_FAMILIES.update(plan.families)
-    PLANNED_RUNS.clear()
-    PLANNED_RUNS.update(plan.runs)
-    if problems:
+    if plan.problems:
         print("bench-run: nothing was run; these settings can never work:", file=sys.stderr)
-        for problem in problems:
+        for problem in plan.problems:
             print(f"  - {problem}", file=sys.stderr)
         sys.exit(EXIT_REFUSED)
+    _check_stores(plan)
+    use_plan(plan)  # the one plan of this sweep, read by its summary and its progress
     register_configs()
     OUTCOME.clear()
     mark_parent()  # launcher workers watch this process and stop when it dies
+    mark_sweep()  # its jobs note the runs they execute, so the summary claims only those
     # SIGTERM (a scheduler's or a user's `kill`) unwinds like Ctrl-C, so the run it interrupts
     # is recorded as failed instead of being left `running`.
     signal.signal(signal.SIGTERM, _terminated)
     try:
         _hydra_run()
+    except KeyboardInterrupt:  # the summary says what happened; no traceback after it
+        finish_interrupted("interrupted by Ctrl-C")
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as stop:
+        terminated = stop.code == 128 + signal.SIGTERM
+        finish_interrupted("stopped by SIGTERM" if terminated else "see the error above")
+        raise
     except BaseException:
         finish_interrupted()
         raise
-    if OUTCOME.get("failed") or OUTCOME.get("unavailable") or OUTCOME.get("missing"):
+    if any(OUTCOME.get(k) for k in ("failed", "unavailable", "missing", NOT_STORED)):
         sys.exit(EXIT_RUNS_FAILED)
+
+
+def _check_stores(plan: SweepPlan) -> None:
+    """Refuse, in one line, a results folder that cannot be written, before anything runs; a
+    sweep there whose every run is already stored has nothing to do (exit 0)."""
+    from bench.results import ResultsStore, write_problem
+
+    for root in sorted(plan.results_dirs):
+        problem = write_problem(root)
+        if problem is None:
+            continue
+        if not (root / "runs").is_dir():
+            _refuse_store(root, problem)
+        store = ResultsStore(root)
+        done = [s for s in plan.run_stems if (r := store.read(s)) is not None and r.done]
+        if len(done) == len(plan.run_stems) and len(plan.results_dirs) == 1:
+            print(
+                "Nothing new to run: every run of this sweep is already in the results store.\n"
+                f"({problem}: nothing was written, no report either.)\n"
+                f"Results: {root}/runs  (python: bench.load_results('{root}'))"
+            )
+            sys.exit(0)
+        _refuse_store(root, problem)
+
+
+def _refuse_store(root: Path, problem: str) -> None:
+    print(f"bench-run: nothing was run; results_dir: {problem}", file=sys.stderr)
+    sys.exit(EXIT_REFUSED)
 
 
 def _terminated(signum: int, _frame: object) -> None:
@@ -163,11 +199,21 @@ def report_main(argv: list[str] | None = None) -> None:
             print(f"bench-report: {text}", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # SIGTERM unwinds, so the half-written new report is removed; the previous one stays whole.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         out = write_report(args.path, settings=settings)
     except (FileNotFoundError, ValueError, UnknownNameError) as error:
         print(f"bench-report: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # a read-only or full results folder: say where, keep the old one
+        print(
+            f"bench-report: cannot write the report to {args.path / 'report'}: "
+            f"{error.strerror or error}; "
+            "the previous report (if any) is unchanged",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     print(
         f"Report written to {out / 'report.html'} (one page) and {out / 'report.md'} "
         "(tables: *.md, *.tex; plots: *.png)"

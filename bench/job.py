@@ -24,6 +24,7 @@ from bench.data.dataset import Task, load_task
 from bench.data.splits import Split, make_split
 from bench.endpoint import EndpointBreaker
 from bench.errors import describe
+from bench.ledger import NOT_STORED, note_executed
 from bench.lifeline import set_interrupt_record, watch_parent
 from bench.paths import resolve_project_path
 from bench.progress import SweepProgress
@@ -88,12 +89,23 @@ class _Job:
     def finish(
         self, spec: RunSpec, record: RunRecord, predictions: pd.DataFrame | None = None
     ) -> None:
-        """Save a run executed now (it was executed even when it cannot be written), count it
-        and log it."""
-        save(self.store, record, predictions)
-        self.summary.executed[record.status] += 1
+        """Save a run executed now, count it and log it; one that cannot be stored is counted
+        and logged as such (the ERROR line says why), never as its status."""
+        stored = save(self.store, record, predictions)
+        self.summary.executed[record.status if stored else NOT_STORED] += 1
+        note_executed(self.store.root, spec.stem, record.status if stored else NOT_STORED)
         at = self.progress.tick(spec.stem, new=True, seconds=record.timing.wall_s)
-        _log_run(self.label, record, at)
+        if stored:
+            _log_run(self.label, record, at)
+        else:
+            log.warning(
+                "%s [%s] seed=%s n_train=%s: %s, not stored (see the error above)",
+                at,
+                self.label,
+                spec.seed,
+                spec.n_train,
+                record.status,
+            )
 
 
 def run_job(cfg: DictConfig) -> JobSummary:
@@ -157,10 +169,10 @@ def _execute_pending(
             if spec.seed not in splits:
                 splits[spec.seed] = split_or_error(task, spec)
             record, predictions = _execute_claimed(job, spec, existing, task, splits[spec.seed])
+            endpoint.note(record)
+            job.finish(spec, record, predictions)  # stored before another process may claim it
         finally:
             claims.release(spec.stem)
-        endpoint.note(record)
-        job.finish(spec, record, predictions)
 
 
 def _execute_claimed(
@@ -182,7 +194,8 @@ def _execute_claimed(
         save(job.store, marker)
 
     def interrupted(reason: str) -> None:
-        save(job.store, records.interrupted(marker, reason))
+        stored = save(job.store, records.interrupted(marker, reason))
+        note_executed(job.store.root, spec.stem, "failed" if stored else NOT_STORED)
 
     set_interrupt_record(interrupted)
     try:
@@ -212,12 +225,15 @@ def split_or_error(task: Task, spec: RunSpec) -> Split | Exception:
         return error
 
 
-def save(store: ResultsStore, record: RunRecord, predictions: pd.DataFrame | None = None) -> None:
-    """Store a record; a full disk or a permissions problem is logged, and the job goes on."""
+def save(store: ResultsStore, record: RunRecord, predictions: pd.DataFrame | None = None) -> bool:
+    """Store a record; a full disk or a permissions problem is logged (False), and the job
+    goes on."""
     try:
         store.save(record, predictions)
     except OSError as error:
         log.error("Could not write run %s to %s: %s", record.stem, store.root, error)
+        return False
+    return True
 
 
 def _log_run(label: str, record: RunRecord, progress: str = "") -> None:

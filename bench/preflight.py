@@ -13,6 +13,7 @@ value and the allowed ones, and nothing runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +26,7 @@ from bench.llm.protocol import LLMConfigError
 from bench.llm.serialize import FORMATS, NUMBER_FORMATS
 from bench.methods.base import Choice, Range, method_kind
 from bench.metrics import get_metric
-from bench.paths import CONF_DIR
+from bench.paths import CONF_DIR, resolve_project_path
 from bench.registry import SOURCES, UnknownNameError
 
 __all__ = ["SETTINGS", "SweepPlan", "job_problems", "plan_sweep", "sweep_jobs", "sweep_problems"]
@@ -178,6 +179,7 @@ class SweepPlan:
     run_stems: frozenset[str]
     families: dict[str, str] = field(default_factory=dict)  # method name -> family
     runs: dict[str, tuple[str, str]] = field(default_factory=dict)  # stem -> (method, n_train)
+    results_dirs: frozenset[Path] = frozenset()  # where its jobs store their runs
 
 
 def sweep_problems(argv: list[str]) -> list[str]:
@@ -197,6 +199,7 @@ def plan_sweep(argv: list[str]) -> SweepPlan:
     stems: set[str] = set()
     families: dict[str, str] = {}
     runs: dict[str, tuple[str, str]] = {}
+    results_dirs: set[Path] = set()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             jobs = _jobs(argv)
@@ -212,8 +215,9 @@ def plan_sweep(argv: list[str]) -> SweepPlan:
             found = job_problems(cfg)
             problems += [p for p in found if p not in problems]
             if not found:
+                results_dirs.add(resolve_project_path(cfg.results_dir))
                 for spec in specs_for(cfg):
                     stems.add(spec.stem)
                     families[spec.method] = spec.family
                     runs[spec.stem] = (spec.method, str(spec.n_train))
-    return SweepPlan(problems, frozenset(stems), families, runs)
+    return SweepPlan(problems, frozenset(stems), families, runs, frozenset(results_dirs))

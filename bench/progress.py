@@ -16,26 +16,17 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.paths import CONF_DIR, resolve_project_path
+from bench.paths import resolve_project_path
 from bench.results import write_atomic
 
-__all__ = [
-    "PLANNED_RUNS",
-    "SweepProgress",
-    "estimate_remaining",
-    "method_families",
-    "planned_jobs",
-    "write_plan",
-]
+if TYPE_CHECKING:
+    from bench.preflight import SweepPlan
 
-# The method and training size of each run bench-run planned, by stem (from the composed jobs,
-# bench/preflight.py): what makes two runs alike for the ETA. Never parsed back out of a stem,
-# where a dataset named with "__" would read as another method.
-PLANNED_RUNS: dict[str, tuple[str, str]] = {}
+__all__ = ["SweepProgress", "estimate_remaining", "planned_jobs", "write_plan"]
 
 
 def planned_jobs(config: DictConfig) -> int:
@@ -48,26 +39,30 @@ def planned_jobs(config: DictConfig) -> int:
     return len(expand_jobs(params, list(task)))
 
 
-def write_plan(config: DictConfig, multirun: bool) -> Path | None:
-    """Record the sweep's planned run count; returns the plan file (None if it cannot tell)."""
+def write_plan(config: DictConfig, multirun: bool, plan: SweepPlan | None = None) -> Path | None:
+    """Record the sweep's planned run count; returns the plan file (None if it cannot tell).
+
+    `plan` is bench-run's plan of the sweep (bench/preflight.py): with it the count is exact
+    (also when a method pins its own training sizes) and each run's method, training size and
+    family are recorded for the ETA; they are never parsed back out of a stem, where a dataset
+    named with "__" would read as another method. Without it the count is the product of the
+    sweep's lists."""
     try:
         runs_per_job = len(config.seeds) * len(config.n_train)
         total = (planned_jobs(config) if multirun else 1) * runs_per_job
         sweep_dir = resolve_project_path(config.results_dir) / ".sweep"
     except Exception:  # an unusual sweeper: progress falls back to per-job counts
         return None
-    from bench.sweep import PLANNED, PLANNED_FAMILIES  # the runs bench-run planned (preflight)
-
-    if PLANNED:  # exact, also when a method pins its own training sizes (method.n_train)
-        total = len(PLANNED)
-    plan = {"id": uuid.uuid4().hex[:12], "total": total, "started": time.time()}
-    if PLANNED:
-        runs = {s: list(PLANNED_RUNS[s]) for s in sorted(PLANNED) if s in PLANNED_RUNS}
-        methods = {method for method, _ in runs.values()}
-        families = dict(PLANNED_FAMILIES) or method_families(methods)  # no plan: conf/method
-        plan.update(total=len(PLANNED), stems=sorted(PLANNED), runs=runs, families=families)
+    written: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "total": total, "started": time.time()}
+    if plan is not None and plan.run_stems:
+        stems = sorted(plan.run_stems)
+        runs = {s: list(plan.runs[s]) for s in stems if s in plan.runs}
+        written.update(total=len(stems), stems=stems, runs=runs, families=dict(plan.families))
     path = sweep_dir / "plan.json"
-    write_atomic(path, json.dumps(plan).encode())
+    try:
+        write_atomic(path, json.dumps(written).encode())
+    except OSError:  # progress is a courtesy: a full disk falls back to per-job counts
+        return None
     return path
 
 
@@ -105,35 +100,6 @@ class SweepProgress:
 
 def _eta_text(seconds: float | None) -> str:
     return "" if seconds is None else f", ETA {_duration(seconds)}"
-
-
-def method_families(methods: set[str] | list[str], conf_dir: Path = CONF_DIR) -> dict[str, str]:
-    """{method: family} from conf/method/*.yaml, following `defaults` (lightgbm_tuned is
-    classical through lightgbm). Read as plain YAML: this runs inside a Hydra job, where a
-    second composition is not allowed. Methods whose family cannot be told are left out."""
-    families = {}
-    for method in methods:
-        family = _family_in_conf(method, conf_dir / "method", depth=0)
-        if family is not None:
-            families[method] = family
-    return families
-
-
-def _family_in_conf(name: str, folder: Path, depth: int) -> str | None:
-    try:
-        node = OmegaConf.load(folder / f"{name}.yaml")
-    except Exception:  # a missing or unreadable file: the ETA falls back to other runs
-        return None
-    if not isinstance(node, DictConfig) or depth > 8:
-        return None
-    if isinstance(node.get("family"), str):
-        return node.family
-    for entry in node.get("defaults") or []:
-        if isinstance(entry, str) and entry != "_self_":
-            family = _family_in_conf(entry.removeprefix("/method/"), folder, depth + 1)
-            if family is not None:
-                return family
-    return None
 
 
 def estimate_remaining(plan: dict[str, Any], entries: list[bytes], now: float) -> float | None:

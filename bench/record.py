@@ -33,6 +33,7 @@ __all__ = [
     "RUNNING",
     "STATUSES",
     "Identity",
+    "NotARunRecord",
     "Provenance",
     "RowsSeen",
     "RunRecord",
@@ -57,6 +58,13 @@ ZERO_USAGE: dict[str, float] = Usage().as_dict()
 # of its usage fitting (llm_icl calls the LLM per test row: all of its usage is marginal).
 FIT_LLM_FAMILIES = ("llm_codegen", "llm_distill")
 _FIT_KEYS = tuple(f"fit_{key}" for key in PHASE_USAGE_KEYS)
+# What every record of every version states: a JSON file without them is not a run record
+# (a foreign `{"status": "ok"}` must never count as a run).
+REQUIRED_FIELDS = ("run_stem", "dataset", "method", "status")
+
+
+class NotARunRecord(ValueError):
+    """A stored file that is not a run record: it lacks a required field or its status."""
 
 
 def now() -> str:
@@ -361,7 +369,8 @@ def interrupted(marker: RunRecord, reason: str) -> RunRecord:
 
 # -- the one reader ----------------------------------------------------------------------------
 def read_record(data: Mapping[str, Any], root: Path | None = None) -> RunRecord:
-    """A stored record (the JSON dict) as a `RunRecord`, upgraded to the current layout.
+    """A stored record (the JSON dict) as a `RunRecord`, upgraded to the current layout;
+    `NotARunRecord` when it lacks a field every record has (`REQUIRED_FIELDS`) or a known status.
 
     Records without `version` (written before the record was a type) are upgraded here, and
     only here: usage fields they lack are 0; an ok record without the fit/predict split of its
@@ -370,6 +379,13 @@ def read_record(data: Mapping[str, Any], root: Path | None = None) -> RunRecord:
     are its wall seconds; without `n_test`, its test rows are the rows of its predictions file
     (read under `root`, the results folder, when given).
     """
+    if not isinstance(data, Mapping):
+        raise NotARunRecord(f"not a run record (a JSON {type(data).__name__})")
+    missing = [name for name in REQUIRED_FIELDS if data.get(name) in (None, "")]
+    if missing:
+        raise NotARunRecord(f"not a run record (no {', '.join(missing)})")
+    if data["status"] not in (*STATUSES, RUNNING):
+        raise NotARunRecord(f"not a run record (status {data['status']!r})")
     version = int(data.get("version") or 0)
 
     def part(cls: type) -> Any:  # a typed part from the stored fields of the same names
@@ -384,7 +400,7 @@ def read_record(data: Mapping[str, Any], root: Path | None = None) -> RunRecord:
         traceback=data.get("traceback"),
         metrics=dict(data.get("metrics") or {}),
         timing=Timing(**{k: v for k, v in (data.get("timing") or {}).items() if k in _TIMING}),
-        usage=RunUsage.from_dict(data.get("usage") or {}),
+        usage=RunUsage.from_dict(_with_wall_seconds(data.get("usage") or {})),
         details=data.get("details"),
         artifacts=tuple(data.get("artifacts") or ()),
         predictions_file=data.get("predictions_file"),
@@ -402,6 +418,17 @@ _KNOWN = {f.name for part in (Identity, Provenance, RowsSeen) for f in fields(pa
     for f in fields(RunRecord)
     if f.name not in ("identity", "provenance", "rows", "files", "extra")  # not stored as such
 }
+
+
+def _with_wall_seconds(usage: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Usage stored before the LLM's wall time was (`llm_wall_seconds`): its LLM seconds, the
+    sum of the requests' latencies, are what it has (more than the wall time when requests ran
+    concurrently)."""
+    if "llm_wall_seconds" in usage or "llm_seconds" not in usage:
+        return usage
+    latency = ("llm_seconds", "cached_llm_seconds", "fit_llm_seconds", "fit_cached_llm_seconds")
+    wall = {key.replace("llm_seconds", "llm_wall_seconds"): usage.get(key) for key in latency}
+    return {**usage, **{key: value for key, value in wall.items() if value is not None}}
 
 
 def _upgrade_unversioned(record: RunRecord, root: Path | None) -> RunRecord:

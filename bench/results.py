@@ -31,6 +31,7 @@ from bench.record import (
     DONE_STATUSES,
     RUNNING,
     STATUSES,
+    NotARunRecord,
     RunRecord,
     Timing,
     interrupted,
@@ -45,6 +46,7 @@ __all__ = [
     "ResultsStore",
     "load_results",
     "write_atomic",
+    "write_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,27 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def write_problem(root: str | Path) -> str | None:
+    """Why the results folder `root` cannot be written (one line naming the path), or None.
+
+    Creates `root` when it is missing (bench-run would) and a file in it and in its runs/."""
+    root = Path(root)
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    folder = root
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for folder in (root, root / "runs"):
+            if folder.is_dir():
+                fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+                os.close(fd)
+                os.unlink(probe)
+    except OSError as error:
+        return f"{folder} cannot be written ({error.strerror or error})"
+    return None
+
+
 class ResultsStore:
     """Run records under one results directory."""
 
@@ -102,6 +125,7 @@ class ResultsStore:
         self.failures_dir = self.root / "failures"
         self.artifacts_dir = self.root / "artifacts"
         self.unreadable: list[tuple[str, str]] = []  # (file, why) skipped by the last records()
+        self.settled: list[str] = []  # the stems the last settle_orphans marked failed
 
     def record_path(self, stem: str) -> Path:
         return self.runs_dir / f"{stem}.json"
@@ -121,7 +145,13 @@ class ResultsStore:
     def read(self, stem: str) -> RunRecord | None:
         """The stored run as a `RunRecord` (upgraded to the current layout), or None."""
         data = self.load(stem)
-        return None if data is None else read_record(data, self.root)
+        if data is None:
+            return None
+        try:
+            return read_record(data, self.root)
+        except NotARunRecord as error:  # a foreign file under a run's name: rerun the run
+            log.warning("Ignoring %s: %s", self.record_path(stem), error)
+            return None
 
     def save(
         self, record: RunRecord | Mapping[str, Any], predictions: pd.DataFrame | None = None
@@ -142,49 +172,62 @@ class ResultsStore:
             existing = self.load(stem)
             if existing and existing.get("status") in DONE_STATUSES:
                 target = self.failures_dir / f"{stem}.json"
-        if predictions is not None:
-            buffer = predictions.to_parquet(index=False)
-            write_atomic(self.predictions_dir / f"{stem}.parquet", buffer)
-            record = replace(record, predictions_file=f"predictions/{stem}.parquet")
-        if record.files:
-            folder = self.artifacts_dir / stem
-            for name, text in record.files.items():
-                write_atomic(folder / Path(name).name, str(text).encode())
-            paths = tuple(f"artifacts/{stem}/{Path(n).name}" for n in record.files)
-            record = replace(record, artifacts=paths, files={})
-        text = json.dumps(record.to_dict(), indent=2, default=_json_default)
-        write_atomic(target, text.encode())
+        written: list[Path] = []  # removed again if the record itself cannot be written
+        try:
+            if predictions is not None:
+                where = self.predictions_dir / f"{stem}.parquet"
+                write_atomic(where, predictions.to_parquet(index=False))
+                written.append(where)
+                record = replace(record, predictions_file=f"predictions/{stem}.parquet")
+            if record.files:
+                folder = self.artifacts_dir / stem
+                for name, text in record.files.items():
+                    write_atomic(folder / Path(name).name, str(text).encode())
+                    written.append(folder / Path(name).name)
+                paths = tuple(f"artifacts/{stem}/{Path(n).name}" for n in record.files)
+                record = replace(record, artifacts=paths, files={})
+            text = json.dumps(record.to_dict(), indent=2, default=_json_default)
+            write_atomic(target, text.encode())
+        except BaseException:
+            # No record points at them (a full disk, a read-only folder): leave no orphans.
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
         return target
 
     def records(self) -> list[dict[str, Any]]:
         """Every readable run record as stored (JSON dicts); unreadable files are skipped,
         named in a warning and listed in `unreadable` (path, reason) until the next call.
         `runs` gives them as `RunRecord`s."""
-        out: list[dict[str, Any]] = []
+        return [data for data, _ in self._scan()]
+
+    def runs(self) -> list[RunRecord]:
+        """Every readable run record, upgraded to the current layout (`read_record`)."""
+        return [record for _, record in self._scan()]
+
+    def _scan(self) -> list[tuple[dict[str, Any], RunRecord]]:
+        """Each file of runs/ that `read_record` accepts; the others go to `unreadable`."""
+        out: list[tuple[dict[str, Any], RunRecord]] = []
         self.unreadable = []
         for path in sorted(self.runs_dir.glob("*.json")):
             try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError) as error:
+                data = json.loads(path.read_text())
+                out.append((data, read_record(data, self.root)))
+                continue
+            except NotARunRecord as error:  # e.g. a foreign {"status": "ok"}
+                reason = str(error)
+            except (OSError, ValueError, TypeError) as error:
                 reason = f"{type(error).__name__}: {error}"
-            else:
-                if isinstance(record, dict) and "status" in record:
-                    out.append(record)
-                    continue
-                reason = f"not a run record (a JSON {type(record).__name__})"
             log.warning("Skipping unreadable run record %s: %s", path, reason)
             self.unreadable.append((str(path), reason))
         return out
 
-    def runs(self) -> list[RunRecord]:
-        """Every readable run record, upgraded to the current layout (`read_record`)."""
-        return [read_record(data, self.root) for data in self.records()]
-
     def settle_orphans(self) -> int:
         """Mark runs whose process died mid-run (a `running` marker of a dead process on this
         host) as failed, saying what is known; returns how many. Markers of live processes, or
-        of other hosts (a cluster node), are left alone."""
+        of other hosts (a cluster node), are left alone; `settled` lists the runs marked."""
         host, settled = socket.gethostname(), 0
+        self.settled = []
         for record in self.runs():
             where = record.provenance
             if record.status != RUNNING or where.host != host:
@@ -198,6 +241,7 @@ class ResultsStore:
                 f"{host}, pid {where.pid}; rerun the sweep to retry it"
             )
             self.save(interrupted(record, reason))
+            self.settled.append(record.stem)
             settled += 1
         return settled
 

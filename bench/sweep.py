@@ -7,29 +7,37 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from bench.claims import RunClaims
 from bench.config import report_settings
+from bench.ledger import NOT_STORED, executed, forget, note_executed
 from bench.paths import resolve_project_path
 from bench.progress import write_plan
 from bench.record import RunRecord
 from bench.results import ResultsStore
 
+if TYPE_CHECKING:
+    from bench.preflight import SweepPlan
+
 __all__ = [
+    "NOT_STORED",
     "OUTCOME",
-    "PLANNED",
-    "PLANNED_FAMILIES",
     "SweepSummary",
+    "Tally",
+    "current_plan",
     "expand_jobs",
     "finish_interrupted",
     "statuses_since",
     "summarize_since",
+    "tally",
+    "use_plan",
 ]
 
 log = logging.getLogger("bench")
@@ -60,67 +68,118 @@ def expand_jobs(sweep_params: Mapping[str, Any], overrides: Sequence[str]) -> li
 
 # What the last sweep of this process executed, by status: bench-run's exit code reads it.
 OUTCOME: Counter = Counter()
-# The run stems of the sweep bench-run planned (empty when unknown): only these are this
-# sweep's; other records in the same folder (an earlier sweep's) are never counted as its own.
-PLANNED: set[str] = set()
-# The family of each method of the planned sweep (from its composed configs): the ETA's likeness.
-PLANNED_FAMILIES: dict[str, str] = {}
+_PLAN: list[SweepPlan] = []  # the sweep bench-run planned (preflight), when there is one
+
+
+def use_plan(plan: SweepPlan | None) -> None:
+    """Hand bench-run's plan of the sweep (bench/preflight.py) to its summary and progress:
+    only its runs are this sweep's; other records in the same folder (an earlier sweep's) are
+    never counted as its own."""
+    _PLAN[:] = [plan] if plan is not None else []
+
+
+def current_plan() -> SweepPlan | None:
+    return _PLAN[0] if _PLAN else None
+
+
+def _planned() -> frozenset[str]:
+    plan = current_plan()
+    return plan.run_stems if plan is not None else frozenset()
 
 
 def _finished_at(record: RunRecord) -> datetime:
     return datetime.fromisoformat(record.provenance.finished_at or "1970-01-01T00:00:00+00:00")
 
 
-def _tally(results_dir: Path, since: datetime) -> tuple[Counter, int, set[str]]:
-    """This sweep's runs executed since `since` by status, its runs reused from the store, and
-    the stems of all its runs found there (every record when the plan is unknown)."""
-    new: Counter = Counter()
-    reused = 0
-    seen: set[str] = set()
+@dataclass
+class Tally:
+    """This sweep's runs: those it executed (by status, or "not stored"), those another process
+    executed meanwhile, those reused from the store, and the planned ones not accounted for."""
+
+    new: Counter = field(default_factory=Counter)
+    by_others: int = 0
+    reused: int = 0
+    missing: int = 0
+
+
+def tally(results_dir: Path, since: datetime) -> Tally:
+    """Count this sweep's runs (every record of the folder when no plan is known). A run this
+    sweep executed is one in its ledger (bench/ledger.py); without a ledger, one recorded since
+    `since`."""
+    planned = _planned()
+    mine = executed(results_dir)
+    out, seen = Tally(), set()
     for record in ResultsStore(results_dir).runs():
-        if PLANNED and record.stem not in PLANNED:
+        if planned and record.stem not in planned:
             continue  # another sweep's record in the same folder, e.g. an orphan settled now
         seen.add(record.stem)
-        if _finished_at(record) >= since:
-            new[record.status] += 1
+        if mine is not None and record.stem in mine:
+            continue  # counted from the ledger below
+        if _finished_at(record) < since:
+            out.reused += 1
+        elif mine is None:
+            out.new[record.status] += 1
         else:
-            reused += 1
-    return new, reused, seen
+            out.by_others += 1  # a concurrent sweep claimed and executed it
+    for stem, outcome in (mine or {}).items():
+        if not planned or stem in planned:
+            out.new[outcome] += 1
+            seen.add(stem)
+    out.missing = len(planned - seen)
+    return out
 
 
 def statuses_since(results_dir: Path, since: datetime) -> Counter:
-    """This sweep's runs recorded since `since`, by status (every run when no plan is known)."""
-    return _tally(results_dir, since)[0]
+    """This sweep's runs executed since `since`, by status (every run when no plan is known)."""
+    return tally(results_dir, since).new
 
 
-def summarize_since(results_dir: Path, since: datetime) -> str:
-    """One paragraph: runs executed since `since` by status, runs of this sweep reused, runs
-    neither run nor found (a start-up failure), and where the results are."""
-    new, reused, seen = _tally(results_dir, since)
+def summarize_since(results_dir: Path, since: datetime, stopped: bool = False) -> str:
+    """One paragraph: runs this sweep executed by status, runs another process executed, runs
+    reused, runs neither run nor found, and where the results are. `stopped`: the sweep was
+    interrupted or aborted, so runs not found were simply not reached."""
+    counts = tally(results_dir, since)
+    new = counts.new
     total_new = sum(new.values())
     detail = ", ".join(f"{n} {status}" for status, n in sorted(new.items()))
     lines = [
         f"Executed {total_new} new run(s){f' ({detail})' if detail else ''}; "
-        f"{reused} run(s) already in the store were reused.",
+        f"{counts.reused} run(s) already in the store were reused.",
         f"Results: {results_dir}/runs  (python: bench.load_results('{results_dir}'))",
     ]
-    missing = len(PLANNED - seen)
-    if missing:
+    if counts.by_others:
+        lines.insert(
+            1,
+            f"{counts.by_others} run(s) of this sweep were executed by another process at the "
+            "same time (an identical sweep on the same store); it reports them.",
+        )
+    if counts.missing and stopped:
         lines.insert(
             0,
-            f"{missing} run(s) of this sweep were neither run nor found in the results store "
-            "(see the errors above: e.g. a results_dir that cannot be written).",
+            f"{counts.missing} run(s) of this sweep were not reached before it stopped; "
+            "rerun the same command to do them.",
         )
-    elif total_new == 0:
+    elif counts.missing:
+        lines.insert(
+            0,
+            f"{counts.missing} run(s) of this sweep were neither run nor found in the results "
+            "store (see the errors above).",
+        )
+    elif total_new == 0 and not counts.by_others and not stopped:
         lines.insert(
             0, "Nothing new to run: every run of this sweep is already in the results store."
+        )
+    if new.get(NOT_STORED):
+        lines.append(
+            f"{new[NOT_STORED]} run(s) were executed but could not be stored (see the errors "
+            f"above: {results_dir} full or not writable); rerun to redo them."
         )
     if new.get("failed") or new.get("unavailable"):
         lines.append("Some runs did not finish; their `error` field says why. Rerun to retry them.")
     elsewhere = RunClaims(results_dir).held_by_others()
     if elsewhere:
         lines.append(
-            f"{elsewhere} run(s) were being executed by another process "
+            f"{elsewhere} run(s) are being executed by another process right now "
             f"(claims in {results_dir}/claims); its sweep records them."
         )
     return "\n".join(lines)
@@ -132,16 +191,33 @@ def summarize_since(results_dir: Path, since: datetime) -> str:
 _ACTIVE: dict[str, Any] = {}
 
 
-def finish_interrupted() -> None:
-    """After a sweep ended by an error: settle runs whose process died, then summarize."""
+def _settle(results_dir: Path) -> int:
+    """Mark this sweep's runs whose job died as failed (`settle_orphans`) and note them as
+    executed by this sweep: they were, and died doing it."""
+    store = ResultsStore(results_dir)
+    died = store.settle_orphans()
+    planned = _planned()
+    for stem in store.settled:
+        if not planned or stem in planned:
+            note_executed(results_dir, stem, "failed")
+    return died
+
+
+def finish_interrupted(reason: str = "see the error above") -> None:
+    """After a sweep ended by an error or a signal: settle runs whose process died, then
+    summarize. `reason` says why it stopped."""
     if not _ACTIVE:
         return
-    results_dir = _ACTIVE["results_dir"]
-    died = ResultsStore(results_dir).settle_orphans()
-    print("The sweep stopped early (see the error above).", flush=True)
+    results_dir, start = _ACTIVE.pop("results_dir"), _ACTIVE.pop("start")
+    try:
+        died = _settle(results_dir)
+    except OSError:  # a store that cannot be written: the summary still reads it
+        died = 0
+    print(f"The sweep stopped early ({reason}).", flush=True)
     if died:
         print(f"{died} run(s) died with their job and are recorded as failed.", flush=True)
-    print(summarize_since(results_dir, _ACTIVE["start"]), flush=True)
+    print(summarize_since(results_dir, start, stopped=True), flush=True)
+    forget(results_dir)
 
 
 class SweepSummary(Callback):
@@ -154,7 +230,7 @@ class SweepSummary(Callback):
         # Records store whole seconds; drop ours so a run finishing this second still counts.
         self._start = datetime.now(UTC).replace(microsecond=0)
         _ACTIVE.update(results_dir=resolve_project_path(config.results_dir), start=self._start)
-        write_plan(config, multirun=multirun)
+        write_plan(config, multirun=multirun, plan=current_plan())
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._mark(config, multirun=False)
@@ -171,12 +247,13 @@ class SweepSummary(Callback):
     def _report(self, config: DictConfig) -> None:
         _ACTIVE.clear()
         results_dir = resolve_project_path(config.results_dir)
-        ResultsStore(results_dir).settle_orphans()
-        new, _, seen = _tally(results_dir, self._start)
+        _settle(results_dir)
+        counts = tally(results_dir, self._start)
         OUTCOME.clear()
-        OUTCOME.update(new)  # exactly what the summary below reports
-        OUTCOME["missing"] = len(PLANNED - seen)  # neither run nor found: a start-up failure
+        OUTCOME.update(counts.new)  # exactly what the summary below reports
+        OUTCOME["missing"] = counts.missing  # neither run nor found: a start-up failure
         print(summarize_since(results_dir, self._start), flush=True)
+        forget(results_dir)
         settings = report_settings(config.get("report"))
         if settings is not None:
             from bench.report import write_report

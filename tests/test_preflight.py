@@ -222,9 +222,12 @@ def test_the_summary_counts_only_this_sweeps_runs_and_says_when_none_could_be_st
         f"results_dir={blocker / 'results'}",
         cwd=tmp_path,
     )
-    assert broken.returncode == 1
-    assert "1 run(s) of this sweep were neither run nor found" in broken.stdout
-    assert "Nothing new to run" not in broken.stdout
+    # A results folder that cannot be written is refused in one line before the sweep.
+    assert broken.returncode == 2
+    assert broken.stdout == ""
+    assert broken.stderr.splitlines() == [
+        f"bench-run: nothing was run; results_dir: {blocker} is a file, not a folder"
+    ]
 
 
 def test_help_starts_with_the_harness_usage(tmp_path: Path) -> None:

@@ -1,18 +1,17 @@
 """The sweep ETA estimates each remaining run from the finished runs most like it: same method
-and training size, same method, same family (from conf/method), then all runs."""
+and training size, same method, same family (from the sweep's plan, bench/preflight.py), then
+all runs."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.config import compose_config
-from bench.preflight import plan_sweep
-from bench.progress import PLANNED_RUNS, estimate_remaining, method_families, write_plan
-from bench.sweep import PLANNED
+from bench.preflight import SweepPlan, plan_sweep
+from bench.progress import estimate_remaining, write_plan
 
 
 def stems(method: str, count: int, n: int = 16, dataset: str = "cc") -> list[str]:
@@ -38,7 +37,12 @@ def test_a_method_not_yet_run_is_estimated_from_its_family() -> None:
         "started": 1000.0,
         "stems": logreg + icl + tuned + knn,
         "runs": RUNS,
-        "families": method_families(["logreg", "llm_icl", "lightgbm_tuned", "llm_icl_knn"]),
+        "families": {
+            "logreg": "classical",
+            "llm_icl": "llm_icl",
+            "lightgbm_tuned": "classical",
+            "llm_icl_knn": "llm_icl",
+        },
     }
     entries = finished([(s, 1.0) for s in logreg] + [(icl[0], 60.0)])
     # 65 run-seconds in 65 s: one run at a time. Three classical fits and two LLM runs remain,
@@ -68,53 +72,35 @@ def test_a_dataset_named_with_double_underscores_is_estimated_by_its_runs() -> N
     assert estimate_remaining(plan, entries, now=1120.0) == pytest.approx(2 * 100)
 
 
-def test_families_come_from_the_method_configs_and_their_defaults(tmp_path: Path) -> None:
-    families = method_families(["lightgbm_tuned", "llm_icl_knn", "tabpfn", "no_such_method"])
-    assert families == {"lightgbm_tuned": "classical", "llm_icl_knn": "llm_icl", "tabpfn": "tabpfn"}
-    conf = tmp_path / "conf" / "method"
-    conf.mkdir(parents=True)
-    (conf / "loop.yaml").write_text("defaults:\n  - loop\n  - _self_\nname: loop\n")
-    assert method_families(["loop"], conf_dir=tmp_path / "conf") == {}  # no endless recursion
-
-
-@pytest.fixture
-def planned() -> Iterator[set[str]]:
-    """bench-run's record of the planned sweep (as `bench.cli` fills it from preflight)."""
-    saved, saved_runs = set(PLANNED), dict(PLANNED_RUNS)
-    PLANNED.clear()
-    PLANNED_RUNS.clear()
-    yield PLANNED
-    PLANNED.clear()
-    PLANNED.update(saved)
-    PLANNED_RUNS.clear()
-    PLANNED_RUNS.update(saved_runs)
-
-
-def test_the_plan_records_the_family_of_every_planned_method(
-    tmp_path: Path, planned: set[str]
-) -> None:
-    planned.update(stems("lightgbm_tuned", 2) + stems("llm_icl_knn", 1))
-    PLANNED_RUNS.update({stem: (RUNS[stem][0], RUNS[stem][1]) for stem in planned})
+def test_the_plan_records_the_family_of_every_planned_method(tmp_path: Path) -> None:
+    """The families come from the composed configs (preflight), `defaults` included:
+    lightgbm_tuned is classical through lightgbm, llm_icl_knn is llm_icl."""
+    argv = ["-m", "dataset=callcenter", "method=lightgbm_tuned,llm_icl_knn"]
+    sweep = plan_sweep([*argv, "seeds=[0,1]", "n_train=[16]"])
+    assert not sweep.problems
     cfg = compose_config(["dataset=callcenter", f"results_dir={tmp_path}"])
-    path = write_plan(cfg, multirun=False)
+    path = write_plan(cfg, multirun=False, plan=sweep)
     assert path is not None
     plan = json.loads(path.read_text())
-    assert plan["total"] == 3
+    assert plan["total"] == 4
     assert plan["families"] == {"lightgbm_tuned": "classical", "llm_icl_knn": "llm_icl"}
 
 
-def test_the_plan_holds_the_method_and_size_of_each_run_as_composed(
-    tmp_path: Path, planned: set[str]
-) -> None:
+def test_without_a_plan_the_count_is_the_product_of_the_lists(tmp_path: Path) -> None:
+    cfg = compose_config(["dataset=callcenter", f"results_dir={tmp_path}", "seeds=[0,1,2]"])
+    path = write_plan(cfg, multirun=False, plan=SweepPlan([], frozenset()))
+    assert path is not None
+    assert json.loads(path.read_text())["total"] == 3 * len(cfg.n_train)
+
+
+def test_the_plan_holds_the_method_and_size_of_each_run_as_composed(tmp_path: Path) -> None:
     """bench-run's plan (preflight's composed jobs) names each run's method and size, so a
     dataset named with `__` is estimated by its runs (the test above)."""
     argv = ["-m", "dataset=callcenter", "dataset.name=call__center", "method=logreg,majority"]
     sweep = plan_sweep([*argv, "seeds=[0]", "n_train=[16,all]"])
     assert not sweep.problems
-    planned.update(sweep.run_stems)
-    PLANNED_RUNS.update(sweep.runs)
     cfg = compose_config(["dataset=callcenter", f"results_dir={tmp_path}"])
-    path = write_plan(cfg, multirun=True)
+    path = write_plan(cfg, multirun=True, plan=sweep)
     assert path is not None
     plan = json.loads(path.read_text())
     assert sorted(plan["runs"].values()) == [

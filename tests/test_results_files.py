@@ -38,6 +38,23 @@ def test_a_json_file_that_is_not_a_record_is_skipped_and_named(small_store: Path
     assert "notes.json" in (report / "report.html").read_text()
 
 
+def test_a_foreign_json_with_a_status_is_not_a_run(small_store: Path) -> None:
+    """A file that says `{"status": "ok"}` but names no run is listed as unreadable, never
+    counted as a run (nor in the report's counts)."""
+    foreign = small_store / "runs" / "status.json"
+    foreign.write_text('{"status": "ok"}')
+    odd = small_store / "runs" / "odd.json"
+    odd.write_text('{"status": "great", "run_stem": "x", "dataset": "d", "method": "m"}')
+    frame = load_results(small_store)
+    assert len(frame) == 1
+    named = dict(frame.attrs["unreadable"])
+    assert named[str(foreign)] == "not a run record (no run_stem, dataset, method)"
+    assert named[str(odd)] == "not a run record (status 'great')"
+    assert len(ResultsStore(small_store).runs()) == 1
+    text = (write_report(small_store) / "report.md").read_text()
+    assert "2 unreadable file(s) in runs/ were skipped" in text
+
+
 def test_a_missing_results_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"results directory .*typo does not exist"):
         load_results(tmp_path / "typo")
@@ -48,7 +65,8 @@ def test_records_respect_the_umask(tmp_path: Path) -> None:
     code = (
         "import os, sys; os.umask(0o002);"
         "from bench.results import ResultsStore;"
-        "ResultsStore(sys.argv[1]).save({'run_stem': 'r', 'status': 'ok'})"
+        "ResultsStore(sys.argv[1])"
+        ".save({'run_stem': 'r', 'dataset': 'd', 'method': 'm', 'status': 'ok'})"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
     mode = stat.S_IMODE((tmp_path / "runs" / "r.json").stat().st_mode)

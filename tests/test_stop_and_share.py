@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,8 +145,9 @@ def test_ctrl_c_or_sigterm_records_the_interrupted_run_as_failed(
         ],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         # A shell runs background jobs (`pytest &`) with SIGINT ignored, which a child inherits
         # and Python then keeps: give bench-run the default Ctrl-C, as a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -153,7 +155,7 @@ def test_ctrl_c_or_sigterm_records_the_interrupted_run_as_failed(
     try:
         wait_for(lambda: fits(logs), 120, "the fit to start")
         sweep.send_signal(stop)
-        sweep.wait(timeout=60)
+        output = sweep.communicate(timeout=60)[0]
     finally:
         if sweep.poll() is None:
             sweep.kill()
@@ -161,6 +163,14 @@ def test_ctrl_c_or_sigterm_records_the_interrupted_run_as_failed(
     (record,) = ResultsStore(results).records()
     assert record["status"] == "failed"
     assert f"interrupted ({says})" in record["error"]
+    # The summary says what happened, and nothing after it: no traceback, no blame on the
+    # results folder, the shell's status of a stopped command.
+    assert "Traceback" not in output, output
+    assert "results_dir" not in output and "cannot be written" not in output, output
+    expected = "interrupted by Ctrl-C" if stop == signal.SIGINT else "stopped by SIGTERM"
+    assert f"The sweep stopped early ({expected})" in output, output
+    assert "Executed 1 new run(s) (1 failed)" in output, output
+    assert sweep.returncode == 128 + stop, output
 
 
 def test_two_identical_sweeps_execute_each_run_once(
@@ -187,8 +197,16 @@ def test_two_identical_sweeps_execute_each_run_once(
     assert sorted(r["status"] for r in records) == ["ok"] * 8
     assert not list((results / "failures").glob("*.json"))
     assert not list(RunClaims(results).dir.glob("*.lock"))  # every claim released
+    # Each summary claims only the runs its own sweep executed; together they are all 8.
+    claimed = [int(re.search(r"Executed (\d+) new run", out).group(1)) for out in outputs]
+    assert sum(claimed) == 8, outputs
     if len({f["pid"] for f in fits(logs)}) == 2:  # they overlapped: each saw the other's claims
-        assert any("being executed by another process" in out for out in outputs)
+        assert all(n < 8 for n in claimed), outputs
+        assert any("executed by another process" in out for out in outputs)
+        for out, mine in zip(outputs, claimed, strict=True):
+            if mine < 8:
+                assert f"{8 - mine} run(s) of this sweep were executed by another process" in out
+                assert "Nothing new to run" not in out
 
 
 def test_a_repeated_seed_or_size_is_one_run(compose_run, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Write PATH/report/: report.md, report.html, per-dataset tables (.md/.tex) and figures.
 
-Every file is written whole or not at all (`bench.results.write_atomic`), so a crash or a
-reader during a rewrite never sees half a report.
+The whole folder is written aside and then put in place at once (bench/report/swap.py), so a
+crash, a full disk, a signal or a reader during a rewrite never sees half a report, nor a new
+report.md beside an old report.html.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bench.report.doc import Block, Figure, GridTable, walk
 from bench.report.html import render_html
 from bench.report.markdown import render_markdown
 from bench.report.page import page_blocks
+from bench.report.swap import staged_folder
 from bench.results import write_atomic
 
 __all__ = ["choose_metric", "write_report"]
@@ -38,12 +40,12 @@ def write_report(
         settings = replace(settings, metric=metric)
     content = collect(path, settings)
     out = Path(path) / "report"
-    out.mkdir(parents=True, exist_ok=True)
     blocks = page_blocks(content)
-    _write_figures_and_tables(blocks, out)
-    _write_text(out / "report.md", render_markdown(blocks))
-    title = f"Benchmark report: {content.path.name}"
-    _write_text(out / "report.html", render_html(blocks, out, title))
+    with staged_folder(out) as stage:  # the whole folder replaces the old one, or nothing does
+        _write_figures_and_tables(blocks, stage)
+        _write_text(stage / "report.md", render_markdown(blocks))
+        title = f"Benchmark report: {content.path.name}"
+        _write_text(stage / "report.html", render_html(blocks, stage, title))
     return out
 
 
