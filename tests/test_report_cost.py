@@ -29,13 +29,18 @@ from bench.report.cost import (
 from bench.report.cost_figure import cost_plot
 from bench.results import TIMING_COLUMNS, USAGE_COLUMNS, ResultsStore, load_results
 
-NO_USAGE = {"requests": 0, "cache_hits": 0, "usd": 0.0, "llm_seconds": 0.0}
+NO_USAGE = {"requests": 0, "cache_hits": 0, "usd": 0.0, "llm_seconds": 0.0, "llm_wall_seconds": 0.0}
 NO_FIT_USAGE = {f"fit_{key}": 0.0 for key in NO_USAGE}
 
 
 def run(family: str, label: str, **fields: Any) -> dict[str, Any]:
-    """A run as a row of `load_results` (timing and usage flattened), ok, 400 test rows."""
+    """A run as a row of `load_results` (timing and usage flattened), ok, 400 test rows; LLM
+    wall seconds not given are its LLM seconds (as `read_record` fills them for old records)."""
     llm = fields.pop("llm", None)
+    for latency in ("llm_seconds", "fit_llm_seconds"):
+        wall = latency.replace("llm_seconds", "llm_wall_seconds")
+        if latency in fields and wall not in fields:
+            fields[wall] = fields[latency]
     return {
         "dataset": "d",
         "method": label.split(" ")[0],
@@ -57,7 +62,8 @@ CLASSICAL = run(
     "classical", "lightgbm", fit_s=2.0, predict_s=0.5, cpu_s=6.2, fit_cpu_s=6.0,
     predict_cpu_s=0.2, **NO_FIT_USAGE,
 )  # fmt: skip
-# A paid API: 400 answers, $0.003 each, 80 s of requests in 50 s of wall time (concurrency).
+# A paid API: 400 answers, $0.003 each, 80 s of LLM time in 50 s of wall time (an older
+# record: its LLM wall seconds are its summed LLM seconds).
 ICL = run(
     "llm_icl", "llm_icl (gpt)", llm="gpt", fit_s=0.1, predict_s=50.0, fit_cpu_s=0.1,
     predict_cpu_s=3.0, requests=400, usd=1.2, llm_seconds=80.0, **NO_FIT_USAGE,
@@ -98,6 +104,14 @@ def test_llm_icl_pays_its_llm_calls_per_prediction() -> None:
     assert values(costs(ICL)) == pytest.approx([0.1, 0.0, 200.0, 3.0])
 
 
+def test_concurrent_llm_calls_cost_their_wall_time_not_their_sum() -> None:
+    # 8 requests at a time: 400 s of latencies in 50 s of wall time, 48 s with requests in
+    # flight; $1 of it usd_per_hour x the 48 s (bench/llm/cost.py). Marginal: max(50 wall,
+    # 48 LLM wall) = 50 s / 400 x 1000 = 125 s, not 400 / 400 x 1000 = 1,000 s.
+    icl = {**ICL, "llm_seconds": 400.0, "llm_wall_seconds": 48.0, "usd": 1.0}
+    assert values(costs(icl)) == pytest.approx([0.1, 0.0, 125.0, 2.5])
+
+
 def test_llm_codegen_pays_its_llm_calls_once() -> None:
     # one-off: max(30 wall, 25 LLM) = 30 s, $0.06; marginal: 0.4 s wall / 200 x 1000 = 2 s.
     assert values(costs(CODEGEN)) == pytest.approx([30.0, 0.06, 2.0, 0.0])
@@ -124,7 +138,7 @@ def test_cached_answers_are_costed_per_phase() -> None:
     # Predict computed 200 answers of 400: max(30, 40) x 2 = 80 s / 400 x 1000 = 200 s;
     # $0.6 x 2 / 400 x 1000 = $3. Fit (no request) is not scaled.
     icl = {**ICL, "predict_s": 30.0, "requests": 200, "cache_hits": 200, "usd": 0.6}
-    icl["llm_seconds"] = 40.0
+    icl.update(llm_seconds=40.0, llm_wall_seconds=40.0)
     frame = costs(distill, icl)
     assert values(frame, 0) == pytest.approx([80.0, 2.0, 0.5, 0.0])
     assert values(frame, 1) == pytest.approx([0.1, 0.0, 200.0, 3.0])
@@ -142,9 +156,11 @@ def test_a_rerun_from_the_cache_costs_what_the_answers_cost_when_computed() -> N
     # ICL again, every answer from cache entries that kept their cost (80 s, $1.2 in all)...
     rerun = {**ICL, "requests": 0, "cache_hits": 400, "usd": 0.0, "llm_seconds": 0.0}
     rerun.update(cached_llm_seconds=80.0, cached_usd=1.2, costed_cache_hits=400, predict_s=0.4)
+    rerun.update(llm_wall_seconds=0.0, cached_llm_wall_seconds=80.0)
     assert values(costs(rerun))[2:] == pytest.approx(values(costs(ICL))[2:])
     # ... and with half the entries too old to say: the known half is scaled to all answers
     half = {**rerun, "cached_llm_seconds": 40.0, "cached_usd": 0.6, "costed_cache_hits": 200}
+    half["cached_llm_wall_seconds"] = 40.0
     assert values(costs(half))[2:] == pytest.approx(values(costs(ICL))[2:])
 
 
@@ -328,7 +344,7 @@ def test_break_even_in_seconds_and_never() -> None:
     distill = {**DISTILL, **local, "label": "llm_distill (local)"}
     # A fast served LLM (0.04 s / 400 x 1000 = 0.1 s per 1,000) against a 0.2 s student: never.
     fast = {**ICL, "llm": "fast", "label": "llm_icl (fast)", "predict_s": 0.01}
-    fast.update(llm_seconds=0.04, usd=0.0)
+    fast.update(llm_seconds=0.04, llm_wall_seconds=0.04, usd=0.0)
     slow = {**DISTILL, "llm": "fast", "label": "llm_distill (fast)", "usd": 0.0, "fit_usd": 0.0}
     by_llm = {r.llm: r for r in break_even(costs(icl, distill, fast, slow))}
     assert by_llm["local"].unit == "seconds"

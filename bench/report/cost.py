@@ -12,27 +12,31 @@ A run has two phases, costed apart:
 Each phase has compute seconds and USD:
 
 - compute seconds: classical methods: the CPU seconds of the phase (`fit_cpu_s`,
-  `predict_cpu_s`); LLM-based methods (`uses_llm`): max(wall seconds, seconds in LLM calls) of
-  the phase: in-process llama.cpp threads and remote waits both count, and concurrent remote
-  requests can add up to more than the wall time; other families (TabPFN, perhaps on a GPU):
-  the wall seconds of the phase.
-- USD: the fees of the phase (`usd`, which includes `usd_per_hour` x LLM time for self-hosted
-  priced models); given `usd_per_cpu_hour`, a phase without fees is priced at its compute
-  seconds x `usd_per_cpu_hour` / 3600.
+  `predict_cpu_s`); LLM-based methods (`uses_llm`): max(wall seconds, LLM wall seconds) of the
+  phase, the LLM wall seconds being the wall time its LLM requests took (`llm_wall_seconds`:
+  concurrent requests share the seconds they overlap, so 8 requests at once for 10 s are 10 s,
+  not 80), plus that of the answers served from the cache when they were computed; other
+  families (TabPFN, perhaps on a GPU): the wall seconds of the phase.
+- USD: the fees of the phase (`usd`, which includes `usd_per_hour` x LLM wall time for
+  self-hosted priced models); given `usd_per_cpu_hour`, a phase without fees is priced at its
+  compute seconds x `usd_per_cpu_hour` / 3600.
 
 The runner records the LLM usage spent during fit (`fit_requests`, `fit_cache_hits`, `fit_usd`,
-`fit_llm_seconds`); the rest of the run's usage was spent predicting. Answers served from the
-request cache are not billed, so a cost would shrink with every rerun. A cache entry keeps what
-computing its answer cost, and a hit reports it (`cached_llm_seconds`, `cached_usd`,
-`costed_cache_hits`): those answers cost what they cost when computed. Hits from entries older
-than that carry no cost; the known cost is scaled to all answers, (requests + cache_hits) /
-(requests + costed_cache_hits), and a phase whose answers all lack a cost has none (NaN).
+`fit_llm_seconds`, `fit_llm_wall_seconds`); the rest of the run's usage was spent predicting.
+Answers served from the request cache are not billed, so a cost would shrink with every rerun. A
+cache entry keeps what computing its answer cost, and a hit reports it (`cached_llm_seconds`,
+`cached_llm_wall_seconds`, `cached_usd`, `costed_cache_hits`): those answers cost what they cost
+when computed. Hits from entries older than that carry no cost; the known cost is scaled to all
+answers, (requests + cache_hits) / (requests + costed_cache_hits), and a phase whose answers all
+lack a cost has none (NaN).
 
 Records written before the split are upgraded when the store reads them (`read_record` in
 bench/record.py): a phase's CPU seconds are then its wall seconds, and all LLM usage is marginal
 for llm_icl (it calls the LLM per test row) and one-off for llm_codegen and llm_distill (they
 call it during fit). So is `n_test`, the number of test rows, for records without it (the row
-count of the run's predictions file). This module reads the upgraded columns only.
+count of the run's predictions file), and `llm_wall_seconds` for records written before it
+(their summed LLM seconds: concurrent requests are then overcounted, as they were). This module
+reads the upgraded columns only.
 """
 
 from __future__ import annotations
@@ -73,21 +77,20 @@ COST_COLUMNS = [
     "marginal_usd_per_1k",
 ]
 COST_NOTE = (
-    "Costs are split in two. One-off: what fitting costs once (training, tuning, the program "
-    "an LLM writes, the LLM labelling rows for a distilled model). Marginal: what predicting "
-    "costs, per 1,000 predictions. Both in USD where a run paid (API fees, or usd_per_hour x "
-    "LLM time, or usd_per_cpu_hour x compute time when that price is given); otherwise in "
-    "compute seconds: CPU seconds for classical methods, the longer of wall time and time in "
-    "LLM calls for LLM-based methods, wall seconds for others. Cost per day is the marginal "
-    "cost x the daily number of predictions; the one-off cost is shown apart, not spread over "
-    "days. Answers from the request cache cost what they cost when computed (the cache keeps "
-    "it); answers from cache entries written before costs were kept are costed like the "
-    "others of their phase, and a phase with no known cost is not plotted. Older run records, "
-    "without the "
-    "split, count fit wall time as one-off and predict wall time as marginal, and all LLM calls "
-    "as marginal for llm_icl and as one-off for llm_codegen and llm_distill. Points are means "
-    "over seeds per method and n_train; the Pareto front holds the points no other point beats "
-    "on both marginal cost and quality."
+    "Costs are split in two. One-off: what fitting costs once (training, tuning, the program an "
+    "LLM writes, the LLM labelling rows for a distilled model). Marginal: what predicting costs, "
+    "per 1,000 predictions. Both in USD where a run paid (API fees, or usd_per_hour x LLM wall "
+    "time, or usd_per_cpu_hour x compute time when that price is given); otherwise in compute "
+    "seconds: CPU seconds for classical methods, the longer of wall time and the wall time of LLM"
+    " calls (concurrent calls counted once) for LLM-based methods, wall seconds for others. Cost "
+    "per day is the marginal cost x the daily number of predictions; the one-off cost is shown "
+    "apart, not spread over days. Answers from the request cache cost what they cost when "
+    "computed (the cache keeps it); answers from cache entries written before costs were kept are"
+    " costed like the others of their phase, and a phase with no known cost is not plotted. Older"
+    " run records, without the split, count fit wall time as one-off and predict wall time as "
+    "marginal, and all LLM calls as marginal for llm_icl and as one-off for llm_codegen and "
+    "llm_distill. Points are means over seeds per method and n_train; the Pareto front holds the "
+    "points no other point beats on both marginal cost and quality."
 )
 COST_UNITS = {
     "usd": "USD per 1,000 predictions",
@@ -141,8 +144,8 @@ def _phase_cost(
     classical = runs["family"].astype(str).eq("classical") & ~llm_based
     seconds = wall.copy()
     seconds[classical] = cpu[classical]
-    # answers from the cache cost what they cost when computed (when their entry says)
-    llm_seconds = usage["llm_seconds"] + usage["cached_llm_seconds"]
+    # wall time, not summed latencies; answers from the cache cost what they cost when computed
+    llm_seconds = usage["llm_wall_seconds"] + usage["cached_llm_wall_seconds"]
     seconds[llm_based] = np.fmax(wall, llm_seconds)[llm_based]
     scale = _cache_scale(usage["requests"], usage["cache_hits"], usage["costed_cache_hits"])
     seconds = seconds * scale
