@@ -170,6 +170,17 @@ def _job_level(args: list[str]) -> list[str]:
     return out
 
 
+def _why(error: BaseException) -> str:
+    """Hydra's message and the reason under it: "Error merging override seeds=[x]" alone
+    hides "Value 'x' of type 'str' could not be converted to Integer"."""
+    text, cause = str(error), error.__cause__
+    if cause is not None and str(cause).strip():
+        first, *rest = str(cause).strip().splitlines()
+        keys = [line.partition(":")[2].strip() for line in rest if "full_key:" in line]
+        text += f": {first.strip()}" + (f" (key {keys[0]})" if keys and keys[0] else "")
+    return text
+
+
 @dataclass(frozen=True)
 class SweepPlan:
     """What `bench-run argv` would do: its problems, or the runs it covers (their stems, and the
@@ -204,13 +215,13 @@ def plan_sweep(argv: list[str]) -> SweepPlan:
         try:
             jobs = _jobs(argv)
         except Exception as error:  # Hydra refuses the command line itself; say so, run nothing
-            return SweepPlan([f"the command line does not compose: {error}"], frozenset())
+            return SweepPlan([f"the command line does not compose: {_why(error)}"], frozenset())
         for job in jobs:
             overrides = [o for o in job if not o.partition("=")[0].lstrip("+~").startswith("hydra")]
             try:
                 cfg = compose(config_name="config", overrides=overrides)
             except Exception as error:  # Hydra would refuse this job too, after others ran
-                problems.append(f"the job {' '.join(job)} does not compose: {error}")
+                problems.append(f"the job {' '.join(job)} does not compose: {_why(error)}")
                 continue
             found = job_problems(cfg)
             problems += [p for p in found if p not in problems]

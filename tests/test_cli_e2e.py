@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import bench
 from bench.config import compose_config, config_names
 from bench.data.dataset import load_task
 from bench.results import METRIC_COLUMNS, load_results
@@ -167,6 +170,31 @@ def test_data_list_shows_every_dataset(tmp_path: Path) -> None:
     assert listed == set(config_names("dataset"))
     callcenter = next(line for line in lines if line.startswith("callcenter "))
     assert "resolved" in callcenter  # its target
+
+
+def test_data_list_with_a_broken_card_lists_the_others_and_exits_1(tmp_path: Path) -> None:
+    """Run from a copy of the project (its conf/ is read next to the package), so that the
+    broken card never touches this checkout."""
+    project = tmp_path / "project"
+    root = Path(bench.__file__).parent.parent
+    shutil.copytree(root / "bench", project / "bench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "conf", project / "conf")
+    card = (project / "conf" / "dataset" / "callcenter.yaml").read_text()
+    (project / "conf" / "dataset" / "misspelt.yaml").write_text(
+        card.replace("name: callcenter", "name: misspelt").replace("target:", "targt:", 1)
+    )
+    code = "import sys; from bench.cli import data_main; data_main(sys.argv[1:])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "list"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(project)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "1 broken dataset card(s):" in done.stdout and "targt" in done.stdout
+    assert any(line.startswith("callcenter ") for line in done.stdout.splitlines())
 
 
 def test_data_show_describes_a_dataset(tmp_path: Path) -> None:

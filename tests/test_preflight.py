@@ -230,6 +230,15 @@ def test_the_summary_counts_only_this_sweeps_runs_and_says_when_none_could_be_st
     ]
 
 
+def test_a_value_of_the_wrong_type_says_why(tmp_path: Path) -> None:
+    done = bench_run("dataset=callcenter", "method=majority", "seeds=[x]", cwd=tmp_path)
+    assert done.returncode == 2
+    assert (
+        "Error merging override seeds=[x]: Value 'x' of type 'str' could not be converted to "
+        "Integer (key seeds[0])"
+    ) in done.stderr
+
+
 def test_help_starts_with_the_harness_usage(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(BIN / "bench-run"), "--help"], cwd=tmp_path, capture_output=True, text=True

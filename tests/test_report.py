@@ -94,6 +94,25 @@ def test_every_report_file_is_written_whole(
     assert set(on_disk) >= {"report.md", "report.html", "callcenter.tex", "callcenter_cost.png"}
 
 
+def test_cells_scored_on_another_test_set_are_marked(tmp_path: Path) -> None:
+    """logreg scored on 100 test rows, majority on the default test set: the logreg cells are
+    marked ‡ and a note says why, in the page and in the exported table."""
+    for method, extra in (("majority", []), ("logreg", ["split.max_test_rows=100"])):
+        overrides = ["dataset=callcenter", f"method={method}", "seeds=[0,1]", "n_train=[16]"]
+        run_job(compose_config([*overrides, f"results_dir={tmp_path}", *extra]))
+    runs = load_results(tmp_path)
+    sizes = dict(zip(runs["method"], runs["n_test"], strict=True))
+    assert sizes["logreg"] == 100 and sizes["majority"] > 100
+    out = write_report(tmp_path)
+    report = (out / "report.md").read_text()
+    logreg = next(line for line in report.splitlines() if "| logreg |" in line)
+    majority = next(line for line in report.splitlines() if "| majority |" in line)
+    assert "‡" in logreg and "‡" not in majority
+    note = f"‡: scored on another test set (100 test rows, the other cells {sizes['majority']})"
+    assert note in report
+    assert note in (out / "callcenter.md").read_text()
+
+
 def test_metric_choice(results_dir: Path) -> None:
     runs = load_results(results_dir)
     assert all(labels == ["no", "yes"] for labels in runs["class_labels"])  # drives `auto`

@@ -11,7 +11,13 @@ from bench.config import check_choice, compose_config, config_names
 from bench.data.dataset import load_task
 from bench.paths import CONF_DIR
 
-__all__ = ["BrokenCardError", "describe_dataset", "list_datasets", "load_card"]
+__all__ = [
+    "BrokenCardError",
+    "dataset_listing",
+    "describe_dataset",
+    "list_datasets",
+    "load_card",
+]
 
 
 class BrokenCardError(ValueError):
@@ -46,6 +52,11 @@ def list_datasets(conf_dir: Path = CONF_DIR) -> str:
     """One line per dataset config: name, source, target, description. A card that does not
     compose (a misspelt key, say) is listed as broken, with its file and Hydra's reason, and
     the other cards are still listed."""
+    return dataset_listing(conf_dir)[0]
+
+
+def dataset_listing(conf_dir: Path = CONF_DIR) -> tuple[str, int]:
+    """`list_datasets`'s text and how many cards are broken (bench-data list then exits 1)."""
     rows, broken = [], []
     for name in config_names("dataset", conf_dir):
         try:
@@ -62,7 +73,7 @@ def list_datasets(conf_dir: Path = CONF_DIR) -> str:
     lines += [f"{n:<{width}}  {s:<10}  {t:<10}  {d}" for n, s, t, d in rows]
     if broken:
         lines += ["", f"{len(broken)} broken dataset card(s):", *broken]
-    return "\n".join(lines)
+    return "\n".join(lines), len(broken)
 
 
 def describe_dataset(name: str, conf_dir: Path = CONF_DIR) -> str:
