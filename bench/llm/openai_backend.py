@@ -1,16 +1,16 @@
 """Any OpenAI-compatible endpoint through the `openai` SDK's async client.
 
 Requests run concurrently (at most `llm.max_concurrency` at once) under optional requests- and
-tokens-per-minute limits. Failures that may pass (connection drops, timeouts, 429, 5xx) are
-retried with exponential backoff, waiting what a Retry-After header asks for when there is one;
-after `llm.max_retries` retries the error names the URL and the llm config, and so does an
-answer that is not JSON. Requests that get no usable answer count on the job's endpoint breaker
+tokens-per-minute limits. Failures that may pass (connection drops, timeouts, 429, 5xx) are retried
+with exponential backoff, waiting what a Retry-After header asks for when there is one; after
+`llm.max_retries` retries the error names the URL and the llm config, and so does an answer that is
+not JSON. Requests that get no usable answer count on the job's endpoint breaker
 (bench/endpoint.py): after `llm.max_consecutive_failures` in a row the rest are not sent. Each
 request's usage holds the attempts sent for it (retries included) and its share of the wall time
-(`llm_wall_seconds`: concurrent requests share the seconds they overlap), on which
-`usd_per_hour` is charged. Scoring asks for the
-first answer token's top log-probabilities; an endpoint that returns none is scored by parsing
-the generated answer instead, and the result says so (`method="generation"`).
+(`llm_wall_seconds`: concurrent requests share the seconds they overlap), on which `usd_per_hour`
+is charged. Scoring asks for the first answer token's top log-probabilities; an endpoint that
+returns none is scored by parsing the generated answer instead, and the result says so
+(`method="generation"`).
 """
 
 from __future__ import annotations
@@ -344,6 +344,9 @@ class OpenAIBackend:
             await client.close()
         if failed:
             raise failed[0]
+        for result in results:  # e.g. `on_result` failed (it runs after the request)
+            if isinstance(result, BaseException):
+                raise result
         return list(results)  # type: ignore[arg-type]
 
 
