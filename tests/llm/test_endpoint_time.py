@@ -72,7 +72,7 @@ def test_an_llm_run_records_the_wall_time_of_its_concurrent_requests(
     latencies = usage["llm_seconds"] - usage["fit_llm_seconds"]
     assert usage["requests"] - usage["fit_requests"] == 8
     # the wall time the phase's requests took: within the phase, and most of it
-    assert 0.7 * timing["predict_s"] <= predicting <= timing["predict_s"] + 0.05
+    assert 0.5 * timing["predict_s"] <= predicting <= timing["predict_s"] + 0.05
     assert predicting <= elapsed
     assert latencies >= 8.0 and latencies > 2.5 * predicting  # what was recorded before
     assert usage["usd"] == pytest.approx(usage["llm_wall_seconds"], rel=1e-6)
