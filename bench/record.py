@@ -261,13 +261,6 @@ class RunRecord:
             row.update(data[group])
         return row
 
-    # Code written against the dict records reads a record by its stored key.
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
 
 # -- constructors ----------------------------------------------------------------------------
 def _attempts(existing: RunRecord | None) -> int:

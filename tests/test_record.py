@@ -15,7 +15,15 @@ from omegaconf import DictConfig
 
 from bench import record as records
 from bench.job import run_job
-from bench.record import RECORD_VERSION, RowsSeen, RunRecord, RunUsage, Timing, read_record
+from bench.record import (
+    RECORD_VERSION,
+    NotARunRecord,
+    RowsSeen,
+    RunRecord,
+    RunUsage,
+    Timing,
+    read_record,
+)
 from bench.results import ResultsStore, load_results
 from bench.spec import specs_for
 
@@ -193,7 +201,21 @@ def test_an_old_llm_icl_record_spent_its_usage_predicting() -> None:
     assert run.usage.totals["requests"] == 40
 
 
-def test_a_record_reads_by_its_stored_key_for_older_code(spec: Any) -> None:
+def test_a_record_is_read_by_its_attributes_only(spec: Any) -> None:
+    """No dict shim: code reads `record.status`, and the stored layout is `to_dict()`."""
     made = ok_record(spec)
-    assert made["status"] == "ok" and made["metrics"]["accuracy"] == 0.5
-    assert made.get("traceback") is None and made["usage"]["fit_requests"] == 1.0
+    assert made.status == "ok" and made.metrics["accuracy"] == 0.5
+    assert made.traceback is None and made.usage.as_dict()["fit_requests"] == 1.0
+    assert made.to_dict()["usage"]["fit_requests"] == 1.0
+    with pytest.raises(TypeError):
+        made["status"]  # type: ignore[index]
+    assert not hasattr(made, "get")
+
+
+def test_a_foreign_file_is_not_a_run_record() -> None:
+    with pytest.raises(NotARunRecord, match=r"no run_stem, dataset, method"):
+        read_record({"status": "ok"})
+    with pytest.raises(NotARunRecord, match=r"a JSON list"):
+        read_record([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(NotARunRecord, match=r"status 'great'"):
+        read_record({"status": "great", "run_stem": "s", "dataset": "d", "method": "m"})

@@ -123,15 +123,16 @@ def test_changing_the_test_labels_does_not_change_the_chosen_prompt(
 
     original, _ = execute_run(spec, None, callcenter_task, split)
     changed, _ = execute_run(spec, None, flipped, split)
-    assert original["status"] == changed["status"] == "ok"
-    search, search_flipped = original["details"]["search"], changed["details"]["search"]
+    assert original.status == changed.status == "ok"
+    assert original.details is not None and changed.details is not None
+    search, search_flipped = original.details["search"], changed.details["search"]
     assert search["chosen"] == search_flipped["chosen"]
     assert [c["validation_score"] for c in search["candidates"]] == [
         c["validation_score"] for c in search_flipped["candidates"]
     ]
     assert search["instruction"] == search_flipped["instruction"]
     # ... while the test score, computed from the flipped labels, does change
-    assert original["metrics"]["accuracy"] + changed["metrics"]["accuracy"] == pytest.approx(1.0)
+    assert original.metrics["accuracy"] + changed.metrics["accuracy"] == pytest.approx(1.0)
 
 
 def test_a_degenerate_rewrite_is_recorded_not_scored() -> None:
