@@ -43,12 +43,17 @@ USAGE_FIELDS = {
     "cache_hits",
     "usd",
     "llm_seconds",
+    "llm_wall_seconds",  # the wall time of the LLM calls (concurrent ones counted once)
+    "requests_sent",  # HTTP requests sent, retries included
     # what answers from the request cache cost when computed
     "cached_llm_seconds",
     "cached_usd",
+    "cached_llm_wall_seconds",
     "costed_cache_hits",
     # spent during fit: the one-off part of the cost (bench/report/cost.py)
     "fit_llm_seconds",
+    "fit_llm_wall_seconds",
+    "fit_cached_llm_wall_seconds",
     "fit_usd",
     "fit_requests",
     "fit_cache_hits",
