@@ -179,6 +179,8 @@ class ResultsStore:
                 write_atomic(where, predictions.to_parquet(index=False))
                 written.append(where)
                 record = replace(record, predictions_file=f"predictions/{stem}.parquet")
+                if record.rows.n_test is None:  # a record handed without it: one row per test row
+                    record = replace(record, rows=replace(record.rows, n_test=len(predictions)))
             if record.files:
                 folder = self.artifacts_dir / stem
                 for name, text in record.files.items():
