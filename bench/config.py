@@ -139,10 +139,14 @@ class LLMConfig:
     max_retries: int = 5
     backoff_s: float = 1.0  # first retry delay; doubles each attempt unless Retry-After says
     backoff_max_s: float = 60.0
-    # after this many runs in a row fail to reach the endpoint, a job fails its remaining LLM
-    # runs at once (instead of minutes of retries each); 0 = never give up
+    # after this many requests in a row fail to reach the endpoint (after their retries), no
+    # more are sent and the sweep's remaining runs on it fail at once (bench/endpoint.py);
+    # 0 = never give up
     max_consecutive_failures: int = 3
     top_logprobs: int = 20
+    # the largest share of a run's answers that may not name a class (scored as a uniform
+    # guess); above it the run is failed, with the count and an example answer
+    max_invalid_share: float = 0.2
 
 
 @dataclass

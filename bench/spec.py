@@ -30,6 +30,7 @@ PROTOCOL_VERSION = 1
 ADDED_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("serializer", "numbers"): "raw",
     ("method", "params", "explain_rows"): 0,
+    ("llm", "max_invalid_share"): 0.2,
 }
 
 

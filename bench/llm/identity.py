@@ -56,6 +56,7 @@ LLM_SETTING_ROLES: dict[str, str] = {
     "backoff_max_s": OPERATIONAL,
     "max_consecutive_failures": OPERATIONAL,
     "top_logprobs": ANSWER,
+    "max_invalid_share": RECORD,  # decides ok or failed; changes no answer
 }
 
 

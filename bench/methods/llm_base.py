@@ -13,6 +13,12 @@ and calls the subclass's `_fit` hook:
 * ``run_report`` is assembled from the ledger alone, so it works on a partly fitted estimator
   (the runner calls it after a failure too) and on one never fitted (an empty report).
 
+**Answers that name no class** (a refusal, a word where a letter was asked) are scored as a
+uniform guess and counted in the ledger (`RunLedger.tally`). `LLMEstimator.check_answers` fails
+the run, with the count and an example, when their share passes ``llm.max_invalid_share``, so
+that a model that answers nothing usable never yields an ``ok`` run of coin flips; below the
+limit ``details.guessed`` says how many were guessed and how.
+
 **The usage rule the runner relies on**: the usage an LLM estimator reports is cumulative from
 the start of its latest `fit`. `fit` resets it; every LLM call of `fit` and of every later
 `predict_proba` adds to it; nothing else resets it. The runner reads the report right after
@@ -38,6 +44,7 @@ ledger (usage, counts of how answers were scored, explanations) and never resets
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,9 +58,26 @@ from sklearn.exceptions import NotFittedError
 from bench.llm.backend import Usage
 from bench.methods.base import MethodReport
 
-__all__ = ["LLMEstimator", "RowProgress", "RunLedger", "aligned_proba", "as_labels", "require_llm"]
+__all__ = [
+    "DEFAULT_MAX_INVALID_SHARE",
+    "LLMEstimator",
+    "RowProgress",
+    "RunLedger",
+    "UnreadableAnswersError",
+    "aligned_proba",
+    "as_labels",
+    "require_llm",
+]
 
 log = logging.getLogger("bench")
+
+DEFAULT_MAX_INVALID_SHARE = 0.2  # llm.max_invalid_share (bench/config.py LLMConfig)
+_EXAMPLE_CHARS = 120  # an example answer is cut to this length in messages
+PROGRESS_EVERY_S = 60.0  # RowProgress: seconds between progress lines of a long pass
+
+
+class UnreadableAnswersError(ValueError):
+    """Too many of a run's LLM answers named no class (``llm.max_invalid_share``)."""
 
 
 @dataclass
@@ -71,6 +95,39 @@ class RunLedger:
     # (wall, CPU) seconds of predict_proba spent on diagnostics, not predictions (explanations)
     diagnostic_seconds: tuple[float, float] = (0.0, 0.0)
     parts: dict[str, RunLedger] = field(default_factory=dict)
+
+    def tally(self, method: str, valid: bool, answer: str | None = None) -> None:
+        """Count one answer: how it was scored (``details.scoring``) and, when it named no
+        class, as invalid (``details.invalid_answers``, the first such answer kept as an
+        example in ``details.invalid_example``)."""
+        scoring = self.details.setdefault("scoring", {})
+        scoring[method] = scoring.get(method, 0) + 1
+        self.details["invalid_answers"] = self.details.get("invalid_answers", 0) + (not valid)
+        if not valid and self.details.get("invalid_example") is None and answer is not None:
+            self.details["invalid_example"] = _shorten(answer)
+
+    def answers(self) -> tuple[int, int]:
+        """(answers that named no class, answers counted) since the start of the fit."""
+        return self.details.get("invalid_answers", 0), sum(self.details.get("scoring", {}).values())
+
+    def check_answers(self, limit: float, n_classes: int) -> None:
+        """Fail when more than `limit` of the answers named no class; otherwise, if any did,
+        note in ``details.guessed`` how many were guessed and how."""
+        invalid, total = self.answers()
+        if not total:
+            return
+        example = self.details.get("invalid_example")
+        shown = f"; e.g. {example!r}" if example is not None else ""
+        if invalid / total > limit:
+            raise UnreadableAnswersError(
+                f"{invalid} of {total} answers could not be read as a class "
+                f"(limit llm.max_invalid_share={limit:g}){shown}"
+            )
+        if invalid:
+            self.details["guessed"] = (
+                f"{invalid} of {total} answers could not be read as a class and were scored "
+                f"as a uniform guess (1/{n_classes} each class){shown}"
+            )
 
     def add_diagnostic_seconds(self, wall: float, cpu: float) -> None:
         self.diagnostic_seconds = (
@@ -155,6 +212,13 @@ class LLMEstimator(ClassifierMixin, BaseEstimator):
         """The LLM usage since the start of the latest fit (zero before any fit)."""
         return Usage() if self._ledger is None else self._ledger.total_usage()
 
+    def check_answers(self) -> None:
+        """Fail the run when too many answers since fit named no class (module docstring);
+        the limit is the ``max_invalid_share`` of the estimator's ``llm`` config."""
+        limit = (getattr(self, "llm", None) or {}).get("max_invalid_share")
+        limit = DEFAULT_MAX_INVALID_SHARE if limit is None else float(limit)
+        self.run_ledger().check_answers(limit, len(self.classes_))
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """The most probable class of each row."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
@@ -199,6 +263,11 @@ def aligned_proba(proba: np.ndarray, their: Sequence[Any], classes: np.ndarray) 
     return full
 
 
+def _shorten(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - 3] + "..."
+
+
 def require_llm(estimator: BaseEstimator, llm: Any) -> None:
     """Refuse to fit without an llm config (the `llm` parameter)."""
     if not llm:
@@ -207,21 +276,71 @@ def require_llm(estimator: BaseEstimator, llm: Any) -> None:
 
 @dataclass
 class RowProgress:
-    """A long pass over rows says how far it got, at most once every `every_s` seconds."""
+    """A long pass over rows says how far it got, at most once every `every_s` seconds.
+
+    Used as a context manager, a clock thread says it every `every_s` seconds of work whatever
+    the rows cost (20,000-character cells take minutes per batch), counting the rows reported
+    through `add` or `at`; the first line comes after `every_s` even if no row is through yet.
+    Without the context manager only `at` speaks, when it is called.
+    """
 
     what: str  # e.g. "llm_icl: %d/%d rows labelled"
     total: int
-    every_s: float = 60.0
+    every_s: float = field(default_factory=lambda: PROGRESS_EVERY_S)
     started: float = field(default_factory=time.perf_counter)
     said: float = field(default_factory=time.perf_counter)
+    done: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _clock: threading.Thread | None = field(default=None, repr=False)
+
+    def __enter__(self) -> RowProgress:
+        self.started = self.said = time.perf_counter()
+        self._stop.clear()
+        self._clock = threading.Thread(target=self._tick, name="row-progress", daemon=True)
+        self._clock.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._clock is not None:
+            self._clock.join()
+            self._clock = None
+
+    def add(self, rows: int = 1) -> None:
+        """`rows` more rows are through (safe from any thread: a backend's `on_result`)."""
+        with self._lock:
+            self.done += rows
 
     def at(self, done: int) -> None:
         """`done` rows of `total` are through; log the pace and what is left, if it is time."""
+        with self._lock:
+            self.done = done
         now = time.perf_counter()
         if done == 0 or now - self.said <= self.every_s:
             return
-        self.said = now
-        rate = (now - self.started) / done
+        self._say(now)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(
+            timeout=max(0.0, self.every_s - (time.perf_counter() - self.said))
+        ):
+            if time.perf_counter() - self.said >= self.every_s:
+                self._say(time.perf_counter())
+
+    def _say(self, now: float) -> None:
+        with self._lock:
+            done, self.said = self.done, now
+        elapsed = now - self.started
+        if done == 0:
+            log.info(
+                f"{self.what}, none finished after %.0f s (each row takes longer than that)",
+                done,
+                self.total,
+                elapsed,
+            )
+            return
+        rate = elapsed / done
         log.info(
             f"{self.what}, %.2f s a row, about %.0f s to go",
             done,

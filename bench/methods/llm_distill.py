@@ -81,7 +81,10 @@ class LLMDistillClassifier(LLMEstimator):
             teacher.set_params(max_shots=0)
         self.teacher_ = teacher.fit(X, labels)
         ledger.parts["teacher"] = teacher.run_ledger()  # its usage is the labelling cost
-        silver_proba = teacher.predict_proba(X_unlabelled)
+        silver_proba = teacher.predict_proba(X_unlabelled)  # fails past llm.max_invalid_share
+        guessed = teacher.run_ledger().details.get("guessed")
+        if guessed:  # shown with the run (log line, report), not only under `teacher`
+            ledger.details["guessed"] = f"silver labels: {guessed}"
         self.silver_labels_ = teacher.classes_[silver_proba.argmax(axis=1)]
 
         train_X, train_y = X_unlabelled, pd.Series(self.silver_labels_, dtype=object)

@@ -5,7 +5,8 @@ picked by `selection` (bench/methods/shots.py), written by a row serializer
 (bench/llm/serialize.py) under an instruction built from the dataset card
 (bench/llm/prompts.py). Each class's probability is the model's probability of its answer word
 after ``Answer:``, renormalised over the classes; a backend without log-probabilities answers by
-generation, parsed, with unparseable answers counted. With `queries_per_request` > 1, several
+generation, parsed, with unparseable answers counted: past ``llm.max_invalid_share`` of them the
+run fails (`LLMEstimator.check_answers`). With `queries_per_request` > 1, several
 query rows share one generated request (cheaper on hosted APIs; no probabilities then).
 
 The prompt puts the instruction and the shots first and the query last, so with a static
@@ -38,7 +39,7 @@ from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
 from bench.llm.serialize import RowSerializer
 from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.explain import Explanation, explain, summary
-from bench.methods.llm_base import LLMEstimator, RowProgress, RunLedger, require_llm
+from bench.methods.llm_base import LLMEstimator, RowProgress, require_llm
 from bench.methods.shots import SELECTIONS, nearest_shots, shared_prefix_layout, static_shots
 
 __all__ = [
@@ -136,6 +137,7 @@ class LLMICLClassifier(LLMEstimator):
             verbalizer=dict(zip(self.verbalizer_.classes, self.verbalizer_.words, strict=True)),
             scoring={},  # answers by how they were scored, over every predict_proba since fit
             invalid_answers=0,
+            invalid_example=None,
             prefix_reuse=None,
         )
 
@@ -163,13 +165,8 @@ class LLMICLClassifier(LLMEstimator):
         ledger.details["prefix_reuse"] = (
             round(usage.cached_tokens / usage.prompt_tokens, 4) if usage.prompt_tokens else None
         )
+        self.check_answers()  # coin flips for unreadable answers are not an ok run
         return proba
-
-    def _tally(self, ledger: RunLedger, method: str, valid: bool) -> None:
-        """Count one answer: how it was scored, and whether it named a class."""
-        scoring = ledger.details["scoring"]
-        scoring[method] = scoring.get(method, 0) + 1
-        ledger.details["invalid_answers"] += not valid
 
     # -- prompts ------------------------------------------------------------------------------
     def prompts(self, X: pd.DataFrame) -> list[str]:
@@ -238,22 +235,25 @@ class LLMICLClassifier(LLMEstimator):
         order = np.arange(len(X))
         if self.selection == "knn":  # retrieval for every row at once: one index, one order
             shots, order = self._knn_plan(X)
-        progress = RowProgress("llm_icl: %d/%d rows labelled", len(X))
-        for start in range(0, len(X), self.batch_size):
-            progress.at(start)
-            rows = order[start : start + self.batch_size]
-            prompts = [
-                self.prefix_
-                + ("" if shots is None else self._shots_text(shots[i]))
-                + self._query_text(X.iloc[i])
-                for i in rows
-            ]
-            self._check_context(backend, prompts)
-            scored = backend.score([ScoreRequest(p, answers) for p in prompts])
-            for i, result in zip(rows, scored, strict=True):
-                proba[i] = [result.probs[a] for a in answers]
-                ledger.usage += result.usage
-                self._tally(ledger, result.method, result.valid)
+        # a clock, not the batches, says how far it got: a batch of long rows takes minutes
+        with RowProgress("llm_icl: %d/%d rows labelled", len(X)) as progress:
+            for start in range(0, len(X), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                prompts = [
+                    self.prefix_
+                    + ("" if shots is None else self._shots_text(shots[i]))
+                    + self._query_text(X.iloc[i])
+                    for i in rows
+                ]
+                self._check_context(backend, prompts)
+                scored = backend.score(
+                    [ScoreRequest(p, answers) for p in prompts],
+                    on_result=lambda _i, _result: progress.add(),
+                )
+                for i, result in zip(rows, scored, strict=True):
+                    proba[i] = [result.probs[a] for a in answers]
+                    ledger.usage += result.usage
+                    ledger.tally(result.method, result.valid, result.text)
         return proba
 
     def _predict_grouped(self, backend: LLMBackend, X: pd.DataFrame) -> np.ndarray:
@@ -284,7 +284,7 @@ class LLMICLClassifier(LLMEstimator):
             found = _numbered_answers(result.text, words)
             for j in range(min(size, len(X) - block * size)):
                 word = found.get(j + 1)
-                self._tally(ledger, "generation", word is not None)
+                ledger.tally("generation", word is not None, result.text)
                 if word is None:
                     continue
                 proba[block * size + j] = [float(w == word) for w in words]

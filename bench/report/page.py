@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bench.report.answers import unreadable_blocks
 from bench.report.audits import audit_blocks
 from bench.report.content import DatasetSection, ReportContent
 from bench.report.cost import COST_NOTE
@@ -76,6 +77,7 @@ DATASET: list[Callable[[DatasetSection], list[Block]]] = [
     deploy_blocks,
     search_blocks,
     explanation_blocks,
+    unreadable_blocks,
     audit_blocks,
     cost_blocks,
     unfinished_blocks,

@@ -66,6 +66,7 @@ def test_predict_proba_columns_follow_classes(llm: dict[str, Any]) -> None:
         "verbalizer": {"London": "London", "Paris": "Paris"},
         "scoring": {"logprobs": 4},
         "invalid_answers": 0,
+        "invalid_example": None,
         "prefix_reuse": round(usage["cached_tokens"] / usage["prompt_tokens"], 4),
     }
     assert 0 < estimator.fit_info_["prefix_reuse"] < 1
