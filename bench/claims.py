@@ -10,11 +10,14 @@ first, so that of two processes finding it stale only one wins.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
 from contextlib import suppress
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 __all__ = ["STALE_AFTER_S", "RunClaims", "process_alive"]
 
@@ -47,9 +50,15 @@ class RunClaims:
         return self.dir / f"{stem}.lock"
 
     def claim(self, stem: str) -> bool:
-        """Claim the run; False when another live process holds it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self._create(stem):
+        """Claim the run; False when another live process holds it. When no claim can be
+        written at all (a full disk, a folder gone read-only) the run goes ahead unclaimed,
+        said in a warning: its record cannot be written either, and the job says so."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if self._create(stem):
+                return True
+        except OSError as error:
+            log.warning("Could not write the claim of run %s in %s: %s", stem, self.dir, error)
             return True
         holder = self.holder(stem)
         if holder is None or not self._stale(holder):

@@ -43,8 +43,8 @@ and scored on the very same rows. Results go to results_dir (one file per run), 
     bench-run dataset=callcenter method=lightgbm        one dataset, one method (results/adhoc)
     bench-run -m dataset=callcenter method=logreg,llm_icl n_train=[16,64]
   names:  bench-data list; ls conf/{dataset,method,llm,serializer,experiment}
-  status: 0 every run of this sweep ok or skipped, 1 some failed or was unavailable,
-          2 refused settings (nothing ran)
+  status: 0 every run of this sweep ok or skipped, 1 some failed, was unavailable or could
+          not be stored, 2 refused settings or results_dir (nothing ran), 130/143 Ctrl-C/SIGTERM
   README: "Running sweeps" and "Nothing is lost or done twice".
 
 Hydra's own options follow.

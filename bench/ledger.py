@@ -4,7 +4,9 @@ Two identical sweeps started together split the runs between them (bench/claims.
 then say what *it* executed, not every run that finished meanwhile. `bench-run` names its sweep
 in the environment (`SWEEP_ENV`, inherited by launcher workers); every job of that sweep appends
 one line per run it executed to ``<results_dir>/.sweep/executed-<sweep id>.log`` (appends of a
-few bytes are atomic on POSIX file systems), and the summary reads it back.
+few bytes are atomic on POSIX file systems), and the summary reads it back. Runs executed in
+bench-run's own process are also kept in memory, so that the summary is right even where the
+ledger cannot be written (a full disk).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ SWEEP_ENV = "BENCH_SWEEP_ID"
 # The outcome of a run executed but whose record could not be written (a full disk): it is
 # counted as such, never as its status.
 NOT_STORED = "not stored"
+_IN_PROCESS: dict[tuple[str, Path], dict[str, str]] = {}  # (sweep id, folder) -> {stem: outcome}
 
 
 def mark_sweep() -> str:
@@ -42,6 +45,7 @@ def note_executed(results_dir: Path, stem: str, outcome: str) -> None:
     path = _path(results_dir)
     if path is None:
         return
+    _IN_PROCESS.setdefault(_key(results_dir), {})[stem] = outcome
     line = f"{stem}\t{outcome}\n".encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,20 +66,23 @@ def executed(results_dir: Path) -> dict[str, str] | None:
         return None
     try:
         lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return {}
-    except OSError:
-        return None
+    except OSError:  # not written (no run yet, or a full disk): what this process knows
+        lines = []
     out = {}
     for line in lines:
         stem, tab, outcome = line.partition("\t")
         if tab:
             out[stem] = outcome  # the last word on a run wins (a retry within the sweep)
-    return out
+    return {**out, **_IN_PROCESS.get(_key(results_dir), {})}
+
+
+def _key(results_dir: Path) -> tuple[str, Path]:
+    return os.environ.get(SWEEP_ENV, ""), Path(results_dir).resolve()
 
 
 def forget(results_dir: Path) -> None:
     """Remove this sweep's ledger once summarized."""
+    _IN_PROCESS.pop(_key(results_dir), None)
     path = _path(results_dir)
     if path is not None:
         with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@ store is read, not blamed. Real bench-run and bench-report processes throughout.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,41 @@ def test_a_run_that_cannot_be_stored_is_not_logged_ok_and_leaves_no_orphan(
     assert "Executed 1 new run(s) (1 not stored)" in out
     assert done.returncode == 1, out
     assert list((results / "predictions").glob("*")) == []  # written first, then removed
+
+
+def test_on_a_full_disk_no_run_is_logged_ok(tmp_path: Path) -> None:
+    """A 1 MB tmpfs filled to the last block: the sweep starts (its Hydra logs go elsewhere),
+    every run executes, none can be stored, and none is said to be ok."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)])
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        results = disk / "results"
+        (results / "runs").mkdir(parents=True)
+        free = os.statvfs(disk)
+        (disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize))
+        done = cli(
+            "bench-run",
+            *ONE_RUN[:2],
+            "seeds=[0,1]",
+            "n_train=[16]",
+            f"results_dir={results}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+            "report=false",
+            cwd=tmp_path,
+        )
+        out = done.stdout + done.stderr
+        assert "No space left on device" in out
+        assert "ok accuracy=" not in out, out
+        assert out.count("ok, not stored (see the error above)") == 2, out
+        assert "Executed 2 new run(s) (2 not stored)" in out, out
+        assert done.returncode == 1, out
+        assert not list((results / "runs").glob("*.json"))
+        assert not list(results.glob("predictions/*.parquet"))
+    finally:
+        subprocess.run(["umount", str(disk)])
 
 
 @pytest.mark.parametrize("where", ["parent_is_a_file", "read_only"])
