@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from bench.llm.serialize import format_value
+from bench.llm.serialize import format_value, seal, sealed_literal
 
 __all__ = [
     "APPROACHES",
@@ -107,8 +107,8 @@ def schema_lines(
         values = [format_value(v) for v in column.dropna().unique()[:examples]]
         description = (descriptions or {}).get(name, "")
         lines.append(
-            f"- {name} ({column.dtype}, {column.isna().mean():.0%} missing)"
-            + (f": {' '.join(str(description).split())}" if description else "")
+            f"- {seal(name)} ({column.dtype}, {column.isna().mean():.0%} missing)"
+            + (f": {seal(description)}" if description else "")
             + (f"; e.g. {', '.join(values)}" if values else "")
         )
     return lines
@@ -127,9 +127,11 @@ def codegen_prompt(
 ) -> str:
     """The request for candidate number `candidate` (0-based)."""
     balance = y.astype(str).value_counts(normalize=True)
-    classes = ", ".join(f"{label} {share:.0%}" for label, share in balance.items())
+    classes = ", ".join(f"{seal(label)} {share:.0%}" for label, share in balance.items())
     sample = X.head(example_rows).copy()
     sample[target] = y.head(example_rows).to_numpy()
+    # what the model reads is sealed (bench.llm.serialize.seal); exact names are in the lists
+    sample = sample.rename(columns=seal).map(lambda v: seal(v) if isinstance(v, str) else v)
     numeric = [str(c) for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
     text = [str(c) for c in X.columns if str(c) not in numeric]
     approach = (
@@ -145,11 +147,12 @@ def codegen_prompt(
         f"{', '.join(EXAMPLE_COLUMNS)}); do not reuse its column names:\n"
         f"```python\n{WORKED_EXAMPLE}```",
         "Your task.",
-        f"Task: {' '.join(task_description.split())}" if task_description else "",
-        f"Target: `{target}`; classes and their share of the training rows: {classes}. "
+        f"Task: {seal(task_description)}" if task_description else "",
+        f"Target: `{seal(target)}`; classes and their share of the training rows: {classes}. "
         f"Metric: {metric} (higher is better). Training rows: {len(X)}.",
         "Columns of X:\n" + "\n".join(schema_lines(X, descriptions)),
-        f"The same columns as Python lists:\nNUMERIC = {numeric!r}\nTEXT = {text!r}",
+        "The same columns as Python lists:\n"
+        f"NUMERIC = {sealed_literal(numeric)}\nTEXT = {sealed_literal(text)}",
         f"Example rows (CSV):\n{sample.to_csv(index=False).strip()}",
         approach,
         "Reply with the complete module for THIS table in one ```python code block.",

@@ -11,14 +11,19 @@ Layout (shared part first, query last, so any engine's prefix cache reuses the s
     Answer:
 
 The model's probability of each answer word after the final ``Answer:`` is the class's score.
+Every text from the data or its card (description, target and column names, class names) is
+sealed like a cell (`bench.llm.serialize.seal`): it cannot add an ``Answer:`` line or a
+control token to the prompt.
 """
 
 from __future__ import annotations
 
-import re
+import itertools
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+
+from bench.llm.serialize import seal
 
 __all__ = ["ANSWER", "PROMPT_VERSION", "Verbalizer", "instruction"]
 
@@ -32,6 +37,7 @@ class Verbalizer:
 
     classes: tuple[str, ...]
     words: tuple[str, ...]
+    coded: bool = False  # the words are letter codes standing for the classes (A = first)
 
     @classmethod
     def build(
@@ -43,7 +49,9 @@ class Verbalizer:
         """Words from `overrides` (method.params.verbalizer) or the class names themselves.
 
         Configured words whose first tokens collide are an error; default words that collide
-        (e.g. "not churned" / "not renewed") fall back to letters A, B, C, ...
+        (e.g. "not churned" / "not renewed") fall back to letters A, B, C, ... and, past 26
+        classes, to letter codes (AA, AB, ... then AAA, ...) whose first tokens differ
+        (`letter_codes`).
         """
 
         def first(text: str) -> object:  # a backend without a tokenizer answers None: split words
@@ -68,12 +76,12 @@ class Verbalizer:
                 f"method.params.verbalizer: the answers {list(words)} start with the same token; "
                 "choose words whose first tokens differ"
             )
-        letters = tuple(string.ascii_uppercase[i] for i in range(len(classes)))
-        return cls(tuple(classes), letters)
+        return cls(tuple(classes), letter_codes(len(classes), first), coded=True)
 
     @property
     def uses_letters(self) -> bool:
-        return self.words == tuple(string.ascii_uppercase[: len(self.classes)])
+        """Whether the answers are letter codes standing for the classes (A = first class)."""
+        return self.coded or self.words == tuple(string.ascii_uppercase[: len(self.classes)])
 
     def word(self, label: str) -> str:
         return self.words[self.classes.index(label)]
@@ -81,6 +89,45 @@ class Verbalizer:
     def answers(self) -> list[str]:
         """The continuations scored after ``Answer:``."""
         return [f" {w}" for w in self.words]
+
+
+_MAX_CODE_LETTERS = 3  # 26 + 676 + 17,576 codes: more classes than any prompt can hold
+
+
+def letter_codes(n: int, first: Callable[[str], object] | None = None) -> tuple[str, ...]:
+    """`n` answer codes: A..Z for up to 26 classes; beyond, the letters then the two- and
+    three-letter codes (AA, AB, ...) in order, keeping each code whose first token (`first`,
+    given the code after a space, as it follows ``Answer:``) no earlier code has, so that one
+    token position still tells every class apart.
+
+    >>> letter_codes(3)
+    ('A', 'B', 'C')
+    >>> letter_codes(28)[-3:]
+    ('Z', 'AA', 'AB')
+    """
+    if n <= 26:
+        return tuple(string.ascii_uppercase[:n])
+    first = first or (lambda text: text.strip())
+    codes: list[str] = []
+    seen: set[object] = set()
+    for code in _codes():
+        token = first(f" {code}")
+        if token not in seen:
+            seen.add(token)
+            codes.append(code)
+            if len(codes) == n:
+                return tuple(codes)
+    raise ValueError(
+        f"{n} classes need {n} answer codes whose first tokens differ, and the model's "
+        f"tokenizer gives only {len(codes)} among the codes of up to {_MAX_CODE_LETTERS} "
+        "letters: set method.params.verbalizer to words whose first tokens differ"
+    )
+
+
+def _codes() -> Iterator[str]:
+    for size in range(1, _MAX_CODE_LETTERS + 1):
+        for letters in itertools.product(string.ascii_uppercase, repeat=size):
+            yield "".join(letters)
 
 
 def instruction(
@@ -96,32 +143,30 @@ def instruction(
     a prompt search) follows the description."""
     parts = []
     if description:
-        parts.append(" ".join(description.split()))
+        parts.append(seal(description))
     if guidance:
-        parts.append(_squash(guidance))
+        parts.append(seal(guidance))
     if verbalizer.uses_letters:
         options = "; ".join(
-            f"{w} = {c}" for w, c in zip(verbalizer.words, verbalizer.classes, strict=True)
+            f"{w} = {seal(c)}" for w, c in zip(verbalizer.words, verbalizer.classes, strict=True)
         )
-        answer_line = f"Answer with one letter ({options})."
+        kind = "letter" if all(len(w) == 1 for w in verbalizer.words) else "code"
+        answer_line = f"Answer with one {kind} ({options})."
     else:
         answer_line = f"Answer with one of: {', '.join(verbalizer.words)}."
     examples = f" {n_shots} labelled examples come first." if n_shots else ""
-    parts.append(f"Predict `{target}` for {question}.{examples} {answer_line}")
+    parts.append(f"Predict `{seal(target)}` for {question}.{examples} {answer_line}")
     if glossary:
         parts.append(
             "Columns:\n"
-            + "\n".join(f"- {name}: {_squash(text)}" for name, text in glossary.items())
+            + "\n".join(f"- {seal(name)}: {seal(text)}" for name, text in glossary.items())
         )
     return "\n\n".join(parts)
 
 
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip()
-
-
 def _clean(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text).replace("_", " ")).strip()
+    """A class name as an answer word: sealed, underscores as spaces."""
+    return seal(str(text).replace("_", " "))
 
 
 def _distinct(words: Sequence[str], first: Callable[[str], object]) -> bool:
