@@ -46,6 +46,7 @@ SETTINGS: dict[str, Range | Choice] = {
     "serializer.precision": Range(low=1),
     "llm.backend": Choice(tuple(BACKENDS), imports=True),
     "llm.api": Choice(("chat", "completions")),
+    "llm.max_invalid_share": Range(low=0, high=1, integer=False),
 }  # report.* is checked by ReportConfig.problems, which bench-report shares
 
 

@@ -153,3 +153,31 @@ def test_letters_answered_with_words_fail_the_run(
     assert record["details"]["verbalizer"] == {"not churned": "A", "not renewed": "B"}
     assert "answers could not be read as a class" in record["error"]
     assert "e.g. 'not renewed'" in record["error"]
+
+
+def test_the_limit_is_a_share_checked_before_anything_runs() -> None:
+    from bench.config import compose_config
+    from bench.preflight import job_problems
+
+    job = ["dataset=callcenter", "method=llm_icl"]
+    assert not [p for p in job_problems(compose_config(job)) if "max_invalid_share" in p]
+    for bad in ("1.5", "-0.1"):
+        problems = job_problems(compose_config([*job, f"llm.max_invalid_share={bad}"]))
+        assert any(p.startswith(f"llm.max_invalid_share={bad} is out of range") for p in problems)
+
+
+def test_the_default_limit_keeps_stored_run_ids() -> None:
+    """A run stored before the setting existed keeps its id at the default; another limit
+    records another run (it can turn ok into failed)."""
+    from bench.config import compose_config
+    from bench.spec import specs_for
+
+    job = ["dataset=callcenter", "method=llm_icl", "seeds=[0]", "n_train=[8]"]
+
+    def stems(*extra: str) -> list[str]:
+        return [s.stem for s in specs_for(compose_config([*job, *extra]))]
+
+    assert stems() == stems("llm.max_invalid_share=0.2")
+    assert stems() != stems("llm.max_invalid_share=0.5")
+    determinants = specs_for(compose_config(job))[0].determinants
+    assert "max_invalid_share" not in determinants["llm"]
