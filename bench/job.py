@@ -241,12 +241,14 @@ def _log_run(label: str, record: RunRecord, progress: str = "") -> None:
     where = f"{progress} [{label}] seed={who.seed} n_train={who.n_train_requested}"
     if record.status == "ok":
         m = record.metrics
+        guessed = (record.details or {}).get("guessed")  # answers that named no class
         log.info(
-            "%s: ok accuracy=%.3f roc_auc=%.3f (%.1f s)",
+            "%s: ok accuracy=%.3f roc_auc=%.3f (%.1f s)%s",
             where,
             m["accuracy"],
             m["roc_auc"],
             record.timing.wall_s,
+            f"; {guessed}" if guessed else "",
         )
     elif record.status == "skipped":
         log.info("%s: skipped: %s", where, record.error)
