@@ -27,8 +27,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.record import RunRecord
-
 __all__ = ["EndpointBreaker", "active_breaker"]
 
 # The breaker of each endpoint the current job calls, by `_endpoint_key`: the job creates it,
@@ -128,9 +126,6 @@ class EndpointBreaker:
             return
         with self._update() as state:
             state["failures"], state["last_error"] = 0, ""
-
-    def note(self, record: RunRecord) -> None:
-        """Kept for callers: runs are no longer counted, their requests are (`failure`)."""
 
     @contextlib.contextmanager
     def _update(self) -> Iterator[dict[str, Any]]:

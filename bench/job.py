@@ -154,7 +154,8 @@ def _execute_pending(
     """Each pending run, unless the endpoint keeps failing or another process has claimed it."""
     claims = RunClaims(job.store.root)
     splits: dict[int, Split | Exception] = {}
-    endpoint = EndpointBreaker(pending[0][0].llm_config)
+    # shared by the sweep's jobs; the backend counts each request that cannot reach the endpoint
+    endpoint = EndpointBreaker(pending[0][0].llm_config, job.store.root)
     for spec, existing in pending:
         if endpoint.open:  # the endpoint failed run after run: do not spend minutes on each
             job.finish(spec, records.failed(spec, existing, endpoint.reason))
@@ -169,7 +170,6 @@ def _execute_pending(
             if spec.seed not in splits:
                 splits[spec.seed] = split_or_error(task, spec)
             record, predictions = _execute_claimed(job, spec, existing, task, splits[spec.seed])
-            endpoint.note(record)
             job.finish(spec, record, predictions)  # stored before another process may claim it
         finally:
             claims.release(spec.stem)
