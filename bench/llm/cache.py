@@ -240,16 +240,19 @@ class CachedBackend(BackendWrapper):
             self._cached(request.op, key) for request, key in zip(requests, keys, strict=True)
         ]
         missing = [i for i, r in enumerate(results) if r is None]
+        if on_result is not None:  # hits at once, the rest as they arrive (progress, callers)
+            for i, result in enumerate(results):
+                if result is not None:
+                    on_result(i, result)
 
         def store(j: int, result: Any) -> None:  # as each answer arrives
             self.cache.put(keys[missing[j]], _stored(result))
             results[missing[j]] = result
+            if on_result is not None:
+                on_result(missing[j], result)
 
         if missing:
             answer([requests[i] for i in missing], on_result=store)
-        if on_result is not None:
-            for i, result in enumerate(results):
-                on_result(i, result)
         return results
 
     def _cached(self, op: str, key: str) -> Any:

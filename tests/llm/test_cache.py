@@ -83,6 +83,23 @@ def test_a_hit_survives_a_new_backend_and_process_state(
     assert again.usage.cache_hits == 1 and again.probs == answer.probs
 
 
+def test_each_answer_is_passed_on_as_it_arrives(local_llm_cfg: DictConfig, tmp_path: Path) -> None:
+    """Hits are passed on at once and each computed answer when it arrives, not after the whole
+    batch: a caller's progress moves while a long batch is being answered."""
+    backend = make_backend(with_cache(local_llm_cfg, tmp_path / "cache.sqlite"))
+    backend.score([ScoreRequest(PROMPT, LABELS)])  # request 1 below is then a hit
+    prompts = ["The capital of Spain is", PROMPT, "The capital of Italy is"]
+    seen: list[tuple[int, int]] = []  # (index, answers stored in the cache at that moment)
+    results = backend.score(
+        [ScoreRequest(p, LABELS) for p in prompts],
+        on_result=lambda i, _result: seen.append((i, len(backend.cache))),
+    )
+    assert [i for i, _ in seen] == [1, 0, 2]  # the hit first, then the misses in turn
+    assert [stored for _, stored in seen] == [1, 2, 3]  # each as soon as it was stored
+    assert [r.usage.cache_hits for r in results] == [0, 1, 0]
+    backend.close()
+
+
 def test_a_different_request_is_a_miss(local_llm_cfg: DictConfig, tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite"
     make_backend(with_cache(local_llm_cfg, path)).score([ScoreRequest(PROMPT, LABELS)])
