@@ -261,6 +261,7 @@ class LlamaCppBackend:
             stop=list(request.stop) or None,
             # llama.cpp's default seed is random: a sampled answer would not reproduce.
             seed=0 if request.seed is None else request.seed,
+            **({} if request.top_p is None else {"top_p": request.top_p}),
         )
         usage = Usage(
             requests=1,

@@ -180,6 +180,8 @@ class OpenAIBackend:
             common["stop"] = list(request.stop)
         if request.seed is not None:
             common["seed"] = request.seed
+        if request.top_p is not None:
+            common["top_p"] = request.top_p
         start = time.perf_counter()
         chat = request.messages
         if cfg.api == "completions":

@@ -66,6 +66,7 @@ class GenerateRequest:
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int | None = None  # sampling seed, so a temperature > 0 answer reproduces
+    top_p: float | None = None  # nucleus sampling; None = the backend's default
 
     op = "generate"
 
