@@ -128,6 +128,14 @@ def test_the_exit_status_is_non_zero_when_a_run_failed(tmp_path: Path) -> None:
         ("llm_icl", "llm.backend=llama", "llm.backend"),
         ("llm_icl_knn_all", "method.params.knn_layout=shared", "method.params.knn_layout"),
         ("llm_icl_tuned", "method.params.selection=nearest", "method.params.selection"),
+        # the prompt search's own group (method.params.search.*) is checked the same way
+        ("llm_icl_tuned", "method.params.search.metric=auc", "method.params.search.metric"),
+        ("llm_icl_tuned", "method.params.search.validation=1.5", "method.params.search.validation"),
+        (
+            "llm_icl_tuned",
+            "method.params.search.max_candidates=0",
+            "method.params.search.max_candidates",
+        ),
         ("llm_distill", "method.params.teacher_shots=zeroshot", "method.params.teacher_shots"),
         ("llm_distill", "method.params.selection=balance", "method.params.selection"),
         ("logreg", "dataset.source=cvs", "dataset.source"),

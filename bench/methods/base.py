@@ -242,6 +242,9 @@ class Choice:
         return text + (" (or null)" if self.allow_none else "")
 
 
+_ABSENT = object()  # a parameter the config does not set (None is a value: "no limit")
+
+
 class InvalidParameterError(ValueError):
     """A method parameter outside its declared values; the message names the key."""
 
@@ -256,14 +259,17 @@ class MethodKind:
     param_ranges: dict[str, Range | Choice] = field(default_factory=dict)
 
     def check_params(self, params: Any) -> list[str]:
-        """Problems with `params` (a method config's `params`), each naming its key."""
-        params = dict(params or {})
-        return [
-            problem
-            for key, allowed in self.param_ranges.items()
-            if key in params
-            and (problem := allowed.problem(f"method.params.{key}", params[key])) is not None
-        ]
+        """Problems with `params` (a method config's `params`), each naming its key; a dotted
+        key (`search.metric`) names a setting inside a nested group."""
+        found = []
+        for key, allowed in self.param_ranges.items():
+            node: Any = params or {}
+            for part in key.split("."):
+                node = node.get(part, _ABSENT) if hasattr(node, "get") else _ABSENT
+            if node is not _ABSENT:
+                problem = allowed.problem(f"method.params.{key}", node)
+                found += [problem] if problem is not None else []
+        return found
 
 
 def method_kind(kind: str) -> MethodKind:

@@ -39,6 +39,7 @@ from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Ra
 from bench.methods.llm_base import LLMEstimator
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
 from bench.methods.shots import SELECTIONS
+from bench.metrics import METRIC_NAMES
 
 __all__ = ["LLM_ICL_TUNED", "Candidate", "LLMICLTunedClassifier", "SearchSettings"]
 
@@ -455,5 +456,13 @@ LLM_ICL_TUNED = MethodKind(
         "max_shots": Range(low=0, allow_none=True),
         "batch_size": Range(low=1),
         "selection": Choice(SELECTIONS),
+        # the search's own settings, checked before the sweep like the others
+        "search.metric": Choice(("auto", *METRIC_NAMES)),
+        "search.validation": Range(low=0, high=1, integer=False),
+        "search.min_validation_rows": Range(low=1),
+        "search.max_validation_rows": Range(low=1),
+        "search.max_candidates": Range(low=1),
+        "search.max_llm_calls": Range(low=0),
+        "search.rewrites": Range(low=0),
     },
 )
