@@ -147,6 +147,19 @@ class LLMConfig:
     # the largest share of a run's answers that may not name a class (scored as a uniform
     # guess); above it the run is failed, with the count and an example answer
     max_invalid_share: float = 0.2
+    # how a class probability is read (bench/llm/scoring.py): logprobs (next-token
+    # log-probabilities), verbalized (the answer and a 0-100 probability, parsed), sampled
+    # (`scoring_samples` seeded answers at `scoring_temperature`, smoothed frequencies), or
+    # auto: logprobs where the endpoint returns them, else verbalized
+    scoring: str = "auto"
+    scoring_samples: int = 8
+    scoring_temperature: float = 1.0
+    # USD this sweep may spend on this endpoint's uncached requests, shared by all its jobs and
+    # workers (bench/llm/budget.py); a request that would cross it is not sent. None = no cap
+    budget_usd: float | None = None
+    # answer only from the request cache (a published bundle's): no endpoint is contacted and
+    # no model loaded; a request the cache lacks fails the run, naming it
+    replay: bool = False
 
 
 @dataclass
@@ -211,6 +224,9 @@ class BenchConfig:
     # run the memorisation tests (bench/llm/memcheck/) once per (dataset, llm) of an LLM job,
     # into results_dir/audits/ (skipped when its JSON is there already)
     memcheck: bool = False
+    # plan the sweep and print its LLM requests, tokens, USD and time (bench/dry_run.py);
+    # nothing is sent and nothing is written to the store
+    dry_run: bool = False
 
 
 def register_configs() -> None:

@@ -23,6 +23,7 @@ from bench.data.dataset import FEATURE_TYPES
 from bench.data.splits import SAMPLINGS, resolve_n_train
 from bench.llm.backend import BACKENDS, fixed_window
 from bench.llm.protocol import LLMConfigError
+from bench.llm.scoring import SCORING_MODES
 from bench.llm.serialize import FORMATS, NUMBER_FORMATS
 from bench.methods.base import Choice, Range, method_kind
 from bench.metrics import get_metric
@@ -47,6 +48,10 @@ SETTINGS: dict[str, Range | Choice] = {
     "llm.backend": Choice(tuple(BACKENDS), imports=True),
     "llm.api": Choice(("chat", "completions")),
     "llm.max_invalid_share": Range(low=0, high=1, integer=False),
+    "llm.scoring": Choice(SCORING_MODES),
+    "llm.scoring_samples": Range(low=1),
+    "llm.scoring_temperature": Range(low=0, integer=False),
+    "llm.budget_usd": Range(low=0, integer=False, allow_none=True),
 }  # report.* is checked by ReportConfig.problems, which bench-report shares
 
 

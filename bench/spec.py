@@ -31,6 +31,10 @@ ADDED_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("serializer", "numbers"): "raw",
     ("method", "params", "explain_rows"): 0,
     ("llm", "max_invalid_share"): 0.2,
+    # what runs stored before these settings computed: logprobs where the endpoint had them
+    ("llm", "scoring"): "auto",
+    ("llm", "scoring_samples"): 8,
+    ("llm", "scoring_temperature"): 1.0,
 }
 
 

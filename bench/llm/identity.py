@@ -57,6 +57,11 @@ LLM_SETTING_ROLES: dict[str, str] = {
     "max_consecutive_failures": OPERATIONAL,
     "top_logprobs": ANSWER,
     "max_invalid_share": RECORD,  # decides ok or failed; changes no answer
+    "scoring": ANSWER,  # how a probability is asked for and read
+    "scoring_samples": ANSWER,
+    "scoring_temperature": ANSWER,
+    "budget_usd": OPERATIONAL,  # a rerun with a higher budget resumes the same runs
+    "replay": OPERATIONAL,  # the same answers, read from the cache only
 }
 
 
