@@ -108,19 +108,37 @@ def as_llm_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
 
 
 def make_backend(cfg: DictConfig | Mapping[str, Any], use_cache: bool | None = None) -> LLMBackend:
-    """The backend an llm config describes, wrapped in the request cache unless `cache` is off,
-    and in a prompt recorder while the runner keeps the run's prompts (bench/llm/prompt_log.py)."""
+    """The backend an llm config describes, in layers (innermost first):
+
+    1. the model or endpoint itself; under `llm.replay` none (bench/llm/replay.py: every miss
+       of the cache is an error), and in a dry run a planner that counts instead of asking
+       (bench/dry_run.py);
+    2. the sweep's budget (`llm.budget_usd`, bench/llm/budget.py): only requests actually sent
+       are paid for, so it sits inside the cache;
+    3. the request cache, unless `cache` is off;
+    4. the scoring mode (`llm.scoring`, bench/llm/scoring.py): a score asked as generations
+       (verbalized, sampled) is cached generation by generation;
+    5. a prompt recorder while the runner keeps the run's prompts (bench/llm/prompt_log.py),
+       outside the cache: a cached answer was asked for all the same.
+    """
+    from bench.dry_run import planning_backend
+    from bench.llm.budget import with_budget
+    from bench.llm.replay import replay_source
+    from bench.llm.scoring import with_scoring
     from bench.registry import Registry
 
     cfg = as_llm_config(cfg)
-    backend_cls = Registry("llm backend", BACKENDS).get(cfg.backend, key="llm.backend")
-    backend = backend_cls(cfg)
-    if cfg.cache if use_cache is None else use_cache:
+    backend: LLMBackend | None = replay_source(cfg) if cfg.replay else planning_backend(cfg)
+    if backend is None:
+        backend_cls = Registry("llm backend", BACKENDS).get(cfg.backend, key="llm.backend")
+        backend = with_budget(backend_cls(cfg))
+    if cfg.replay or (cfg.cache if use_cache is None else use_cache):
         from bench.paths import resolve_project_path
 
         backend = CachedBackend(backend, RequestCache(resolve_project_path(cfg.cache_path)))
+    backend = with_scoring(backend)
     log = active_log()
-    if log is not None:  # outside the cache: a cached answer was asked for all the same
+    if log is not None:
         backend = RecordingBackend(backend, log)
     return backend
 

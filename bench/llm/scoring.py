@@ -9,6 +9,13 @@
 
 from __future__ import annotations
 
-__all__ = ["SCORING_MODES"]
+from bench.llm.protocol import LLMBackend
+
+__all__ = ["SCORING_MODES", "with_scoring"]
 
 SCORING_MODES = ("auto", "logprobs", "verbalized", "sampled")
+
+
+def with_scoring(backend: LLMBackend) -> LLMBackend:
+    """`backend` answering score requests as its config's `llm.scoring` says."""
+    return backend  # logprobs (with the parsed-answer fallback) until the other modes land
