@@ -45,7 +45,10 @@ T = TypeVar("T")
 # Loaded models per (file, window, threads) per process: loading costs ~0.5-1.5 s and memory.
 # With `n_ctx: auto` a larger window replaces a smaller one of the same file.
 _MODELS: dict[tuple[str, int, int], Any] = {}
-_VOCABS: dict[str, Any] = {}  # tokenizer-only instances, to size a window before loading it
+# Tokenizer-only instances, to size a window before loading it, per `llm.model_path` as written:
+# resolving it (bench/llm/models.py verifies the joined GGUF file's SHA-256) costs ~0.16 s, so
+# it is done once per process per weights file, not on every count.
+_VOCABS: dict[tuple[str, int, int], Any] = {}
 AUTO_MIN_WINDOW = 4096  # auto windows are powers of two from here, so they are rarely regrown
 # Embedding instances per (file, batch tokens, threads). Every token of a batch is an output in
 # embedding mode, so llama.cpp keeps logits for all of them: 512 tokens x Gemma's 262k vocabulary
@@ -110,13 +113,15 @@ class LlamaCppBackend:
 
     @property
     def _vocab(self) -> Any:
-        """Something that tokenizes: the loaded model, else a tokenizer-only instance."""
+        """Something that tokenizes: the loaded model, else a tokenizer-only instance (loaded
+        once per process and weights file; the model's tokenizer is the same)."""
         if self._llm is not None:
             return self._llm
-        path = str(self._path())
-        if path not in _VOCABS:
-            _VOCABS[path] = _llama_class()(model_path=path, vocab_only=True, verbose=False)
-        return _VOCABS[path]
+        key = _vocab_key(str(self.config.model_path))
+        if key not in _VOCABS:
+            path = str(self._path())
+            _VOCABS[key] = _llama_class()(model_path=path, vocab_only=True, verbose=False)
+        return _VOCABS[key]
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as a request (with the chat template around it, for chat models)."""
@@ -372,6 +377,16 @@ def _token_batches(lengths: Sequence[int], window: int, max_texts: int) -> list[
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max()
     return shifted - np.log(np.exp(shifted).sum())
+
+
+def _vocab_key(spec: str) -> tuple[str, int, int]:
+    """What names a tokenizer: a file path with its size and mtime (a file replaced in place is
+    read anew), or a "module:attr" spec as written (its function verifies the file it builds)."""
+    try:
+        stat = os.stat(spec)
+    except OSError:
+        return spec, 0, 0
+    return os.path.realpath(spec), stat.st_size, stat.st_mtime_ns
 
 
 def _auto_window(tokens: int, limit: int) -> int:
