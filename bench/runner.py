@@ -24,6 +24,7 @@ from bench.data.dataset import Task
 from bench.data.rowhash import rows_hash
 from bench.data.splits import Split, TrainSubset, resolve_n_train
 from bench.errors import MethodFailed, RunSkipped, RunUnavailable, describe
+from bench.llm.cache import CacheKeys, collecting_keys
 from bench.llm.prompt_log import PROMPTS_FILE, PromptLog, recording
 from bench.llm.protocol import PHASE_USAGE_KEYS
 from bench.methods.base import MethodReport, build_method, method_report, unlabelled_details
@@ -79,7 +80,9 @@ def execute_run(
         subset, seen["rows"] = _draw_rows(spec, task, split)
         prepared = _prepare(spec, task, split, subset, seen["rows"])
         estimator, prompts, seen["rows"] = prepared.estimator, prepared.prompts, prepared.rows
-        proba, timing, fit_usage = _fit_predict(prepared, spec.n_jobs)
+        with collecting_keys(CacheKeys()) as keys:  # the cache entries it used (bench-bundle)
+            proba, timing, fit_usage = _fit_predict(prepared, spec.n_jobs)
+        keys.check()  # a replay miss a method caught still fails the run
         proba = _align_proba(proba, estimator.classes_, task.class_labels)
         metrics, details = _score(task, split, prepared, proba)
         report = method_report(estimator)
@@ -91,7 +94,7 @@ def execute_run(
             timing=replace(timing, wall_s=time.perf_counter() - started),
             usage=RunUsage({**ZERO_USAGE, **report.usage}, fit_usage),
             details={**report.details, **details},
-            files=_artifact_files(report, prompts),
+            files={**_artifact_files(report, prompts), **keys.files()},
         )
         return record, _predictions_frame(split.test_rows, task, proba)
     except Exception as error:

@@ -14,6 +14,12 @@ A damaged cache file costs only repeated LLM calls, never a run: a file that is 
 is found when it is opened, damaged pages behind a valid header only when a lookup or a store
 reads them (SQLite reads pages as it needs them). Either way the file is moved aside (kept, as
 ``<name>.corrupt-<time>``), a warning names both paths, and a fresh cache takes its place.
+
+While the runner collects a run's keys (`collecting_keys`), every key a CachedBackend looks up
+or stores is noted in the run's `CacheKeys`, saved as ``artifacts/<run stem>/cache_keys.txt``:
+exactly the entries `bench-bundle export` copies (bench/bundle.py). Under `llm.replay` a lookup
+that finds nothing is a `ReplayMissError` (bench/llm/replay.py), noted there too, so the run
+fails even where a method caught the error (a prompt search's candidate).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,12 +57,68 @@ from bench.llm.protocol import (
 from bench.llm.requests import LLMRequest
 from bench.llm.wrapper import Answer, BackendWrapper
 
-__all__ = ["CACHE_VERSION", "EMBED_POOLING", "CachedBackend", "RequestCache"]
+__all__ = [
+    "CACHE_KEYS_FILE",
+    "CACHE_VERSION",
+    "EMBED_POOLING",
+    "CacheKeys",
+    "CachedBackend",
+    "ReplayMissError",
+    "RequestCache",
+    "active_keys",
+    "collecting_keys",
+]
 
 log = logging.getLogger("bench")
 T = TypeVar("T")
 # How SQLite says a file is not a (sound) database, at open or when it reads a damaged page.
 _DAMAGED = ("not a database", "malformed", "file is encrypted")
+CACHE_KEYS_FILE = "cache_keys.txt"  # a run's artifact: the cache keys it used, one a line
+
+
+class ReplayMissError(LookupError):
+    """`llm.replay` asked for an answer the request cache does not hold."""
+
+
+@dataclass
+class CacheKeys:
+    """The request-cache keys one run read or wrote, in first-use order, and the replay misses
+    it met (a message each)."""
+
+    keys: dict[str, None] = field(default_factory=dict)  # an ordered set
+    missed: list[str] = field(default_factory=list)
+
+    def add(self, keys: Sequence[str]) -> None:
+        self.keys.update(dict.fromkeys(keys))
+
+    def files(self) -> dict[str, str]:
+        """The run's artifact (`CACHE_KEYS_FILE`), or nothing for a run that used no cache."""
+        return {CACHE_KEYS_FILE: "".join(f"{key}\n" for key in self.keys)} if self.keys else {}
+
+    def check(self) -> None:
+        """Raise the first replay miss, if any: a method that caught it (a search candidate
+        that 'failed') would otherwise finish with answers the original run never had."""
+        if self.missed:
+            more = f" ({len(self.missed) - 1} more missing)" if len(self.missed) > 1 else ""
+            raise ReplayMissError(self.missed[0] + more)
+
+
+_ACTIVE_KEYS: ContextVar[CacheKeys | None] = ContextVar("bench_cache_keys", default=None)
+
+
+def active_keys() -> CacheKeys | None:
+    """The keys of the run being executed, while the runner collects them."""
+    return _ACTIVE_KEYS.get()
+
+
+@contextlib.contextmanager
+def collecting_keys(keys: CacheKeys) -> Iterator[CacheKeys]:
+    """Note in `keys` every cache key used inside the block (the runner's fit and predict)."""
+    token = _ACTIVE_KEYS.set(keys)
+    try:
+        yield keys
+    finally:
+        _ACTIVE_KEYS.reset(token)
 
 
 class RequestCache:
@@ -236,6 +299,9 @@ class CachedBackend(BackendWrapper):
         self, requests: Sequence[LLMRequest], answer: Answer, on_result: OnResult | None
     ) -> list[Any]:
         keys = [self.key(request) for request in requests]
+        used = active_keys()
+        if used is not None:  # noted here, in the caller's context (answers may come on threads)
+            used.add(keys)
         results = [
             self._cached(request.op, key) for request, key in zip(requests, keys, strict=True)
         ]
