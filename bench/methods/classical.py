@@ -1,5 +1,6 @@
 """Classical models on the raw task DataFrame: majority, logistic regression, random forest,
-XGBoost, LightGBM, each optionally tuned by a small cross-validated grid search.
+XGBoost, LightGBM, each optionally tuned by a small cross-validated grid search; and `knn`,
+the retrieval LLM's control: its neighbours' labels, voted (bench/methods/neighbours.py).
 
 `ClassicalClassifier` owns its preprocessing, so every classical method takes the same
 DataFrame the LLM methods see: numeric columns are median-imputed (and scaled for the linear
@@ -8,7 +9,7 @@ model), categorical ones one-hot encoded (linear model) or ordinal encoded (tree
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,13 +24,18 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from bench.methods.base import MethodContext, MethodKind, MethodReport, keep_params
+from bench.methods.base import MethodContext, MethodKind, MethodReport, Range, keep_params
+
+if TYPE_CHECKING:
+    from bench.methods.neighbours import NeighbourVoteClassifier
 
 __all__ = [
     "CLASSICAL",
+    "KNN",
     "MODELS",
     "ClassicalClassifier",
     "build_classical",
+    "build_knn",
     "cv_folds",
     "linear_preprocessor",
 ]
@@ -227,3 +233,18 @@ def build_classical(cfg: DictConfig, context: MethodContext) -> ClassicalClassif
 
 
 CLASSICAL = MethodKind(build=build_classical)
+
+
+def build_knn(cfg: DictConfig, context: MethodContext) -> NeighbourVoteClassifier:
+    """The `knn` method (conf/method/knn.yaml): the k training rows nearest to each test row,
+    found as `llm_icl`'s retrieval finds its shots, voting their labels."""
+    from bench.methods.neighbours import NeighbourVoteClassifier  # it imports this module
+
+    params = OmegaConf.to_container(cfg.params, resolve=True) if cfg.get("params") else {}
+    return NeighbourVoteClassifier(**params)
+
+
+KNN = MethodKind(
+    build=build_knn,
+    param_ranges={"k": Range(low=1), "prior_weight": Range(low=0, integer=False)},
+)

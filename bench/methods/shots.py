@@ -3,8 +3,9 @@
 Static selections pick the same k shots for every query (so every prompt shares its prefix):
 ``first`` (the head of the run's nested, stratified training subset), ``random``,
 ``stratified`` (class proportions kept), ``balanced`` (equal rows per class, as in TabLLM).
-``knn`` retrieves, for each query, its k nearest training rows (numeric features standardised,
-categoricals one-hot), the most similar placed last, next to the query.
+``knn`` retrieves, for each query, its k nearest training rows (bench/methods/neighbours.py:
+numeric features standardised, categoricals one-hot), the most similar placed last, next to the
+query.
 """
 
 from __future__ import annotations
@@ -54,21 +55,15 @@ def static_shots(y: pd.Series, k: int, selection: str, seed: int) -> np.ndarray:
 
 
 def nearest_shots(pool: pd.DataFrame, queries: pd.DataFrame, k: int) -> list[np.ndarray]:
-    """For each query row, positions of its k nearest pool rows, farthest first."""
-    from sklearn.neighbors import NearestNeighbors
+    """For each query row, positions of its k nearest pool rows, farthest first.
 
-    from bench.methods.classical import linear_preprocessor
+    The neighbours are `NeighbourIndex`'s (bench/methods/neighbours.py), the very rows the
+    `knn` method votes, so that control and LLM can never disagree on who the neighbours are.
+    """
+    from bench.methods.neighbours import NeighbourIndex
 
-    k = min(k, len(pool))
-    if k == 0:
-        return [np.array([], dtype=int) for _ in range(len(queries))]
-    encoder = linear_preprocessor()  # the same encoding logistic regression sees
-    # Booleans are categories here (the imputers refuse bool dtype).
-    pool, queries = _bools_as_text(pool), _bools_as_text(queries)
-    points = encoder.fit_transform(pool)
-    index = NearestNeighbors(n_neighbors=k).fit(points)
-    _, neighbours = index.kneighbors(encoder.transform(queries))
-    return [row[::-1].copy() for row in neighbours]
+    _, positions = NeighbourIndex(pool, k).query(queries)
+    return [row[::-1].copy() for row in positions]
 
 
 def shared_prefix_layout(neighbours: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -101,8 +96,3 @@ def shared_prefix_layout(neighbours: list[np.ndarray]) -> tuple[list[np.ndarray]
         key = sorted(sent[t], key=lambda s: (starts[t][s], -ends[t][s], s))
         laid[q] = np.array(key, dtype=int)
     return laid, order
-
-
-def _bools_as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    bools = [c for c in frame.columns if pd.api.types.is_bool_dtype(frame[c])]
-    return frame.astype({c: str for c in bools}) if bools else frame
