@@ -42,6 +42,8 @@ and scored on the very same rows. Results go to results_dir (one file per run), 
     bench-run experiment=quick                          the default sweep (./scripts/run.sh)
     bench-run dataset=callcenter method=lightgbm        one dataset, one method (results/adhoc)
     bench-run -m dataset=callcenter method=logreg,llm_icl n_train=[16,64]
+    bench-run experiment=shots dry_run=true             what it would cost: runs, LLM requests,
+                                                        tokens, USD and time; nothing is sent
   names:  bench-data list; ls conf/{dataset,method,llm,serializer,experiment}
   status: 0 every run of this sweep ok or skipped, 1 some failed, was unavailable or could
           not be stored, 2 refused settings or results_dir (nothing ran), 130/143 Ctrl-C/SIGTERM
@@ -96,6 +98,8 @@ def run_main() -> None:
         for problem in plan.problems:
             print(f"  - {problem}", file=sys.stderr)
         sys.exit(EXIT_REFUSED)
+    if not _asks_for_help(argv) and _dry_run(argv):  # nothing sent, nothing written
+        sys.exit(0)
     _check_stores(plan)
     use_plan(plan)  # the one plan of this sweep, read by its summary and its progress
     register_configs()
@@ -119,6 +123,17 @@ def run_main() -> None:
         raise
     if any(OUTCOME.get(k) for k in ("failed", "unavailable", "missing", NOT_STORED)):
         sys.exit(EXIT_RUNS_FAILED)
+
+
+def _dry_run(argv: list[str]) -> bool:
+    """`dry_run=true`: print what the sweep would ask of its LLMs and cost (bench/dry_run.py)."""
+    from bench.dry_run import describe_plans, dry_run_configs, plan_job
+
+    configs = dry_run_configs(argv)
+    if configs is None:
+        return False
+    print(describe_plans([plan_job(cfg) for cfg in configs]), flush=True)
+    return True
 
 
 def _check_stores(plan: SweepPlan) -> None:

@@ -1,14 +1,520 @@
-"""`bench-run ... dry_run=true`: the sweep planned as it would run, its LLM requests counted."""
+"""`bench-run ... dry_run=true`: the sweep planned as it would run, its LLM requests counted.
+
+The sweep is expanded as bench-run expands it (`bench.preflight.sweep_jobs`), each job's runs
+resolved (`bench.spec.specs_for`), and the runs already done in the results store left out, as
+the job would reuse them. Each remaining LLM run executes its method's real fit and predict on
+the real split (`bench.runner.execute_run`) inside `planning()`: there `make_backend` gets a
+`PlanningBackend` from `planning_backend` as its innermost backend, which answers every request
+with a neutral answer (uniform class probabilities, an empty text, a fixed vector) and counts
+it: prompt tokens with the model's own tokenizer (the GGUF's for the embedded models, an offline
+tokenizer of the family for endpoints: bench/llm/tokens.py), the prefix it shares with the
+previous prompt of its run (what a prefix cache would serve), and completion tokens (a score's
+label tokens; a generation's `max_tokens`, an upper bound). USD comes from the llm config's
+prices (`bench.llm.cost.priced`), time from the model's speed or the endpoint's rate limits
+(`estimate_seconds`).
+
+The request cache is read, never written: a request it already answers is free, and its real
+answer is returned (`planning_backend` turns `llm.cache` off on its own copy of the config, so
+`make_backend` wraps no cache that would store a planned answer). Nothing is sent and nothing
+is written: no run record, claim, `.sweep/` file, Hydra log folder or cache entry.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 from omegaconf import DictConfig
 
-from bench.llm.protocol import LLMBackend
+from bench.llm.protocol import (
+    EmbedResult,
+    GenerateResult,
+    LLMBackend,
+    Messages,
+    OnResult,
+    ScoreResult,
+    Usage,
+)
+from bench.llm.requests import EmbedRequest, GenerateRequest, LLMRequest, ScoreRequest
 
-__all__ = ["planning_backend"]
+__all__ = [
+    "JobPlan",
+    "LlmTally",
+    "PlanningBackend",
+    "describe_plans",
+    "dry_run_configs",
+    "estimate_seconds",
+    "plan_job",
+    "planning",
+    "planning_backend",
+]
+
+# In-process speed, measured on this project's 2-core machine with Gemma 3 270M Q4_K_M at one
+# thread (prompt: llama.cpp eval of 2,000 table tokens; generation: 64 greedy tokens), scaled
+# by a GGUF's size for other models and divided by llm.n_threads: an assumption, said so.
+LOCAL_REFERENCE_BYTES = 253_113_024
+LOCAL_PROMPT_S_PER_TOKEN = 0.0074
+LOCAL_OUTPUT_S_PER_TOKEN = 0.080
+# An endpoint's latency per request when its rate limits do not bind: an assumption, said so.
+ENDPOINT_FIRST_TOKEN_S = 0.5
+ENDPOINT_OUTPUT_TOKENS_PER_S = 80.0
+# OpenAI caches a prompt's prefix from 1,024 tokens on, in steps of 128 tokens.
+OPENAI_CACHE_MIN, OPENAI_CACHE_STEP = 1024, 128
+EMBED_DIMENSIONS = 16  # planned embeddings: a vector per text, only their count matters
+
+
+@dataclass
+class LlmTally:
+    """What one llm config was asked in a dry run (one run, a job or the whole sweep)."""
+
+    usage: Usage = field(default_factory=Usage)
+    upper_bound: int = 0  # generations counted at their max_tokens
+    tokens_for_limits: int = 0  # what a tokens-per-minute limiter reserves (prompt + max)
+    seconds: float = 0.0  # in-process: the model's time; endpoints: see estimate_seconds
+
+    def add(self, other: LlmTally) -> None:
+        self.usage += other.usage
+        self.upper_bound += other.upper_bound
+        self.tokens_for_limits += other.tokens_for_limits
+        self.seconds += other.seconds
+
+
+@dataclass
+class RunPlan:
+    """The requests of one run being planned, by llm config name, and its configs."""
+
+    tallies: dict[str, LlmTally] = field(default_factory=dict)
+    configs: dict[str, DictConfig] = field(default_factory=dict)
+    previous: dict[str, list[int]] = field(default_factory=dict)  # last prompt's tokens per llm
+
+
+_ACTIVE: ContextVar[RunPlan | None] = ContextVar("bench_dry_run", default=None)
+
+
+@contextlib.contextmanager
+def planning(plan: RunPlan) -> Iterator[RunPlan]:
+    """Inside this block every backend `make_backend` builds counts into `plan` instead of
+    asking its model."""
+    token = _ACTIVE.set(plan)
+    try:
+        yield plan
+    finally:
+        _ACTIVE.reset(token)
 
 
 def planning_backend(cfg: DictConfig) -> LLMBackend | None:
     """The backend that counts a dry run's requests, or None outside a dry run."""
-    return None
+    plan = _ACTIVE.get()
+    if plan is None:
+        return None
+    cache = ReadOnlyCache(cfg) if cfg.cache else None
+    cfg.cache = False  # make_backend's own copy: no cache around the planner stores its answers
+    plan.configs.setdefault(cfg.name, cfg)
+    return PlanningBackend(cfg, plan, cache)
+
+
+class ReadOnlyCache:
+    """The request cache, read without writing: an answer there costs nothing in the sweep.
+    A file with no write-ahead log is opened immutable (SQLite then creates no -wal/-shm)."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        from bench.paths import resolve_project_path
+
+        self.config = cfg
+        self.path = resolve_project_path(cfg.cache_path)
+        self._conn: sqlite3.Connection | None = None
+        self._identities: dict[str, dict[str, Any]] = {}
+
+    def get(self, request: LLMRequest) -> Any:
+        """The cached answer to `request` as a hit, or None."""
+        from bench.llm.cache import RequestCache, _restored
+        from bench.llm.cache_key import llm_identity, request_part
+
+        if not self.path.is_file():
+            return None
+        if request.op not in self._identities:
+            self._identities[request.op] = llm_identity(self.config, request.op)
+        key = RequestCache.key(**self._identities[request.op], **request_part(request))
+        try:
+            row = (
+                self._connection()
+                .execute("SELECT value FROM responses WHERE key = ?", (key,))
+                .fetchone()
+            )
+        except sqlite3.Error:  # damaged, locked or foreign: plan the request as paid
+            return None
+        return None if row is None else _restored(request.op, json.loads(row[0]))
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            mode = "ro" if Path(f"{self.path}-wal").exists() else "ro&immutable=1"
+            self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode={mode}", uri=True)
+        return self._conn
+
+
+class PlanningBackend:
+    """Answers every request neutrally and counts it into the run's `RunPlan`."""
+
+    def __init__(self, config: DictConfig, plan: RunPlan, cache: ReadOnlyCache | None) -> None:
+        self.config = config
+        self.plan = plan
+        self.cache = cache
+        self.local = config.backend == "llamacpp"
+        self._model: Any = None  # the in-process backend, for its tokenizer only (no weights)
+        if self.local:
+            from bench.llm.llamacpp_backend import LlamaCppBackend
+
+            self._model = LlamaCppBackend(config)
+
+    # -- the tokenizer ---------------------------------------------------------------------
+    def _tokens(self, request: str | Messages, template: bool = True) -> list[int]:
+        if self.local:
+            return (
+                self._model.request_tokens(request)
+                if template
+                else self._model.text_tokens(request)
+            )
+        from bench.llm.tokens import token_counter
+
+        chat = template and self.config.api == "chat"
+        return token_counter(self.config.model).request_tokens(request, chat=chat)
+
+    def count_tokens(self, text: str) -> int:
+        if self.local:
+            return self._model.count_tokens(text)
+        return max(1, len(self._tokens(text)))
+
+    def first_token(self, text: str) -> int | None:
+        return self._model.first_token(text) if self.local else None  # as the real backends
+
+    # -- requests --------------------------------------------------------------------------
+    def score(
+        self, requests: Sequence[ScoreRequest], on_result: OnResult | None = None
+    ) -> list[ScoreResult]:
+        def answer(request: ScoreRequest) -> ScoreResult:
+            longest = max(len(label) for label in request.labels)
+            # in-process: each label's tokens are read from logits, not generated; an endpoint
+            # generates up to longest // 3 + 1 tokens (bench/llm/openai_backend.py)
+            completion = 0 if self.local else max(1, longest // 3 + 1)
+            labels = max(len(self._tokens(lb, False)) for lb in request.labels) if self.local else 0
+            usage = self._count(request.prompt, completion, extra=labels)
+            uniform = 1.0 / len(request.labels)
+            return ScoreResult({lb: uniform for lb in request.labels}, "logprobs", usage=usage)
+
+        return self._each(requests, answer, on_result)
+
+    def generate(
+        self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None
+    ) -> list[GenerateResult]:
+        def answer(request: GenerateRequest) -> GenerateResult:
+            usage = self._count(request.messages or request.prompt, request.max_tokens)
+            self._tally().upper_bound += 1
+            return GenerateResult("", usage)
+
+        return self._each(requests, answer, on_result)
+
+    def embed(
+        self, requests: Sequence[EmbedRequest], on_result: OnResult | None = None
+    ) -> list[EmbedResult]:
+        def answer(request: EmbedRequest) -> EmbedResult:
+            usage = self._count(request.text, 0, template=False, shared=False)
+            digest = hashlib.sha256(request.text.encode()).digest()
+            vector = [b / 255.0 for b in digest[:EMBED_DIMENSIONS]]
+            return EmbedResult(vector, usage)
+
+        return self._each(requests, answer, on_result)
+
+    def close(self) -> None:
+        pass
+
+    def _each(
+        self, requests: Sequence[Any], answer: Callable[[Any], Any], on_result: OnResult | None
+    ) -> list[Any]:
+        results = []
+        for index, request in enumerate(requests):
+            hit = self.cache.get(request) if self.cache is not None else None
+            if hit is not None:
+                self._tally().usage += hit.usage
+            results.append(hit if hit is not None else answer(request))
+            if on_result is not None:
+                on_result(index, results[-1])
+        return results
+
+    def _tally(self) -> LlmTally:
+        return self.plan.tallies.setdefault(self.config.name, LlmTally())
+
+    def _count(
+        self,
+        prompt: str | Messages,
+        completion: int,
+        extra: int = 0,
+        template: bool = True,
+        shared: bool = True,
+    ) -> Usage:
+        """Count one request: its prompt tokens, the prefix it shares with the run's previous
+        prompt to this llm, `completion` tokens; the run is skipped, as the real backend would
+        skip it, when the request does not fit the model's window."""
+        from bench.llm.backend import PromptTooLongError, context_limit
+        from bench.llm.cost import priced
+
+        tokens = self._tokens(prompt, template)
+        limit = context_limit(self.config)
+        needed = len(tokens) + max(completion, extra)
+        if needed > limit:
+            raise PromptTooLongError(needed, limit, self.config.name)
+        previous = self.plan.previous.get(self.config.name, [])
+        cached = _shared_prefix(previous, tokens) if shared else 0
+        if shared:
+            self.plan.previous[self.config.name] = tokens
+        if not self.local and _openai_family(self.config):  # OpenAI's prompt caching rule
+            steps = cached // OPENAI_CACHE_STEP * OPENAI_CACHE_STEP
+            cached = steps if cached >= OPENAI_CACHE_MIN else 0
+        seconds = self._seconds(len(tokens) - cached, completion)
+        usage = Usage(
+            requests=1,
+            prompt_tokens=len(tokens),
+            cached_tokens=cached,
+            completion_tokens=completion,
+            llm_seconds=seconds,
+            llm_wall_seconds=seconds,
+        )
+        usage = priced(usage, self.config.prices)
+        tally = self._tally()
+        tally.usage += usage
+        tally.tokens_for_limits += len(tokens) + completion
+        tally.seconds += seconds
+        return usage
+
+    def _seconds(self, uncached: int, completion: int) -> float:
+        if not self.local:
+            return ENDPOINT_FIRST_TOKEN_S + completion / ENDPOINT_OUTPUT_TOKENS_PER_S
+        scale = _weights_bytes(self.config) / LOCAL_REFERENCE_BYTES
+        scale /= max(1, int(self.config.n_threads or 1))
+        return scale * (uncached * LOCAL_PROMPT_S_PER_TOKEN + completion * LOCAL_OUTPUT_S_PER_TOKEN)
+
+
+def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Leading tokens `b` shares with `a`; at least one token of `b` is always evaluated."""
+    limit = min(len(a), len(b) - 1)
+    n = 0
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return max(n, 0)
+
+
+_WEIGHTS_BYTES: dict[str, int] = {}
+
+
+def _weights_bytes(cfg: DictConfig) -> int:
+    """The size of an in-process model's GGUF file (resolved once per process)."""
+    from bench.llm.weights import resolve_model_path
+
+    spec = str(cfg.model_path)
+    if spec not in _WEIGHTS_BYTES:
+        _WEIGHTS_BYTES[spec] = resolve_model_path(cfg.model_path, cfg.name).stat().st_size
+    return _WEIGHTS_BYTES[spec]
+
+
+def _openai_family(cfg: DictConfig) -> bool:
+    from bench.llm.tokens import family_encoding
+
+    return family_encoding(str(cfg.model)) is not None
+
+
+def estimate_seconds(cfg: DictConfig, tally: LlmTally) -> float:
+    """The time `tally`'s requests take: in-process, the model's own (one request at a time);
+    at an endpoint, the longest of its latencies over `llm.max_concurrency` parallel requests,
+    its requests at `llm.requests_per_minute` and its tokens at `llm.tokens_per_minute`."""
+    if cfg.backend == "llamacpp":
+        return tally.seconds
+    bounds = [tally.seconds / max(1, int(cfg.max_concurrency or 1))]
+    if cfg.requests_per_minute:
+        bounds.append(60.0 * tally.usage.requests / cfg.requests_per_minute)
+    if cfg.tokens_per_minute:
+        bounds.append(60.0 * tally.tokens_for_limits / cfg.tokens_per_minute)
+    return max(bounds)
+
+
+# -- the sweep ------------------------------------------------------------------------------
+@dataclass
+class JobPlan:
+    """One job of the sweep as the dry run found it."""
+
+    label: str
+    results_dir: Path
+    runs: int = 0  # runs this job would execute
+    done: int = 0  # runs already in the store, left out
+    llm_runs: int = 0
+    notes: list[str] = field(default_factory=list)  # runs that would not finish, and why
+    tallies: dict[str, LlmTally] = field(default_factory=dict)
+    configs: dict[str, DictConfig] = field(default_factory=dict)
+
+    def seconds(self) -> float:
+        return sum(estimate_seconds(self.configs[n], t) for n, t in self.tallies.items())
+
+
+def dry_run_configs(argv: list[str]) -> list[DictConfig] | None:
+    """Every job's composed config when `bench-run argv` asks for a dry run, else None (only
+    the first job is composed to tell)."""
+    from hydra import compose, initialize_config_dir
+
+    from bench.paths import CONF_DIR
+    from bench.preflight import sweep_jobs
+
+    jobs = [
+        [o for o in job if not o.partition("=")[0].lstrip("+~").startswith("hydra")]
+        for job in sweep_jobs(argv)
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        if not jobs or not compose(config_name="config", overrides=jobs[0]).get("dry_run"):
+            return None
+        return [compose(config_name="config", overrides=job) for job in jobs]
+
+
+def plan_job(cfg: DictConfig) -> JobPlan:
+    """The runs of one job that are not done yet, and what its LLM runs would ask."""
+    from bench.data.dataset import load_task
+    from bench.job import split_or_error
+    from bench.paths import resolve_project_path
+    from bench.results import ResultsStore
+    from bench.runner import execute_run
+    from bench.spec import specs_for
+
+    store = ResultsStore(resolve_project_path(cfg.results_dir))
+    job = JobPlan(f"{cfg.dataset.name} | {cfg.method.name}", store.root)
+    specs = [(spec, store.read(spec.stem)) for spec in specs_for(cfg)]
+    task = load_task(cfg.dataset) if any(s.tags.uses_llm for s, _ in specs) else None
+    fingerprint = task.fingerprint if task is not None else None
+    splits: dict[int, Any] = {}
+    for spec, existing in specs:
+        same_data = fingerprint is None or existing is None
+        same_data = same_data or existing.provenance.data_fingerprint == fingerprint
+        if existing is not None and existing.done and same_data:  # the job would reuse it
+            job.done += 1
+            continue
+        job.runs += 1
+        if task is None or not spec.tags.uses_llm:
+            continue
+        job.llm_runs += 1
+        if spec.seed not in splits:
+            splits[spec.seed] = split_or_error(task, spec)
+        where = f"seed={spec.seed} n_train={spec.n_train}"
+        if isinstance(splits[spec.seed], Exception):
+            job.notes.append(f"{where}: failed: {splits[spec.seed]}")
+            continue
+        with planning(RunPlan()) as run:
+            record, _ = execute_run(spec, existing, task, splits[spec.seed])
+        for name, tally in run.tallies.items():
+            job.tallies.setdefault(name, LlmTally()).add(tally)
+            job.configs.setdefault(name, run.configs[name])
+        if record.status != "ok":
+            reason = (record.error or "").strip().splitlines()[:1]
+            job.notes.append(f"{where}: {record.status}: {reason[0] if reason else ''}")
+    return job
+
+
+# -- what the user reads --------------------------------------------------------------------
+COLUMNS = ("runs", "done", "requests", "cache hits", "prompt tok", "cacheable", "completion")
+
+
+def describe_plans(jobs: Sequence[JobPlan]) -> str:
+    """Per job and in total: runs, LLM requests, tokens, USD and time; then how each llm was
+    counted, priced and timed, and the runs that would not finish."""
+    total, configs = JobPlan("total", Path(".")), {}
+    width = max([len(job.label) for job in jobs] + [5])
+    head = f"{'job':<{width}}" + "".join(f"{c:>12}" for c in COLUMNS) + f"{'USD':>11}{'time':>10}"
+    lines = [
+        f"Dry run of {len(jobs)} job(s): nothing was sent to any model and nothing was written.",
+        "",
+        head,
+    ]
+    for job in [*jobs, total]:
+        if job is total:
+            lines.append("-" * len(head))
+        usage = sum((t.usage for t in job.tallies.values()), Usage())
+        cells = (
+            job.runs,
+            job.done,
+            usage.requests,
+            usage.cache_hits,
+            usage.prompt_tokens,
+            usage.cached_tokens,
+            usage.completion_tokens,
+        )
+        seconds = sum(j.seconds() for j in jobs) if job is total else job.seconds()
+        lines.append(
+            f"{job.label:<{width}}"
+            + "".join(f"{c:>12,}" for c in cells)
+            + f"{usage.usd:>11.4f}{_clock(seconds):>10}"
+        )
+        if job is not total:
+            for name, tally in job.tallies.items():
+                total.tallies.setdefault(name, LlmTally()).add(tally)
+            configs.update(job.configs)
+            total.runs, total.done = total.runs + job.runs, total.done + job.done
+    lines += ["", *_legend(total, configs)]
+    notes = [f"  [{job.label}] {note}" for job in jobs for note in job.notes]
+    if notes:
+        lines += ["Runs that would not finish (their requests up to then are counted):", *notes]
+    return "\n".join(lines)
+
+
+def _legend(total: JobPlan, configs: dict[str, DictConfig]) -> list[str]:
+    lines = [
+        "runs: to execute (done: already in the results store, left out); cacheable: prompt "
+        "tokens a prefix cache would serve (billed at the cached-input price); cache hits: "
+        "answers already in the request cache (free)."
+    ]
+    for name, tally in total.tallies.items():
+        cfg = configs[name]
+        p = cfg.prices
+        lines.append(
+            f"llm {name} ({cfg.model}): tokens: {_tokenizer(cfg)}; prices per million tokens: "
+            f"input ${p.input_per_m:g}, cached input ${p.cached_input_per_m:g}, output "
+            f"${p.output_per_m:g}, plus ${p.usd_per_hour:g}/hour (llm.prices); time: {_timing(cfg)}"
+        )
+        if tally.upper_bound:
+            lines.append(
+                f"  {tally.upper_bound:,} generation(s) counted at their max_tokens: its "
+                "completion tokens, USD and time are upper bounds."
+            )
+    lines.append("Jobs run one after another here; a parallel launcher divides the time.")
+    return lines
+
+
+def _tokenizer(cfg: DictConfig) -> str:
+    if cfg.backend == "llamacpp":
+        return "the model's own tokenizer (its GGUF file)"
+    from bench.llm.tokens import token_counter
+
+    return token_counter(str(cfg.model)).describe(str(cfg.model))
+
+
+def _timing(cfg: DictConfig) -> str:
+    if cfg.backend == "llamacpp":
+        return (
+            f"in-process, one request at a time at {LOCAL_PROMPT_S_PER_TOKEN * 1e3:g} ms per "
+            f"uncached prompt token and {LOCAL_OUTPUT_S_PER_TOKEN * 1e3:g} ms per output token "
+            "(Gemma 3 270M, one thread, measured on a 2-core machine), scaled by the GGUF's "
+            "size and divided by llm.n_threads (an assumption)"
+        )
+    rpm, tpm = cfg.requests_per_minute, cfg.tokens_per_minute
+    return (
+        f"{cfg.max_concurrency} requests at once (llm.max_concurrency) of "
+        f"{ENDPOINT_FIRST_TOKEN_S:g} s plus {ENDPOINT_OUTPUT_TOKENS_PER_S:g} output tokens/s "
+        f"each (an assumption), at most {rpm or 'unlimited'} requests and "
+        f"{tpm or 'unlimited'} tokens per minute (llm.requests_per_minute, tokens_per_minute)"
+    )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"

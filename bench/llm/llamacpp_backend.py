@@ -127,6 +127,14 @@ class LlamaCppBackend:
         """Tokens of `text` as a request (with the chat template around it, for chat models)."""
         return len(self._request_tokens(text))
 
+    def request_tokens(self, request: str | Messages) -> list[int]:
+        """The prompt tokens of a request as the model reads it (a dry run counts them)."""
+        return self._request_tokens(request)
+
+    def text_tokens(self, text: str) -> list[int]:
+        """The tokens of raw text without a template (an embedding's, a label's)."""
+        return self._tokenize(text)
+
     def first_token(self, text: str) -> int | None:
         """The first token of `text` as a continuation (used to check verbalizers collide)."""
         tokens = self._tokenize(text.lstrip() if self.chat else text, bos=False)

@@ -93,7 +93,15 @@ class OpenAIBackend:
 
     # -- public protocol ------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
-        return max(1, len(text) // 4)  # the server's tokenizer is not available here; an estimate
+        """Tokens of `text` as a request, counted offline (bench/llm/tokens.py): the model
+        family's own tokenizer where one ships (OpenAI's), else an estimate."""
+        from bench.llm.tokens import token_counter
+
+        try:
+            counter = token_counter(self.config.model)
+            return max(1, len(counter.request_tokens(text, chat=self.config.api == "chat")))
+        except ImportError:  # no bpe-openai: characters / 4, the usual rule of thumb
+            return max(1, len(text) // 4)
 
     def first_token(self, text: str) -> int | None:
         return None  # the server's tokenizer is not available here
