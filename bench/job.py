@@ -26,6 +26,7 @@ from bench.endpoint import EndpointBreaker
 from bench.errors import describe
 from bench.ledger import NOT_STORED, note_executed
 from bench.lifeline import set_interrupt_record, watch_parent
+from bench.llm.budget import BudgetLedger
 from bench.paths import resolve_project_path
 from bench.progress import SweepProgress
 from bench.record import RunRecord
@@ -156,9 +157,13 @@ def _execute_pending(
     splits: dict[int, Split | Exception] = {}
     # shared by the sweep's jobs; the backend counts each request that cannot reach the endpoint
     endpoint = EndpointBreaker(pending[0][0].llm_config, job.store.root)
+    budget = BudgetLedger(job.store.root)  # llm.budget_usd's spend, shared by the sweep's jobs
     for spec, existing in pending:
         if endpoint.open:  # the endpoint failed run after run: do not spend minutes on each
             job.finish(spec, records.failed(spec, existing, endpoint.reason))
+            continue
+        if refused := budget.refusal(spec.llm_config):  # no LLM run starts past the budget
+            job.finish(spec, records.failed(spec, existing, refused))
             continue
         if not claims.claim(spec.stem):  # another process is executing this very run
             job.elsewhere(spec, claims)

@@ -1,0 +1,239 @@
+"""The sweep budget (`llm.budget_usd`, bench/llm/budget.py): a batch is cut where the budget
+ends, every answered request is charged what the endpoint reports, a refused sweep contacts the
+endpoint no more, the request cache keeps what was paid for, the ledger's total is shared by
+processes without a lost update, a dead worker's reservations count, and `usd_per_hour` is
+charged after the fact. Against the real loopback server (tests/loopback.py), through a proxy
+that counts the requests and reads the usage the server reports. The sweep end to end:
+tests/test_budget_sweep.py."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from bench.config import compose_config
+from bench.llm import budget as budget_module
+from bench.llm import make_backend
+from bench.llm.budget import BudgetLedger, BudgetReached, budget_message
+from bench.llm.requests import GenerateRequest
+
+if TYPE_CHECKING:
+    from loopback import FaultProxy, LLMServer
+
+Compose = Callable[..., DictConfig]
+StartProxy = Callable[..., "FaultProxy"]
+
+# Dear tokens, so that a dozen short requests cross a budget of a few dollars: $1 a prompt
+# token, $2 a completion token.
+PRICES = ("llm.prices.input_per_m=1000000", "llm.prices.output_per_m=2000000")
+ENDPOINT_LLM = {"name": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+
+
+@pytest.fixture(autouse=True)
+def no_ledger_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's ledgers are its own: the module's active and per-process ones are restored."""
+    monkeypatch.setattr(budget_module, "_ACTIVE", None)
+    monkeypatch.setattr(budget_module, "_PROCESS", None)
+
+
+def plan(results: Path, sweep_id: str) -> None:
+    """What bench-run writes when a sweep starts (bench/progress.py)."""
+    (results / ".sweep").mkdir(parents=True, exist_ok=True)
+    (results / ".sweep" / "plan.json").write_text(json.dumps({"id": sweep_id, "total": 1}))
+
+
+class UsageTap:
+    """A FaultProxy `rewrite` that adds up the usage the server reports for every answer."""
+
+    def __init__(self) -> None:
+        self.answers: list[dict[str, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, answer: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.answers.append(dict(answer.get("usage") or {}))
+        return answer
+
+    def usd(self, input_per_m: float = 1e6, output_per_m: float = 2e6) -> float:
+        return sum(
+            u.get("prompt_tokens", 0) * input_per_m / 1e6
+            + u.get("completion_tokens", 0) * output_per_m / 1e6
+            for u in self.answers
+        )
+
+
+def requests(n: int) -> list[GenerateRequest]:
+    return [GenerateRequest(f"Count from {i} to {i + 5}:", max_tokens=6) for i in range(n)]
+
+
+def layers(backend: Any) -> list[str]:
+    """The classes of a backend's layers, outermost first."""
+    names = []
+    while backend is not None:
+        names.append(type(backend).__name__)
+        backend = getattr(backend, "backend", None)
+    return names
+
+
+def test_the_budget_is_a_layer_inside_the_cache_only_when_set(openai_llm: Compose) -> None:
+    plain = layers(make_backend(openai_llm("http://127.0.0.1:9/v1")))
+    assert "BudgetedBackend" not in plain and plain[-1] == "OpenAIBackend"
+    budgeted = layers(make_backend(openai_llm("http://127.0.0.1:9/v1", "llm.budget_usd=1")))
+    assert budgeted[-3:] == ["CachedBackend", "BudgetedBackend", "OpenAIBackend"]
+
+
+def test_the_message_names_the_budget_the_spend_and_the_setting() -> None:
+    message = budget_message(20.0, 19.5)
+    assert message.startswith("budget of $20.00 for this sweep reached ($19.50 spent)")
+    assert "llm.budget_usd=20" in message and "request cache" in message
+    assert budget_message(0.002, 0.0019873).startswith(
+        "budget of $0.002 for this sweep reached ($0.001987 spent)"
+    )
+
+
+@pytest.mark.e2e
+def test_a_batch_is_cut_where_the_budget_ends_and_the_cache_keeps_what_was_paid(
+    llm_server: LLMServer, openai_llm: Compose, fault_proxy: StartProxy, tmp_path: Path
+) -> None:
+    """Twelve requests of about $25 each against $100: the batch is cut, nothing past the
+    budget is sent, the ledger charges exactly what the server reported, a refused sweep asks
+    nothing more; the next sweep, with a higher budget, sends only what was not answered."""
+    tap = UsageTap()
+    proxy = fault_proxy(llm_server, rewrite=tap)
+    cfg = openai_llm(
+        proxy.url, *PRICES, "llm.budget_usd=100", "llm.max_concurrency=2", model=llm_server.model
+    )
+    results = tmp_path / "results"
+    plan(results, "sweep-1")
+    ledger = BudgetLedger(results)
+    backend = make_backend(cfg)
+    with pytest.raises(BudgetReached) as refused:
+        backend.generate(requests(12))
+    sent = len(proxy.attempts)
+    assert 0 < sent < 12
+    state = ledger.state(budget_module._endpoint_key(cfg))
+    assert state["spent"] == pytest.approx(tap.usd())  # every answer charged what it used
+    assert state["requests"] == sent and state["held"] == 0
+    assert state["spent"] <= 100  # reserved at worst case: nothing in flight overshot
+    assert str(refused.value).startswith("budget of $100.00 for this sweep reached ($")
+    assert f"(${state['spent']:,.2f} spent)" in str(refused.value)
+    # the sweep is refused from now on, without contacting the endpoint
+    with pytest.raises(BudgetReached):
+        backend.generate([GenerateRequest("A new question:", max_tokens=2)])
+    assert len(proxy.attempts) == sent
+    assert ledger.refusal(OmegaConf.to_container(cfg)).startswith("not attempted: budget of $100")
+    # the next sweep with a higher budget goes on where this one stopped
+    plan(results, "sweep-2")
+    BudgetLedger(results)
+    cfg.budget_usd = 1000
+    answers = make_backend(cfg).generate(requests(12))
+    assert len(proxy.attempts) == 12  # the answers paid for in sweep-1 came from the cache
+    assert sum(a.usage.cache_hits for a in answers) == sent
+
+
+@pytest.mark.e2e
+def test_a_request_held_back_by_others_waits_instead_of_failing(
+    llm_server: LLMServer, openai_llm: Compose, fault_proxy: StartProxy, tmp_path: Path
+) -> None:
+    """Another worker's reservation leaves no room now, but the spend leaves room: the request
+    waits until that reservation is settled, then goes out."""
+    proxy = fault_proxy(llm_server)
+    cfg = openai_llm(proxy.url, *PRICES, "llm.budget_usd=60", model=llm_server.model)
+    plan(tmp_path, "sweep-1")
+    ledger = BudgetLedger(tmp_path)
+    key = budget_module._endpoint_key(cfg)
+    (hold,) = ledger.reserve(key, [55.0], budget=60)  # another worker's request in flight
+    timer = threading.Timer(1.0, ledger.settle, (key, hold, 3.0, None))
+    timer.start()
+    (answer,) = make_backend(cfg, use_cache=False).generate(requests(1))
+    timer.join()
+    assert answer.usage.requests == 1 and len(proxy.attempts) == 1
+    assert ledger.state(key)["spent"] == pytest.approx(3.0 + answer.usage.usd)
+
+
+def _spend(results: str, times: int, usd: float) -> None:
+    ledger = BudgetLedger(Path(results))
+    for _ in range(times):
+        holds = ledger.reserve("endpoint", [usd], budget=1e9)
+        ledger.settle("endpoint", holds[0], usd, None)
+
+
+def test_processes_share_one_total_and_lose_no_update(tmp_path: Path) -> None:
+    plan(tmp_path, "sweep-1")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_spend, args=(str(tmp_path), 25, 0.5)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0] * 4
+    state = BudgetLedger(tmp_path).state("endpoint")
+    assert state["spent"] == pytest.approx(50.0) and state["requests"] == 100
+    assert (tmp_path / ".sweep" / "budget.sqlite").is_file()
+    plan(tmp_path, "sweep-2")  # a new sweep starts from zero
+    assert BudgetLedger(tmp_path).state("endpoint")["spent"] == 0
+
+
+def test_a_dead_workers_reservations_count_as_spent(tmp_path: Path) -> None:
+    """A worker killed with requests in flight may have been billed for them: its holds are
+    charged in full, never left to block the sweep, never forgotten."""
+    plan(tmp_path, "sweep-1")
+    code = (
+        "import os, sys; from pathlib import Path; from bench.llm.budget import BudgetLedger; "
+        "BudgetLedger(Path(sys.argv[1])).reserve('endpoint', [4.0, 3.0], budget=10); "
+        "os._exit(9)"
+    )
+    dead = subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=120)
+    assert dead.returncode == 9
+    ledger = BudgetLedger(tmp_path)
+    assert ledger.reserve("endpoint", [2.0], budget=10)  # 7 + 2 fits
+    state = ledger.state("endpoint")
+    assert state["spent"] == pytest.approx(7.0) and state["held"] == pytest.approx(2.0)
+    with pytest.raises(BudgetReached, match=r"budget of \$10.00 for this sweep reached"):
+        ledger.reserve("endpoint", [3.5], budget=10)  # 7 spent + 3.5 > 10 whatever settles
+
+
+def test_a_run_with_no_llm_or_no_budget_is_never_refused(tmp_path: Path) -> None:
+    plan(tmp_path, "sweep-1")
+    ledger = BudgetLedger(tmp_path)
+    key = budget_module._endpoint_key(ENDPOINT_LLM)
+    with pytest.raises(BudgetReached):
+        ledger.reserve(key, [2.0], budget=1)
+    assert ledger.refusal(None) is None
+    assert ledger.refusal({**ENDPOINT_LLM, "budget_usd": None}) is None
+    assert ledger.refusal({**ENDPOINT_LLM, "budget_usd": 1}).startswith("not attempted: budget")
+    assert ledger.refusal({**ENDPOINT_LLM, "budget_usd": 5}) is None  # a higher one goes on
+    other = {**ENDPOINT_LLM, "model": "another", "budget_usd": 1}
+    assert ledger.refusal(other) is None  # the budget is per endpoint
+
+
+@pytest.mark.e2e
+def test_usd_per_hour_is_charged_after_the_fact(tmp_path: Path) -> None:
+    """An in-process model priced by the hour only: nothing can be reserved before a request,
+    each answer is charged its wall time, and once that reaches the budget nothing is sent."""
+    from loopback import LOCAL_LLM
+
+    cfg = compose_config(
+        [
+            f"llm={LOCAL_LLM}",
+            f"llm.cache_path={tmp_path / 'cache.sqlite'}",
+            "llm.prices.usd_per_hour=3600000",  # $1000 a millisecond: one request passes it
+            "llm.budget_usd=1",
+        ]
+    ).llm
+    BudgetLedger(None)  # a job without a sweep plan: its ledger in memory
+    backend = make_backend(cfg, use_cache=False)
+    with pytest.raises(BudgetReached) as refused:
+        backend.generate(requests(3))
+    state = budget_module.active_ledger().state(budget_module._endpoint_key(cfg))
+    assert state["requests"] == 1 and state["spent"] > 1  # charged after the fact
+    assert f"(${state['spent']:,.2f} spent)" in str(refused.value)
