@@ -45,6 +45,8 @@ __all__ = [
     "PairedInterval",
     "delong_difference",
     "delong_over_seeds",
+    "mean_bootstrap",
+    "metric_values",
     "paired_bootstrap",
     "rows_to_decide",
     "seeds_to_decide",
@@ -169,6 +171,24 @@ def _diff_by_calls(
     return out
 
 
+def metric_values(name: str, y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """`name` (in METRIC_NAMES) of each row of `scores` (methods x rows) on labels `y`, by the
+    same per-row counts the bootstrap uses (each row drawn once).
+
+    >>> metric_values("accuracy", np.array([1, 0]), np.array([[0.9, 0.2], [0.1, 0.2]]))
+    array([1. , 0.5])
+    """
+    y = np.asarray(y, dtype=int)
+    scores = np.atleast_2d(np.asarray(scores, dtype=float))
+    pos = y == 1
+    u, w = np.ones((1, int(pos.sum())), int), np.ones((1, int((~pos).sum())), int)
+    if name == "roc_auc":
+        return np.array([_auc_from_counts(s[pos], s[~pos], u, w)[0] for s in scores])
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {name!r}; use one of {', '.join(METRIC_NAMES)}")
+    return np.array([_row_loss(name, y, s).mean() for s in scores])
+
+
 def _resolve_metric(metric: str | MetricFn) -> str | MetricFn:
     if isinstance(metric, str):
         if metric not in METRIC_NAMES:
@@ -209,6 +229,7 @@ def paired_bootstrap(
     alpha: float = 0.05,
     seed: int = 0,
     between_seeds: bool = True,
+    clusters: Sequence[int] | None = None,
 ) -> PairedInterval:
     """Two-level paired bootstrap of `metric(a) - metric(b)` averaged over seeds.
 
@@ -225,13 +246,16 @@ def paired_bootstrap(
     about these seeds' fitted models, not about the training draw. `metric` is a name in
     METRIC_NAMES (vectorised; scikit-learn's roc_auc_score, brier_score_loss and log_loss map
     to them) or any callable (y_true, score) -> float, called twice per replicate and seed.
+
+    `clusters` (one id per group, default: each group its own seed) puts several groups in one
+    seed: they are resampled together at the seed level and their differences averaged with
+    equal weight, as for the two halves of a seed's test rows in a cross-fitted comparison
+    (bench/report/selection.py).
     """
     if n_boot < 2 or not 0 < alpha < 1:
         raise ValueError(f"need n_boot >= 2 and 0 < alpha < 1, got n_boot={n_boot}, alpha={alpha}")
     checked = _check_groups(groups)
     fn = _resolve_metric(metric)
-    rng = np.random.default_rng(seed)
-    k = len(checked)
     sizes = [(int(y.sum()), int(len(y) - y.sum())) for y, _, _ in checked]  # positives, negatives
     observed = np.array(
         [
@@ -239,31 +263,96 @@ def paired_bootstrap(
             for g, (n_pos, n_neg) in zip(checked, sizes, strict=True)
         ]
     )
-    estimate = float(observed.mean())
+
+    def draw(g: int, reps: int, rng: np.random.Generator) -> np.ndarray:
+        n_pos, n_neg = sizes[g]
+        u, w = _counts(rng, reps, n_pos), _counts(rng, reps, n_neg)
+        return _seed_diffs(fn, checked[g], u, w) - observed[g]
+
+    n_rows = sum(len(y) for y, _, _ in checked)
+    return _two_level(observed, draw, clusters, n_boot, alpha, seed, between_seeds, n_rows)
+
+
+def mean_bootstrap(
+    groups: Sequence[np.ndarray],
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    between_seeds: bool = True,
+) -> PairedInterval:
+    """The same two-level bootstrap for the mean of per-row values (one array per seed).
+
+    For paired per-row differences that are not a metric of scores, such as an explanation's
+    named - unnamed effect (bench/report/explanations.py): rows are resampled within their seed
+    (no classes), seeds with the between-seed rescaling of `paired_bootstrap`.
+
+    >>> iv = mean_bootstrap([np.array([0.1, 0.2, 0.3]), np.array([0.2, 0.3, 0.4])], 500)
+    >>> round(iv.estimate, 3), iv.low > 0
+    (0.25, True)
+    """
+    if n_boot < 2 or not 0 < alpha < 1:
+        raise ValueError(f"need n_boot >= 2 and 0 < alpha < 1, got n_boot={n_boot}, alpha={alpha}")
+    values = [np.asarray(g, dtype=float) for g in groups]
+    if not values or any(v.ndim != 1 or len(v) == 0 for v in values):
+        raise ValueError("mean_bootstrap needs one non-empty 1-d array of row values per seed")
+    if not all(np.isfinite(v).all() for v in values):
+        raise ValueError("mean_bootstrap: values must be finite (NaN or inf found)")
+    observed = np.array([v.mean() for v in values])
+
+    def draw(g: int, reps: int, rng: np.random.Generator) -> np.ndarray:
+        v = values[g]
+        return _counts(rng, reps, len(v)) @ v / len(v) - observed[g]
+
+    n_rows = sum(len(v) for v in values)
+    return _two_level(observed, draw, None, n_boot, alpha, seed, between_seeds, n_rows)
+
+
+def _two_level(
+    observed: np.ndarray,
+    draw: Callable[[int, int, np.random.Generator], np.ndarray],
+    clusters: Sequence[int] | None,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+    between_seeds: bool,
+    n_rows: int,
+) -> PairedInterval:
+    """Seeds (clusters of groups) resampled with the between-seed rescaling, rows by `draw`.
+
+    `observed` holds each group's value; `draw(g, reps, rng)` returns `reps` row-resampled
+    deviations of group g from it. One seed's value is the mean of its groups'.
+    """
+    ids = list(range(len(observed))) if clusters is None else list(clusters)
+    if len(ids) != len(observed):
+        raise ValueError(f"clusters has {len(ids)} ids for {len(observed)} groups")
+    members = [[g for g, c in enumerate(ids) if c == cid] for cid in dict.fromkeys(ids)]
+    rng = np.random.default_rng(seed)
+    k = len(members)
+    seed_values = np.array([observed[m].mean() for m in members])
+    estimate = float(seed_values.mean())
 
     resample_seeds = between_seeds and k >= 2
     if resample_seeds:
         chosen = rng.integers(0, k, size=(n_boot, k))
     else:
         chosen = np.broadcast_to(np.arange(k), (n_boot, k))
-    row_dev = np.empty(chosen.shape)  # resampled minus observed difference, per slot
+    row_dev = np.empty(chosen.shape)  # resampled minus observed value, per slot
     row_var = np.empty(k)
-    for s, (group, (n_pos, n_neg)) in enumerate(zip(checked, sizes, strict=True)):
+    for s, member in enumerate(members):
         slots = chosen == s
         used = int(slots.sum())
         reps = max(used, 2)  # at least 2, for this seed's row variance
-        dev = _seed_diffs(fn, group, _counts(rng, reps, n_pos), _counts(rng, reps, n_neg))
-        dev -= observed[s]
+        dev = np.mean([draw(g, reps, rng) for g in member], axis=0)
         row_dev[slots] = dev[:used]
         row_var[s] = dev.var(ddof=1)
     row_part = row_dev.mean(axis=1)
     if resample_seeds:
-        spread = float(observed.var(ddof=1))
+        spread = float(seed_values.var(ddof=1))
         between = max(0.0, spread - float(row_var.mean()))
         # Resampling k centred values has variance mean(e^2) / k = (k-1)/k * spread / k; the
         # scale makes that between / k, the between-seed share of the mean's variance.
         scale = math.sqrt(between / ((k - 1) / k * spread)) if spread > 0 else 0.0
-        seed_part = scale * (observed[chosen] - estimate).mean(axis=1)
+        seed_part = scale * (seed_values[chosen] - estimate).mean(axis=1)
     else:
         seed_part = np.zeros(n_boot)
     replicates = estimate + seed_part + row_part
@@ -275,7 +364,7 @@ def paired_bootstrap(
         se=float(replicates.std(ddof=1)),
         alpha=alpha,
         n_seeds=k,
-        n_rows=sum(len(y) for y, _, _ in checked),
+        n_rows=n_rows,
         method="bootstrap",
         var_rows=float(row_part.var(ddof=1)),
         var_seeds=float(seed_part.var(ddof=1)),

@@ -24,6 +24,7 @@ __all__ = [
     "ALPHA",
     "PairedDifference",
     "holm",
+    "joint_factor",
     "mean_ci",
     "paired_difference",
     "t_half_width",
@@ -115,6 +116,27 @@ def holm(p_values: Mapping[K, float]) -> dict[K, float]:
         running = max(running, min(1.0, (m - i) * p))
         adjusted[key] = round(running, 12)  # drop float noise such as 0.06000000000000001
     return adjusted
+
+
+def joint_factor(count: int, df: int | None = None, alpha: float = ALPHA) -> float:
+    """How much wider a two-sided interval gets when `count` of them must hold together.
+
+    Bonferroni: each interval at level 1 - alpha / count, so all hold with probability at
+    least 1 - alpha. The factor is the ratio of the quantiles, normal (df None, for bootstrap
+    and DeLong intervals) or Student's t with `df` degrees of freedom (a t-interval over seeds);
+    a percentile interval's two half-widths are each scaled by it.
+
+    >>> round(joint_factor(4), 3), round(joint_factor(3, df=2), 2), joint_factor(1)
+    (1.274, 1.78, 1.0)
+    """
+    from scipy import stats
+
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if count == 1:
+        return 1.0
+    dist = stats.norm if df is None else stats.t(df)
+    return float(dist.ppf(1 - alpha / (2 * count)) / dist.ppf(1 - alpha / 2))
 
 
 def wilcoxon_p(diffs: np.ndarray | pd.Series) -> float:

@@ -1,10 +1,19 @@
-"""The plain-language verdict: is the best LLM-based method good enough to replace the best
-classical one?
+"""The plain-language verdict: is the LLM good enough to replace a classical model?
 
-At each n_train the best LLM-based method (methods that call an LLM) and the best classical
-method (by mean) are compared by a paired 95% interval of LLM - classical (`bench.report.compare`:
-row-level over the test rows and seeds, or over seeds only with `report.stats=seeds`). "Good
-enough" is a non-inferiority question with a margin (`report.margin`, in the metric's units):
+At each n_train the verdict compares, by a paired 95% interval of LLM - classical
+(`bench.report.compare`: row-level over the test rows and seeds, or over seeds only with
+`report.stats=seeds`):
+
+1. the practitioner's picks, made on the training rows (`classical_auto` and `llm_icl_auto` or
+   `llm_icl_tuned`, bench/report/picks.py), where the sweep ran them: this decides the size;
+2. the best LLM-based and the best classical method by their mean on the test rows (the
+   ceiling), followed by the same comparison adjusted for that choice by cross-fitting
+   (bench/report/selection.py): the adjusted one decides where no picks ran.
+
+The deciding intervals of a verdict's several sizes hold jointly (Bonferroni: each widened to
+1 - 0.05 / sizes, `bench.report.stats.joint_factor`), so the headline that groups the sizes is
+wrong anywhere with probability at most 5%. "Good enough" is a non-inferiority question with a
+margin (`report.margin`, in the metric's units):
 
 - *better*: the interval lies above 0;
 - *good enough*: its lower end is above -margin (at most `margin` worse, perhaps better);
@@ -19,16 +28,33 @@ exactly one category, and the headline only groups them, so no two sentences dis
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from bench.config import ReportConfig
 from bench.metrics import higher_is_better
 from bench.report.compare import Interval, PredictionReader, compare_runs
+from bench.report.picks import (
+    Adjusted,
+    adjusted_best,
+    picked_text,
+    training_picks,
+    without_picks,
+)
 from bench.report.ranks import rank_table
 from bench.report.runs import metric_name, ok_runs, uses_llm
+from bench.report.sentences import (
+    CATEGORIES,
+    adjusted_sentence,
+    classical_better_from,
+    format_score,
+    format_sig,
+    sentence,
+)
+from bench.report.sentences import headline as _headline
+from bench.report.stats import joint_factor
 
 __all__ = [
     "CATEGORIES",
@@ -36,17 +62,17 @@ __all__ = [
     "Comparison",
     "Verdict",
     "categorize",
+    "classical_better_from",
     "dataset_verdict",
     "format_score",
     "format_sig",
     "margin_for",
     "overall_verdicts",
     "verdict_note",
+    "widen",
 ]
 
 DEFAULT_MARGIN = 0.02  # in the metric's units: 2 AUC or accuracy points, 0.02 nats of log loss
-MANY_SEEDS = 100  # beyond this, "how many seeds" stops being advice
-CATEGORIES = ("better", "good enough", "worse", "inconclusive", "untested")
 
 
 def margin_for(settings: ReportConfig, metric: str) -> float:
@@ -66,15 +92,33 @@ def verdict_note(settings: ReportConfig, metric: str = "roc_auc") -> str:
         else "the paired t-interval over the seeds both methods ran (report.stats=seeds)"
     )
     return (
-        f"Each verdict line compares the best LLM-based with the best classical method at one "
-        f"training size by a 95% interval of LLM - classical: {how}. Pooled over datasets, "
-        "each dataset x seed is one group. Categories with margin "
+        "At each training size the first line compares the practitioner's picks, made on the "
+        "training rows only (classical_auto: CV among the classical methods; llm_icl_auto: the "
+        "serializer chosen on validation rows from the training rows, else llm_icl_tuned), by "
+        f"a 95% interval of LLM - classical: {how}. No test row took part in either choice, so "
+        "the interval means what it says. The next line is the ceiling: the best LLM-based and "
+        "the best classical method by their mean on the test rows, with the same interval, "
+        "which the choice flatters (the maximum of several noisy scores is biased upwards, the "
+        "more so the more methods a side has). The line after it adjusts for the choice by "
+        "cross-fitting: each side's best is picked on one half of every seed's test rows "
+        "(alternate rows of each class) and compared on the other half, then the halves swap; "
+        "the interval is the same bootstrap with a seed's two halves resampled together. It "
+        "covers the true difference between the methods the halves picked (the true "
+        "best-vs-best difference when one method of each side is clearly best, or when a "
+        "side's methods are equally good), and it says how much picking the best flattered "
+        "each side. Where the picks did not run, the adjusted line decides the size. "
+        "scripts/bench_coverage.py measures both intervals' coverage with the choice included "
+        "(README). Sizes together: the interval that decides each size is widened so that all "
+        "sizes of one verdict hold together with 95% probability (Bonferroni, each half-width "
+        "times the ratio of the 1 - 0.05/(2 x sizes) and 0.975 quantiles); the line shows it "
+        "as 'jointly over N sizes', so the headline, which groups the sizes, is wrong anywhere "
+        "with probability at most 5%. The answer lists one headline per dataset and one across "
+        "datasets, each at that level on its own, not jointly. Pooled over datasets, each "
+        "dataset x seed is one group. Categories with margin "
         f"{margin} (report.margin, in the metric's units): better (interval above 0), good "
         f"enough (its lower end above -{margin}: at most {margin} worse), worse (below 0 and "
         f"reaching below -{margin}), inconclusive (otherwise; the line says how many test rows "
-        "per seed, or seeds, would decide it if the estimate and variance stayed as observed). "
-        "Not adjusted for the several training sizes; the best method of each side is picked on "
-        "the same results, which flatters both sides alike."
+        "per seed, or seeds, would decide it if the estimate and variance stayed as observed)."
     )
 
 
@@ -94,7 +138,8 @@ def categorize(interval: Interval, margin: float) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The best LLM-based and the best classical method at one n_train."""
+    """One LLM-based against one classical method at one n_train: the training-row picks
+    (`kind` "picks") or the best of each side on the test rows ("best")."""
 
     n_train: int
     llm: str
@@ -102,16 +147,34 @@ class Comparison:
     llm_mean: float
     classical_mean: float
     interval: Interval  # LLM - classical, in metric units
-    category: str  # one of CATEGORIES
+    category: str  # one of CATEGORIES: the size's answer where this comparison decides it
     llm_cpu_hours_per_day: float = float("nan")  # marginal compute at the daily volume
     classical_cpu_hours_per_day: float = float("nan")
     llm_usd_per_day: float = float("nan")
     classical_usd_per_day: float = float("nan")
+    kind: str = "best"
+    llm_picked: str = ""  # what a training-row pick chose ("picked xgboost in 3 of 3 runs")
+    classical_picked: str = ""
+    adjusted: Adjusted | None = None  # "best" with a choice: the cross-fitted comparison
+    decides: str = "interval"  # which interval decides the size: interval | adjusted | ""
+    joint: Interval | None = None  # the deciding interval, widened for the sizes decided together
+    joint_sizes: int = 1
+    line_category: str = ""  # the category the line states for its own interval
+    adjusted_category: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.line_category:
+            object.__setattr__(self, "line_category", self.category)
 
 
 @dataclass
 class Verdict:
-    """Comparisons per n_train, the size from which classical models are better, the text."""
+    """Comparisons per n_train, the size from which classical models are better, the text.
+
+    `comparisons` holds the comparison that decides each size (the training-row picks where
+    they ran, else the best of each side); `ceilings` the best-of-each-side comparisons that
+    stand beside the picks.
+    """
 
     scope: str
     metric: str
@@ -120,6 +183,7 @@ class Verdict:
     classical_from: int | None
     headline: str
     lines: list[str] = field(default_factory=list)
+    ceilings: list[Comparison] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -147,25 +211,26 @@ def dataset_verdict(
     reader = reader or PredictionReader(None)
     ok = ok_runs(runs, metric)
     better = higher_is_better(metric)
-    comparisons = []
+    sizes = []
     zero_shot = None
-    for n_train, at_n in ok.groupby("n_train", sort=True):
+    for n_train, full in ok.groupby("n_train", sort=True):
+        picks = training_picks(full[uses_llm(full)], full[full["family"].eq("classical")])
+        at_n = without_picks(full)
         llm_runs = at_n[uses_llm(at_n)]
         classical_runs = at_n[at_n["family"].eq("classical")]
         if llm_runs.empty:
             continue
         llm_label = _best(llm_runs.groupby("label")[metric].mean().to_dict(), better)
-        llm_rows = llm_runs[llm_runs["label"].eq(llm_label)]
         if classical_runs.empty:
             if n_train == 0:
+                llm_rows = llm_runs[llm_runs["label"].eq(llm_label)]
                 zero_shot = (llm_label, float(llm_rows[metric].mean()))
             continue
         classical_label = _best(classical_runs.groupby("label")[metric].mean().to_dict(), better)
-        classical_rows = classical_runs[classical_runs["label"].eq(classical_label)]
-        comparisons.append(
-            _compare(int(n_train), llm_rows, classical_rows, ["seed"], metric, settings, reader)
-        )
-    verdict = _verdict(dataset, metric, comparisons, ok, settings, group_words=("seed", "seeds"))
+        best = (llm_label, classical_label)
+        pools = (llm_runs, classical_runs)
+        sizes.append(_size(int(n_train), pools, best, picks, ["seed"], metric, settings, reader))
+    verdict = _verdict(dataset, metric, sizes, ok, settings, group_words=("seed", "seeds"))
     if zero_shot is not None:
         label, mean = zero_shot
         verdict.lines.insert(
@@ -196,24 +261,24 @@ def overall_verdicts(
         by_metric.setdefault(metric, []).append(dataset)
     for metric, datasets in by_metric.items():
         ok = ok_runs(runs[runs["dataset"].isin(datasets)], metric)
-        comparisons = []
+        sizes = []
         for n_train, at_n in ok.groupby("n_train", sort=True):
-            comparison = _pooled_comparison(at_n, metric, int(n_train), settings, reader)
-            if comparison is not None:
-                comparisons.append(comparison)
+            size = _pooled_size(at_n, metric, int(n_train), settings, reader)
+            if size:
+                sizes.append(size)
         scope = f"{len(datasets)} dataset{'s' if len(datasets) != 1 else ''} ({metric})"
         words = ("dataset x seed", "dataset x seed groups")
-        verdicts.append(_verdict(scope, metric, comparisons, ok, settings, group_words=words))
+        verdicts.append(_verdict(scope, metric, sizes, ok, settings, group_words=words))
     return verdicts
 
 
-def _pooled_comparison(
+def _pooled_size(
     at_n: pd.DataFrame,
     metric: str,
     n_train: int,
     settings: ReportConfig,
     reader: PredictionReader,
-) -> Comparison | None:
+) -> list[Comparison]:
     """Best-ranked LLM-based vs classical method over the datasets where both families ran."""
     llm_family = uses_llm(at_n)
     both = set(at_n.loc[llm_family, "dataset"]) & set(
@@ -221,17 +286,69 @@ def _pooled_comparison(
     )
     at_n = at_n[at_n["dataset"].isin(both)]
     if at_n.empty:
-        return None
+        return []
+    picks = training_picks(at_n[uses_llm(at_n)], at_n[at_n["family"].eq("classical")])
+    at_n = without_picks(at_n)
     ranks = rank_table(at_n, {d: metric for d in sorted(both)})
     # Lowest mean rank; ties go to the first name alphabetically.
     ranks = ranks.sort_values(["mean_rank", "method"])
-    llm_labels = set(at_n.loc[llm_family, "label"])
-    llm_label = ranks[ranks["method"].isin(llm_labels)].iloc[0]["method"]
+    llm_runs = at_n[uses_llm(at_n)]
+    llm_label = ranks[ranks["method"].isin(set(llm_runs["label"]))].iloc[0]["method"]
     classical_label = ranks[ranks["family"].eq("classical")].iloc[0]["method"]
-    llm_rows = at_n[at_n["label"].eq(llm_label)]
-    classical_rows = at_n[at_n["label"].eq(classical_label)]
+    classical_runs = at_n[at_n["family"].eq("classical")]
+    best = (str(llm_label), str(classical_label))
     keys = ["dataset", "seed"]
-    return _compare(n_train, llm_rows, classical_rows, keys, metric, settings, reader)
+    pools = (llm_runs, classical_runs)
+    return _size(n_train, pools, best, picks, keys, metric, settings, reader)
+
+
+def _size(
+    n_train: int,
+    pools: tuple[pd.DataFrame, pd.DataFrame],
+    best: tuple[str, str],
+    picks: tuple[pd.DataFrame, pd.DataFrame] | None,
+    keys: list[str],
+    metric: str,
+    settings: ReportConfig,
+    reader: PredictionReader,
+) -> list[Comparison]:
+    """One size's comparisons: [training-row picks,] best of each side (with its adjustment).
+
+    `pools` are the LLM-based and classical runs the best is chosen among, `best` their labels.
+    """
+    margin = margin_for(settings, metric)
+    llm_runs, classical_runs = pools
+    llm_rows = llm_runs[llm_runs["label"].eq(best[0])]
+    classical_rows = classical_runs[classical_runs["label"].eq(best[1])]
+    ceiling = _compare(n_train, llm_rows, classical_rows, keys, metric, settings, reader)
+    if llm_runs["label"].nunique() > 1 or classical_runs["label"].nunique() > 1:
+        adjusted = adjusted_best(
+            llm_runs,
+            classical_runs,
+            best,
+            metric,
+            keys,
+            reader,
+            higher_is_better(metric),
+            settings.stats,
+        )
+        usable = adjusted.interval is not None and adjusted.interval.testable
+        ceiling = replace(
+            ceiling,
+            adjusted=adjusted,
+            adjusted_category=categorize(adjusted.interval, margin) if usable else "untested",
+            decides="adjusted" if usable else "interval",
+        )
+    if picks is None:
+        return [ceiling]
+    chosen = _compare(n_train, picks[0], picks[1], keys, metric, settings, reader)
+    chosen = replace(
+        chosen,
+        kind="picks",
+        llm_picked=picked_text(picks[0]),
+        classical_picked=picked_text(picks[1]),
+    )
+    return [chosen, replace(ceiling, decides="")]
 
 
 def _compare(
@@ -279,18 +396,82 @@ def _per_day(rows: pd.DataFrame, column: str, daily: int) -> float:
     return float(pd.to_numeric(rows[column], errors="coerce").mean()) * daily / 1000
 
 
+def _deciding(c: Comparison) -> Interval:
+    """The interval that decides a comparison's size: adjusted, or its own."""
+    if c.decides == "adjusted" and c.adjusted is not None and c.adjusted.interval is not None:
+        return c.adjusted.interval
+    return c.interval
+
+
+def widen(interval: Interval, factor: float) -> Interval:
+    """Each half-width times `factor` (what would decide it grows by factor^2, as the variance
+    a narrower interval needs shrinks by it)."""
+    est = interval.estimate
+
+    def scaled(n: int | None) -> int | None:
+        return None if n is None else math.ceil(n * factor**2)
+
+    return replace(
+        interval,
+        low=est - (est - interval.low) * factor,
+        high=est + (interval.high - est) * factor,
+        rows_needed=scaled(interval.rows_needed),
+        seeds_needed=scaled(interval.seeds_needed),
+    )
+
+
+def _jointly(sizes: list[list[Comparison]], margin: float) -> list[list[Comparison]]:
+    """Decide every size with its deciding interval widened so that all hold together."""
+    deciding = [c for size in sizes for c in size if c.decides]
+    count = sum(_deciding(c).testable for c in deciding)
+    out = []
+    for size in sizes:
+        done = []
+        for c in size:
+            iv = _deciding(c)
+            if c.decides and iv.testable:
+                df = iv.n_seeds - 1 if iv.method == "seeds" else None
+                joint = widen(iv, joint_factor(count, df))
+                category = categorize(joint, margin)
+                c = replace(c, joint=joint, joint_sizes=count, category=category)
+                if c.decides == "adjusted":
+                    c = replace(c, adjusted_category=category, line_category=c.line_category)
+                else:
+                    c = replace(c, line_category=category)
+            done.append(c)
+        out.append(done)
+    return out
+
+
+NO_PICKS = (
+    "The training-row picks (classical_auto and llm_icl_auto, which choose on the training rows "
+    "only) were not run in this sweep: each size compares the best of each side on the test "
+    "rows, and the adjusted line under it takes that choice into account."
+)
+
+
 def _verdict(
     scope: str,
     metric: str,
-    comparisons: list[Comparison],
+    sizes: list[list[Comparison]],
     ok: pd.DataFrame,
     settings: ReportConfig,
     group_words: tuple[str, str],
 ) -> Verdict:
     margin = margin_for(settings, metric)
+    sizes = _jointly(sizes, margin)
+    comparisons = [size[0] for size in sizes]
+    ceilings = [c for size in sizes for c in size[1:]]
+    lines = []
+    for c in (c for size in sizes for c in size):
+        lines.append(sentence(c, metric, margin, group_words, settings))
+        if c.adjusted is not None:
+            lines.append(adjusted_sentence(c, metric))
+    if comparisons and not any(c.kind == "picks" for c in comparisons):
+        lines.append(NO_PICKS)
     has_llm = bool(uses_llm(ok).any()) if len(ok) else False
     has_classical = bool(ok["family"].eq("classical").any()) if len(ok) else False
-    lines = [_sentence(c, metric, margin, group_words, settings) for c in comparisons]
+    from_n = None
     if not has_llm:
         headline = "No LLM-based method has results here: nothing to compare."
     elif not has_classical:
@@ -299,167 +480,4 @@ def _verdict(
         headline = "LLM-based and classical methods never ran at the same training size."
     else:
         from_n, headline = _headline(comparisons, metric, margin)
-        return Verdict(scope, metric, margin, comparisons, from_n, headline, lines)
-    return Verdict(scope, metric, margin, comparisons, None, headline, lines)
-
-
-def classical_better_from(comparisons: Sequence[Comparison]) -> int | None:
-    """The smallest tested n_train from which the LLM is worse at every larger tested size."""
-    tested = [c for c in comparisons if c.category != "untested"]
-    from_n = None
-    for c in reversed(tested):
-        if c.category != "worse":
-            break
-        from_n = c.n_train
-    return from_n
-
-
-def _headline(
-    comparisons: Sequence[Comparison], metric: str, margin: float
-) -> tuple[int | None, str]:
-    """One sentence that groups the sizes by category; each size is named once."""
-    tested = [c for c in comparisons if c.category != "untested"]
-    untested = [c.n_train for c in comparisons if c.category == "untested"]
-    lead = f"With a margin of {margin:g} {metric_name(metric)}, "
-    if not tested:
-        return None, (
-            lead + f"too few matched seeds to compare at any training size ({_sizes(untested)})."
-        )
-    by = {cat: [c.n_train for c in tested if c.category == cat] for cat in CATEGORIES}
-    from_n = classical_better_from(tested)
-    sizes = [c.n_train for c in tested]
-    if from_n is not None and from_n == sizes[0]:
-        parts = [f"classical models are better at every training size tested ({_sizes(sizes)})"]
-    else:
-        parts = []
-        enough = by["better"] + by["good enough"]
-        if enough:
-            part = f"the LLM is good enough at {_sizes(sorted(enough))}"
-            if by["better"]:
-                part += f" (better at {_sizes(by['better'])})"
-            parts.append(part)
-        if from_n is not None:
-            parts.append(f"classical models are better from {from_n:,} rows on")
-            earlier = [n for n in by["worse"] if n < from_n]
-            if earlier:
-                parts.append(f"and at {_sizes(earlier)}")
-        elif by["worse"]:
-            parts.append(f"classical models are better at {_sizes(by['worse'])}")
-        if by["inconclusive"]:
-            parts.append(f"undecided at {_sizes(by['inconclusive'])} (see below)")
-    if untested:
-        parts.append(f"too few matched seeds to compare at {_sizes(untested)}")
-    return from_n, lead + "; ".join(parts).replace("; and at", " and at") + "."
-
-
-def _sizes(ns: Sequence[int]) -> str:
-    """[16, 64, 256] -> '16, 64 and 256 rows'."""
-    words = [f"{n:,}" for n in ns]
-    joined = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-    return f"{joined} row{'s' if len(ns) > 1 or ns[0] != 1 else ''}"
-
-
-_RELATION = {
-    "better": "the LLM is better",
-    "good enough": "the LLM is good enough",
-    "worse": "the LLM is worse",
-    "inconclusive": "inconclusive",
-}
-
-
-def _sentence(
-    c: Comparison,
-    metric: str,
-    margin: float,
-    group_words: tuple[str, str],
-    settings: ReportConfig,
-) -> str:
-    iv = c.interval
-    start = (
-        f"With {c.n_train:,} labelled rows, {c.llm} scores {c.llm_mean:.3f} "
-        f"{metric_name(metric)} and {c.classical} {c.classical_mean:.3f}"
-    )
-    groups = f"{iv.n_seeds} {group_words[0] if iv.n_seeds == 1 else group_words[1]}"
-    if c.category == "untested":
-        why = f"; {iv.why_seeds}" if iv.why_seeds else ""
-        return (
-            f"{start}: too few matched seeds to compare (only {groups}{why}).{_cost(c, settings)}"
-        )
-    if iv.method == "rows":
-        basis = f"paired over {iv.n_rows:,} test rows of {groups}"
-    else:
-        basis = f"t-interval over {groups}"
-        if iv.why_seeds:
-            basis += f": {iv.why_seeds}"
-    stats = f"LLM - classical = {iv.estimate:+.3f}, 95% CI {iv.low:+.3f} to {iv.high:+.3f}, {basis}"
-    relation = _RELATION[c.category]
-    if c.category == "good enough" and iv.advantage[0] < 0:
-        relation += f" (at most {margin:g} worse)"
-    sentence = f"{start}: {relation} ({stats})"
-    if c.category == "inconclusive":
-        sentence += _what_decides(iv, margin)
-    return sentence + "." + _cost(c, settings)
-
-
-def _what_decides(iv: Interval, margin: float) -> str:
-    target = (
-        f"whether it is good enough (within {margin:g})"
-        if iv.advantage[0] > -margin
-        else "whether the LLM is worse"
-    )
-    per_seed = iv.n_rows // iv.n_seeds if iv.n_seeds and iv.n_rows else 0
-    if (iv.seeds_needed or 0) > MANY_SEEDS and (iv.rows_needed is None or iv.method != "rows"):
-        return (
-            f"; more than {MANY_SEEDS} seeds would be needed to decide {target}: the estimate "
-            "sits close to the boundary"
-        )
-    if iv.rows_needed is not None and iv.method == "rows":
-        text = (
-            f"; about {iv.rows_needed:,} test rows per seed (now {per_seed:,}) would decide "
-            f"{target}"
-        )
-        if iv.seeds_needed is not None:
-            text += f", or about {iv.seeds_needed:,} seeds of {per_seed:,} rows"
-        return text
-    if iv.seeds_needed is not None:
-        return f"; about {iv.seeds_needed:,} seeds (now {iv.n_seeds}) would decide {target}"
-    return "; the estimate sits on the boundary: no amount of data is likely to decide it"
-
-
-def _cost(c: Comparison, settings: ReportConfig) -> str:
-    """What a day of predictions costs each side: fees where the LLM pays, else compute."""
-    lead = f" At {settings.daily_predictions:,} predictions a day, {c.llm}"
-    classical = _daily(c.classical_usd_per_day, c.classical_cpu_hours_per_day)
-    if c.llm_usd_per_day > 0:
-        text = f"{lead} costs ${format_sig(c.llm_usd_per_day)} a day"
-    elif not math.isnan(c.llm_cpu_hours_per_day):
-        text = f"{lead} needs {format_sig(c.llm_cpu_hours_per_day)} compute hours a day"
-    else:
-        return (
-            f" The cost per prediction of {c.llm} is unknown: all its answers came from the "
-            "request cache."
-        )
-    return text + (f"; {c.classical} {classical}." if classical else ".")
-
-
-def _daily(usd: float, hours: float) -> str:
-    if usd > 0:
-        return f"costs ${format_sig(usd)}"
-    if not math.isnan(hours):
-        return f"needs {format_sig(hours)} compute hours"
-    return ""
-
-
-def format_score(x: float) -> str:
-    """A score with three decimals, "-" when there is none."""
-    return "-" if math.isnan(x) else f"{x:.3f}"
-
-
-def format_sig(x: float, digits: int = 2) -> str:
-    """Two significant digits, thousands separated: 0.0137 -> '0.014', 1234 -> '1,200'."""
-    if x == 0 or math.isnan(x) or math.isinf(x):
-        return "0" if x == 0 else str(x)
-    decimals = digits - 1 - math.floor(math.log10(abs(x)))
-    if decimals <= 0:
-        return f"{round(x, decimals):,.0f}"
-    return f"{x:.{decimals}f}"
+    return Verdict(scope, metric, margin, comparisons, from_n, headline, lines, ceilings)

@@ -1,0 +1,189 @@
+"""What the verdict compares at one training size, read from the runs: the practitioner's picks
+made on the training rows, and the best of each side on the test rows with its adjustment.
+
+- Training-row picks: `classical_auto` chooses among the classical methods by CV on its training
+  rows, `llm_icl_auto` chooses the serializer on validation rows drawn from the training rows
+  (`llm_icl_tuned` also picks its prompt there). Neither choice has seen a test row, so their
+  paired interval means what it says. Each run's details name what it picked (`picked`).
+- Best on the test rows: the best mean of each side, adjusted for that choice by cross-fitting
+  (bench/report/selection.py) over the stored per-row predictions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.report.compare import Interval, PredictionReader, _accuracy_group
+from bench.report.paired import METRIC_NAMES
+from bench.report.runs import uses_llm
+from bench.report.selection import CrossFit, cross_fit
+from bench.report.stats import ALPHA, paired_difference
+
+__all__ = [
+    "AUTO_CLASSICAL",
+    "AUTO_LLM",
+    "Adjusted",
+    "adjusted_best",
+    "picked_text",
+    "training_picks",
+    "without_picks",
+]
+
+AUTO_CLASSICAL = "classical_auto"
+AUTO_LLM = ("llm_icl_auto", "llm_icl_tuned")  # in order of preference
+PICKERS = (AUTO_CLASSICAL, "llm_icl_auto")  # each scores as one of the methods it chose among
+N_BOOT = 2000
+
+
+def training_picks(
+    llm_runs: pd.DataFrame, classical_runs: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The runs of the LLM side's and the classical side's training-row pick, if both ran.
+
+    The LLM side: the first `llm_icl_auto` label by name (one per LLM), else `llm_icl_tuned`;
+    a fixed rule, so no test row takes part in it.
+    """
+    classical = classical_runs[classical_runs["method"].eq(AUTO_CLASSICAL)]
+    if classical.empty:
+        return None
+    for method in AUTO_LLM:
+        llm = llm_runs[llm_runs["method"].eq(method)]
+        if len(llm):
+            first = sorted(llm["label"].unique())[0]
+            return llm[llm["label"].eq(first)], classical
+    return None
+
+
+def without_picks(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the best-of-each-side line chooses among: all but the pickers (`PICKERS`),
+    which repeat one of their candidates, unless that leaves a side without runs.
+    (llm_icl_tuned stays: its prompt is its own.)"""
+    rest = runs[~runs["method"].isin(PICKERS)]
+    for side in (uses_llm(runs), runs["family"].eq("classical")):
+        if side.any() and not side[rest.index].any():
+            return runs
+    return rest
+
+
+def picked_text(runs: pd.DataFrame) -> str:
+    """What a pick chose over its seeds: 'picked xgboost in 3 of 3 seeds' ('' if unrecorded)."""
+    picks = Counter(
+        str(d["picked"])
+        for d in runs.get("details", pd.Series(dtype=object))
+        if isinstance(d, dict) and d.get("picked") not in (None, "")
+    )
+    if not picks:
+        return ""
+    if len(picks) == 1:
+        ((name, count),) = picks.items()
+        return f"picked {name} in {count} of {len(runs)} runs"
+    return "picked " + ", ".join(f"{name} ({count})" for name, count in picks.most_common())
+
+
+@dataclass(frozen=True)
+class Adjusted:
+    """The best-on-test comparison adjusted for its choice (or why it could not be)."""
+
+    n_llm: int  # LLM-based methods the best was chosen from
+    n_classical: int
+    interval: Interval | None = None  # LLM - classical over the cross-fitted picks
+    fit: CrossFit | None = None
+    llm_picks: tuple[str, str] = ("", "")  # picked on half 0, on half 1
+    classical_picks: tuple[str, str] = ("", "")
+    why: str = ""
+
+
+def adjusted_best(
+    llm_runs: pd.DataFrame,
+    classical_runs: pd.DataFrame,
+    best: tuple[str, str],
+    metric: str,
+    keys: list[str],
+    reader: PredictionReader,
+    higher_is_better: bool,
+    stats: str = "rows",
+) -> Adjusted:
+    """Cross-fit the choice of the best LLM-based and classical method over the groups (`keys`)
+    where the two best (`best` = their labels) both ran; every candidate must have run there."""
+    llm_index = llm_runs.set_index(keys)
+    classical_index = classical_runs.set_index(keys)
+    shared = llm_index[llm_index["label"].eq(best[0])].index.intersection(
+        classical_index[classical_index["label"].eq(best[1])].index
+    )
+    sides = [_candidates(llm_index, shared), _candidates(classical_index, shared)]
+    counts = (len(sides[0]), len(sides[1]))
+    if len(shared) == 0:
+        return Adjusted(*counts, why="no matched seeds")
+    sweep, why = _sweep(sides, shared, metric, reader)
+    if sweep is None:
+        return Adjusted(*counts, why=why)
+    name = metric if metric in METRIC_NAMES else "accuracy"
+    fit = cross_fit(sweep, name, higher_is_better, n_boot=N_BOOT, alpha=ALPHA)
+    iv = fit.interval
+    if stats == "seeds":  # the t-interval over the seeds' held-out differences
+        diff = paired_difference(pd.Series(fit.per_seed), pd.Series(np.zeros(len(fit.per_seed))))
+        interval = Interval(diff.mean, diff.low, diff.high, diff.n, 0, "seeds", higher_is_better)
+    else:
+        interval = Interval(
+            iv.estimate, iv.low, iv.high, iv.n_seeds, iv.n_rows, "rows", higher_is_better
+        )
+    labels = [list(side) for side in sides]
+    return Adjusted(
+        *counts,
+        interval=interval,
+        fit=fit,
+        llm_picks=(labels[0][fit.llm.picks[0]], labels[0][fit.llm.picks[1]]),
+        classical_picks=(labels[1][fit.classical.picks[0]], labels[1][fit.classical.picks[1]]),
+    )
+
+
+def _candidates(runs: pd.DataFrame, shared: pd.Index) -> dict[str, pd.DataFrame]:
+    """label -> its runs at the shared groups, for every label that ran at all of them."""
+    found = {}
+    for label, rows in sorted(runs.groupby("label"), key=lambda item: str(item[0])):
+        if shared.isin(rows.index).all() and len(shared):
+            found[str(label)] = rows.loc[shared]
+    return found
+
+
+def _sweep(
+    sides: list[dict[str, pd.DataFrame]], shared: pd.Index, metric: str, reader: PredictionReader
+) -> tuple[list | None, str]:
+    """Per group: (y, LLM scores k x n, classical scores m x n), rows in one order."""
+    sweep = []
+    for key in shared:
+        frames, runs = [], []
+        for side in sides:
+            for rows in side.values():
+                run = rows.loc[key]
+                frame = reader.read(run)
+                if frame is None:
+                    return None, "per-row predictions are missing or unreadable"
+                frames.append(frame.sort_values("row").reset_index(drop=True))
+                runs.append(run)
+        if any(not f["row"].equals(frames[0]["row"]) for f in frames):
+            return None, "the methods predicted different test rows"
+        labels = [str(x) for x in runs[0].get("class_labels", [])] or [
+            c.removeprefix("proba_") for c in frames[0].columns if c.startswith("proba_")
+        ]
+        codes = frames[0]["y_true"].astype(str).map({c: i for i, c in enumerate(labels)})
+        if codes.isna().any():
+            return None, "a test label is not among the run's class labels"
+        y = codes.to_numpy(dtype=int)
+        probas = [f[[f"proba_{c}" for c in labels]].to_numpy(dtype=float) for f in frames]
+        if len(labels) == 2 and metric in METRIC_NAMES:  # as compare.py: class 1's column
+            scores = np.array([p[:, 1] for p in probas])
+        elif metric == "accuracy":  # right or wrong per row, stratified by the majority class
+            parts = [_accuracy_group(y, p, p) for p in probas]
+            y, scores = parts[0][0], np.array([part[1] for part in parts])
+        else:
+            return None, f"adjusting needs AUC, accuracy, log loss or Brier ({metric} is not)"
+        if min(int(y.sum()), int(len(y) - y.sum())) < 2:
+            return None, "a seed has fewer than 2 test rows of a class"
+        k = len(sides[0])
+        sweep.append((y, scores[:k], scores[k:]))
+    return sweep, ""

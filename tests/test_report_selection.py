@@ -1,0 +1,268 @@
+"""Picking the best on the test rows, adjusted by cross-fitting; the training-row picks first.
+
+Stores are written the way bench-run writes them (ResultsStore.save with a per-row predictions
+frame: row, y_true, y_pred, proba_<class>), with several LLM serializers, several classical
+methods and, where a test asks, the picks `classical_auto` and `llm_icl_auto` whose details
+name what they picked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from bench.config import ReportConfig
+from bench.report.compare import PredictionReader
+from bench.report.paired import paired_bootstrap
+from bench.report.runs import prepare_runs
+from bench.report.selection import cross_fit, halves
+from bench.report.stats import joint_factor
+from bench.report.verdict import NO_PICKS, dataset_verdict
+from bench.results import ResultsStore, load_results
+
+SEEDS = (0, 1, 2)
+LABELS = ["no", "yes"]
+SERIALIZERS = ("csv", "json", "list", "text")
+
+
+# ---- the cross-fit on arrays -------------------------------------------------------------------
+
+
+def _sweep(rng: np.random.Generator, mu_llm: list[float], mu_classical: list[float], n: int = 100):
+    y = np.r_[np.ones(n // 2, int), np.zeros(n - n // 2, int)]
+    out = []
+    for _ in SEEDS:
+        shared = rng.normal(size=n)
+        llm = np.array([m * y + shared + rng.normal(size=n) for m in mu_llm])
+        classical = np.array([m * y + shared + rng.normal(size=n) for m in mu_classical])
+        out.append((y, llm, classical))
+    return out
+
+
+def test_halves_split_each_class_evenly() -> None:
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 1, 0])
+    h = halves(y)
+    for value in (0, 1):
+        counts = np.bincount(h[y == value], minlength=2)
+        assert abs(counts[0] - counts[1]) <= 1
+
+
+def test_the_adjusted_interval_is_the_paired_bootstrap_of_the_held_out_halves() -> None:
+    sweep = _sweep(np.random.default_rng(1), [1.0, 1.1, 0.9], [1.2, 0.8])
+    fit = cross_fit(sweep, "roc_auc", n_boot=500, seed=3)
+    groups, clusters = [], []
+    for s, (y, llm, classical) in enumerate(sweep):
+        h = halves(y)
+        for half in (0, 1):
+            rows = h != half
+            a, b = fit.llm.picks[half], fit.classical.picks[half]
+            groups.append((y[rows], llm[a][rows], classical[b][rows]))
+            clusters.append(s)
+    expected = paired_bootstrap(groups, "roc_auc", 500, seed=3, clusters=clusters)
+    assert fit.interval == expected
+    assert expected.n_seeds == 3 and expected.n_rows == 300
+    assert fit.per_seed.mean() == pytest.approx(expected.estimate)
+
+
+def test_a_clear_winner_is_picked_by_both_halves_and_hardly_flattered() -> None:
+    sweep = _sweep(np.random.default_rng(2), [0.5, 2.5, 0.5], [0.5, 0.5, 2.0])
+    fit = cross_fit(sweep, "roc_auc", n_boot=200)
+    assert fit.llm.picks == (1, 1) and fit.llm.best == 1
+    assert fit.classical.picks == (2, 2) and fit.classical.best == 2
+    assert abs(fit.llm.flattery) < 0.01 and abs(fit.classical.flattery) < 0.01
+
+
+def test_picking_the_best_of_many_equal_methods_flatters_that_side() -> None:
+    # Twelve equally good LLM variants against one classical method: the best of twelve looks
+    # better on the rows it was picked on than the halves' picks on rows they never saw.
+    rng = np.random.default_rng(3)
+    llm, classical = [], []
+    for _ in range(20):
+        fit = cross_fit(_sweep(rng, [1.0] * 12, [1.0]), "roc_auc", n_boot=50)
+        llm.append(fit.llm.flattery)
+        classical.append(fit.classical.flattery)
+    assert np.mean(llm) > 0.02  # about one se of a variant's mean AUC
+    assert abs(np.mean(classical)) < 0.01  # one method: nothing to pick
+
+
+def test_lower_is_better_metrics_pick_the_lowest() -> None:
+    rng = np.random.default_rng(4)
+    y = np.r_[np.ones(30, int), np.zeros(30, int)]
+    good = np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.1, 60), 0.01, 0.99)
+    bad = np.clip(0.5 + rng.normal(0, 0.1, 60), 0.01, 0.99)
+    fit = cross_fit([(y, np.vstack([bad, good]), bad[None, :])], "log_loss", False, n_boot=200)
+    assert fit.llm.picks == (1, 1) and fit.llm.best == 1
+    assert fit.interval.high < 0  # the picked LLM's loss is lower
+
+
+# ---- stores -------------------------------------------------------------------------------------
+
+
+def _record(method: str, serializer: str | None, n_train: int, seed: int) -> dict[str, Any]:
+    llm = method.startswith("llm")
+    return {
+        "experiment": "selection",
+        "dataset": "d",
+        "method": method,
+        "family": "llm_icl" if llm else "classical",
+        "serializer": serializer if llm else None,
+        "llm": "tiny" if llm else None,
+        "n_train": n_train,
+        "seed": seed,
+        "status": "ok",
+        "error": None,
+        "metrics": {},
+        "timing": {"fit_s": 0.1, "predict_s": 0.1, "wall_s": 0.3, "cpu_s": 0.2},
+        "usage": {"requests": 0, "cache_hits": 0, "usd": 0.0, "llm_seconds": 0.0},
+        "class_labels": LABELS,
+        "positive_label": "yes",
+        "details": {},
+        "finished_at": "2026-01-01T00:00:00+00:00",
+        "run_stem": f"d__{method}__{serializer}__n{n_train}__s{seed}",
+    }
+
+
+def _store(path: Path, picks: bool, sizes: tuple[int, ...] = (64,), n_test: int = 120) -> Path:
+    """Four LLM serializers (json clearly best), logreg, xgboost (clearly best) and majority;
+    with `picks`, classical_auto (picked xgboost: its scores) and llm_icl_auto (picked json)."""
+    store = ResultsStore(path)
+    separation = {"csv": 0.6, "json": 1.6, "list": 0.6, "text": 0.6}
+    classical = {"logreg": 1.0, "xgboost": 2.2, "majority": 0.0}
+    for n_train in sizes:
+        for seed in SEEDS:
+            rng = np.random.default_rng(100 * n_train + seed)
+            y = np.r_[np.ones(n_test // 2, int), np.zeros(n_test - n_test // 2, int)]
+            shared = rng.normal(size=n_test)
+            scores: dict[tuple[str, str | None], np.ndarray] = {}
+            for name, mu in separation.items():
+                scores[("llm_icl", name)] = mu * y + shared + rng.normal(size=n_test)
+            for name, mu in classical.items():
+                noise = rng.normal(size=n_test) if mu else np.zeros(n_test)
+                scores[(name, None)] = mu * y + shared * bool(mu) + noise
+            scores[("classical_auto", None)] = scores[("xgboost", None)]
+            scores[("llm_icl_auto", "list")] = scores[("llm_icl", "json")]
+            for (method, serializer), z in scores.items():
+                if method.endswith("_auto") and not picks:
+                    continue
+                p = 1 / (1 + np.exp(-z))
+                record = _record(method, serializer, n_train, seed)
+                record["metrics"] = {
+                    "roc_auc": roc_auc_score(y, p),
+                    "accuracy": float(((p >= 0.5) == (y == 1)).mean()),
+                }
+                if method == "classical_auto":
+                    record["details"] = {"picked": "xgboost"}
+                if method == "llm_icl_auto":
+                    record["details"] = {"picked": "json"}
+                frame = pd.DataFrame(
+                    {
+                        "row": np.arange(n_test) + 1000 * seed,
+                        "y_true": np.array(LABELS, dtype=object)[y],
+                        "y_pred": np.where(p >= 0.5, "yes", "no"),
+                        "proba_no": 1 - p,
+                        "proba_yes": p,
+                    }
+                )
+                store.save(record, frame)
+    return path
+
+
+def _verdict(path: Path, **settings: Any):
+    runs = prepare_runs(load_results(path)).runs
+    return dataset_verdict(runs, "roc_auc", "d", ReportConfig(**settings), PredictionReader(path))
+
+
+def test_the_first_line_compares_the_training_row_picks(tmp_path: Path) -> None:
+    verdict = _verdict(_store(tmp_path, picks=True))
+    picked, ceiling = verdict.comparisons[0], verdict.ceilings[0]
+    assert picked.kind == "picks" and ceiling.kind == "best"
+    assert picked.llm.startswith("llm_icl_auto") and picked.classical == "classical_auto"
+    assert ceiling.llm == "llm_icl (tiny, json)"
+    assert ceiling.classical == "xgboost"
+    first, second, third = verdict.lines[:3]
+    assert first.startswith(
+        "With 64 labelled rows, picked on the training rows: llm_icl_auto (tiny) "
+        "(picked json in 3 of 3 runs) scores"
+    )
+    assert "classical_auto (picked xgboost in 3 of 3 runs)" in first
+    assert second.startswith(f"With 64 labelled rows, {ceiling.llm} scores")
+    assert third.startswith(
+        "Adjusted for picking the best of 4 LLM-based and 3 classical methods on these test rows"
+    )
+    assert NO_PICKS not in verdict.lines
+    # the picks decide the size; the headline groups their category
+    assert verdict.sizes(picked.category) == [64]
+
+
+def test_without_picks_the_best_line_comes_first_then_the_adjusted_one(tmp_path: Path) -> None:
+    verdict = _verdict(_store(tmp_path, picks=False))
+    (comparison,) = verdict.comparisons
+    assert comparison.kind == "best" and comparison.decides == "adjusted"
+    assert comparison.llm == "llm_icl (tiny, json)" and comparison.classical == "xgboost"
+    adjusted = comparison.adjusted
+    assert adjusted is not None and adjusted.interval is not None
+    assert (adjusted.n_llm, adjusted.n_classical) == (4, 3)
+    # json and xgboost are clearly best: both halves pick them
+    assert adjusted.llm_picks == ("llm_icl (tiny, json)",) * 2
+    assert adjusted.classical_picks == ("xgboost",) * 2
+    assert comparison.category == verdict.comparisons[0].adjusted_category
+    assert verdict.lines[0].startswith("With 64 labelled rows, llm_icl (tiny, json) scores")
+    assert verdict.lines[1].startswith("Adjusted for picking the best of 4 LLM-based")
+    assert "Picking the best flatters the LLM side by about" in verdict.lines[1]
+    assert verdict.lines[-1] == NO_PICKS
+
+
+def test_the_adjustment_reads_the_stored_rows(tmp_path: Path) -> None:
+    path = _store(tmp_path, picks=False)
+    runs = prepare_runs(load_results(path)).runs
+    verdict = _verdict(path)
+    sweep = []
+    llm_labels = sorted(runs.loc[runs["family"].eq("llm_icl"), "label"].unique())
+    classical_labels = sorted(runs.loc[runs["family"].eq("classical"), "label"].unique())
+    for seed in SEEDS:
+        at = runs[runs["seed"].eq(seed)]
+
+        def proba(label: str, at: pd.DataFrame = at) -> pd.DataFrame:
+            file = at.loc[at["label"].eq(label), "predictions_file"].iloc[0]
+            return pd.read_parquet(path / file).sort_values("row")
+
+        y = (proba(llm_labels[0])["y_true"] == "yes").astype(int).to_numpy()
+        llm = np.array([proba(label)["proba_yes"].to_numpy() for label in llm_labels])
+        classical = np.array([proba(label)["proba_yes"].to_numpy() for label in classical_labels])
+        sweep.append((y, llm, classical))
+    fit = cross_fit(sweep, "roc_auc", n_boot=2000)
+    interval = verdict.comparisons[0].adjusted.interval
+    assert (interval.estimate, interval.low, interval.high) == pytest.approx(
+        (fit.interval.estimate, fit.interval.low, fit.interval.high)
+    )
+
+
+def test_sizes_are_decided_jointly(tmp_path: Path) -> None:
+    verdict = _verdict(_store(tmp_path, picks=True, sizes=(16, 64)))
+    assert [c.n_train for c in verdict.comparisons] == [16, 64]
+    factor = joint_factor(2)
+    for c in verdict.comparisons:
+        iv, joint = c.interval, c.joint
+        assert joint is not None and c.joint_sizes == 2
+        assert joint.estimate - joint.low == pytest.approx((iv.estimate - iv.low) * factor)
+        assert joint.high - joint.estimate == pytest.approx((iv.high - iv.estimate) * factor)
+    line = next(line for line in verdict.lines if "picked on the training rows" in line)
+    joint = verdict.comparisons[0].joint
+    assert f"({joint.low:+.3f} to {joint.high:+.3f} jointly over 2 sizes)" in line
+
+
+def test_without_per_row_predictions_the_line_says_it_is_not_adjusted(tmp_path: Path) -> None:
+    path = _store(tmp_path, picks=False)
+    for file in (path / "predictions").iterdir():
+        file.unlink()
+    verdict = _verdict(path)
+    assert verdict.comparisons[0].decides == "interval"
+    assert verdict.lines[1] == (
+        "Not adjusted for picking the best of 4 LLM-based and 3 classical methods on these test "
+        "rows: per-row predictions are missing or unreadable."
+    )
