@@ -93,6 +93,8 @@ METHODS = Registry(
         "lightgbm": "bench.methods.classical:CLASSICAL",
         "llm_icl": "bench.methods.llm_icl:LLM_ICL",
         "llm_icl_tuned": "bench.methods.llm_icl_tuned:LLM_ICL_TUNED",
+        "llm_icl_auto": "bench.methods.llm_icl_auto:LLM_ICL_AUTO",
+        "classical_auto": "bench.methods.auto:CLASSICAL_AUTO",
         "tabpfn": "bench.methods.tabpfn:TABPFN",
         "llm_codegen": "bench.methods.llm_codegen:LLM_CODEGEN",
         "llm_distill": "bench.methods.llm_distill:LLM_DISTILL",

@@ -18,11 +18,15 @@ scores better on validation):
 call per validation row, a rewrite one generation more). Every candidate's changes, wording,
 validation score, calls and seconds are in the run's `details.search`; its LLM usage is spent
 during fit, so the report counts it as a one-off cost.
+
+`ValidatedICL` is the part `llm_icl_auto` shares (bench/methods/llm_icl_auto.py, which chooses
+among serializers): the validation folds, scoring a candidate on them with every call counted,
+the budget, and refitting the winner; the metric and "better" rule are every pick's
+(bench/methods/auto.py).
 """
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,13 +39,22 @@ from sklearn.model_selection import train_test_split
 
 from bench.llm.backend import GenerateRequest, make_backend
 from bench.llm.prompts import PROMPT_VERSION
+from bench.methods.auto import better, selection_metric, validation_score
 from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.llm_base import LLMEstimator
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
 from bench.methods.shots import SELECTIONS
 from bench.metrics import METRIC_NAMES
 
-__all__ = ["LLM_ICL_TUNED", "Candidate", "LLMICLTunedClassifier", "SearchSettings"]
+__all__ = [
+    "LLM_ICL_TUNED",
+    "SEARCH_RANGES",
+    "Candidate",
+    "LLMICLTunedClassifier",
+    "SearchSettings",
+    "ValidatedICL",
+    "checked_search",
+]
 
 EXPLICIT = (
     "Read the labelled examples carefully: they show how the columns relate to the answer. "
@@ -105,42 +118,24 @@ class _Search:
     first_fold: dict[str, tuple[LLMICLClassifier, np.ndarray]] = field(default_factory=dict)
 
 
-class LLMICLTunedClassifier(LLMEstimator):
-    """`LLMICLClassifier` whose prompt is chosen by validation on the training rows.
+class ValidatedICL(LLMEstimator):
+    """An `LLMICLClassifier` whose prompt is chosen on validation rows drawn from the training
+    rows only, then refitted on all of them: what `llm_icl_tuned` and `llm_icl_auto` share.
 
-    `search` holds the `SearchSettings` (a dict), `positive_label` the class a binary search
-    metric scores; every other parameter is `LLMICLClassifier`'s, the configured prompt the
-    search starts from (so `set_params(max_shots=3)` changes what `fit` tries).
+    A subclass stores `search` (the `SearchSettings`, a dict), `positive_label` (the class a
+    binary metric scores) and every `LLMICLClassifier` parameter (the configured prompt) in its
+    `__init__`, and implements `_choose`: the candidates it tries, each scored by `_try` on the
+    folds of `_folds` within the budget `_room` checks.
     """
 
-    def __init__(
-        self,
-        search: dict[str, Any] | None = None,
-        positive_label: str | None = None,
-        *,
-        llm: dict[str, Any] | None = None,
-        serializer: dict[str, Any] | None = None,
-        class_labels: tuple[str, ...] = (),
-        target: str = "label",
-        task_description: str = "",
-        feature_descriptions: dict[str, str] | None = None,
-        max_shots: int | None = None,
-        selection: str = "first",
-        verbalizer: dict[str, str] | None = None,
-        queries_per_request: int = 1,
-        batch_size: int = 64,
-        seed: int = 0,
-        guidance: str | None = None,
-        shot_order: str = "given",
-        knn_layout: str = "similarity",
-        explain_rows: int = 0,
-    ) -> None:
-        keep_params(self, locals())
+    method_name = "llm_icl_tuned"  # in messages
 
     def _icl(self, changes: dict[str, Any] | None = None) -> LLMICLClassifier:
         """An unfitted in-context classifier: the configured prompt with `changes`."""
         params = self.get_params(deep=False)
-        configured = {key: params[key] for key in LLMICLClassifier().get_params(deep=False)}
+        keys = LLMICLClassifier().get_params(deep=False)
+        # a parameter the subclass does not have (llm_icl_auto's serializer) is the candidate's
+        configured = {key: params[key] for key in keys if key in params}
         return LLMICLClassifier(**{**configured, **(changes or {})})
 
     def _settings(self) -> SearchSettings:
@@ -189,36 +184,8 @@ class LLMICLTunedClassifier(LLMEstimator):
     def _choose(
         self, X: pd.DataFrame, labels: pd.Series, settings: SearchSettings
     ) -> tuple[Candidate, list[tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]], str]:
-        """The greedy search (module docstring): the best candidate, the folds and the metric."""
-        folds = self._folds(X, labels, settings)
-        calls = sum(len(val_X) for _, _, val_X, _ in folds)  # per candidate
-        metric = _metric_name(settings.metric, labels)
-        best = self._try(Candidate("configured", {}), folds, metric)
-        best.kept = True
-        for candidate in self._alternatives():
-            if not self._room(settings, calls):
-                break
-            candidate.parent = best.name
-            candidate.changes = {**best.changes, **candidate.changes}
-            self._try(candidate, folds, metric)
-            if _better(candidate.validation_score, best.validation_score, metric):
-                candidate.kept, best = True, candidate
-        for i in range(settings.rewrites):
-            if not self._room(settings, calls + 1):  # the rewrite, then scoring it
-                break
-            wording, failure = self._rewrite(settings, best, folds[0], attempt=i)
-            candidate = Candidate(
-                f"rewrite_{i + 1}", {**best.changes, "guidance": wording}, parent=best.name
-            )
-            problem = failure or _unusable(wording)
-            if problem:  # recorded, not scored: a degenerate reply would only fit noise
-                candidate.error = problem
-                self._search.candidates.append(candidate)
-                continue
-            self._try(candidate, folds, metric)
-            if _better(candidate.validation_score, best.validation_score, metric):
-                candidate.kept, best = True, candidate
-        return best, folds, metric
+        """The best candidate, the folds it was scored on and the metric."""
+        raise NotImplementedError
 
     # -- the search -----------------------------------------------------------------------------
     def _folds(
@@ -230,7 +197,7 @@ class LLMICLTunedClassifier(LLMEstimator):
         counts = y.value_counts()
         if y.nunique() < 2 or counts.min() < 2 or n < max(4, 2 * k):
             raise ValueError(
-                f"llm_icl_tuned needs training rows of two classes, at least 2 of each, to "
+                f"{self.method_name} needs training rows of two classes, at least 2 of each, to "
                 f"validate prompts on (got {n} rows: {counts.to_dict()}); use llm_icl for fewer"
             )
         if k >= 2:
@@ -248,26 +215,6 @@ class LLMICLTunedClassifier(LLMEstimator):
             X, y, test_size=n_val, random_state=seed, stratify=stratify
         )
         return [(shots_X, shots_y, val_X, val_y)]
-
-    def _alternatives(self) -> list[Candidate]:
-        serializer = dict(self.serializer or {})
-        other_layout = (
-            {"name": "list", "format": "list", "shared_header": False}
-            if serializer.get("shared_header")
-            else {"name": "csv_table", "format": "csv", "shared_header": True}
-        )
-        classes = list(self.class_labels or ())
-        letters = {c: chr(ord("A") + i) for i, c in enumerate(classes)}
-        found = [
-            Candidate("layout", {"serializer": {**serializer, **other_layout}}),
-            Candidate("fewer_decimals", {"serializer": {**serializer, "precision": 2}}),
-            Candidate("explicit_instruction", {"guidance": EXPLICIT}),
-            Candidate("balanced_shots", {"selection": "balanced"}),
-            Candidate("shuffled_shots", {"shot_order": "shuffled"}),
-        ]
-        if len(classes) >= 2:
-            found.append(Candidate("letter_answers", {"verbalizer": letters}))
-        return found
 
     def _room(self, settings: SearchSettings, calls: int) -> bool:
         scored = sum(c.llm_calls > 0 for c in self._search.candidates)
@@ -314,11 +261,98 @@ class LLMICLTunedClassifier(LLMEstimator):
             candidate.error = f"{type(error).__name__}: {error}"
             candidate.seconds = time.perf_counter() - start
             return candidate
-        candidate.validation_score = _score(
+        candidate.validation_score = validation_score(
             metric, pd.concat(truths), np.vstack(predictions), model.classes_, self.positive_label
         )
         candidate.seconds = time.perf_counter() - start
         return candidate
+
+
+class LLMICLTunedClassifier(ValidatedICL):
+    """`LLMICLClassifier` whose prompt is chosen by validation on the training rows.
+
+    `search` holds the `SearchSettings` (a dict), `positive_label` the class a binary search
+    metric scores; every other parameter is `LLMICLClassifier`'s, the configured prompt the
+    search starts from (so `set_params(max_shots=3)` changes what `fit` tries).
+    """
+
+    def __init__(
+        self,
+        search: dict[str, Any] | None = None,
+        positive_label: str | None = None,
+        *,
+        llm: dict[str, Any] | None = None,
+        serializer: dict[str, Any] | None = None,
+        class_labels: tuple[str, ...] = (),
+        target: str = "label",
+        task_description: str = "",
+        feature_descriptions: dict[str, str] | None = None,
+        max_shots: int | None = None,
+        selection: str = "first",
+        verbalizer: dict[str, str] | None = None,
+        queries_per_request: int = 1,
+        batch_size: int = 64,
+        seed: int = 0,
+        guidance: str | None = None,
+        shot_order: str = "given",
+        knn_layout: str = "similarity",
+        explain_rows: int = 0,
+    ) -> None:
+        keep_params(self, locals())
+
+    def _choose(
+        self, X: pd.DataFrame, labels: pd.Series, settings: SearchSettings
+    ) -> tuple[Candidate, list[tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]], str]:
+        """The greedy search (module docstring): the best candidate, the folds and the metric."""
+        folds = self._folds(X, labels, settings)
+        calls = sum(len(val_X) for _, _, val_X, _ in folds)  # per candidate
+        metric = selection_metric(settings.metric, labels)
+        best = self._try(Candidate("configured", {}), folds, metric)
+        best.kept = True
+        for candidate in self._alternatives():
+            if not self._room(settings, calls):
+                break
+            candidate.parent = best.name
+            candidate.changes = {**best.changes, **candidate.changes}
+            self._try(candidate, folds, metric)
+            if better(candidate.validation_score, best.validation_score, metric):
+                candidate.kept, best = True, candidate
+        for i in range(settings.rewrites):
+            if not self._room(settings, calls + 1):  # the rewrite, then scoring it
+                break
+            wording, failure = self._rewrite(settings, best, folds[0], attempt=i)
+            candidate = Candidate(
+                f"rewrite_{i + 1}", {**best.changes, "guidance": wording}, parent=best.name
+            )
+            problem = failure or _unusable(wording)
+            if problem:  # recorded, not scored: a degenerate reply would only fit noise
+                candidate.error = problem
+                self._search.candidates.append(candidate)
+                continue
+            self._try(candidate, folds, metric)
+            if better(candidate.validation_score, best.validation_score, metric):
+                candidate.kept, best = True, candidate
+        return best, folds, metric
+
+    def _alternatives(self) -> list[Candidate]:
+        serializer = dict(self.serializer or {})
+        other_layout = (
+            {"name": "list", "format": "list", "shared_header": False}
+            if serializer.get("shared_header")
+            else {"name": "csv_table", "format": "csv", "shared_header": True}
+        )
+        classes = list(self.class_labels or ())
+        letters = {c: chr(ord("A") + i) for i, c in enumerate(classes)}
+        found = [
+            Candidate("layout", {"serializer": {**serializer, **other_layout}}),
+            Candidate("fewer_decimals", {"serializer": {**serializer, "precision": 2}}),
+            Candidate("explicit_instruction", {"guidance": EXPLICIT}),
+            Candidate("balanced_shots", {"selection": "balanced"}),
+            Candidate("shuffled_shots", {"shot_order": "shuffled"}),
+        ]
+        if len(classes) >= 2:
+            found.append(Candidate("letter_answers", {"verbalizer": letters}))
+        return found
 
     def _rewrite(
         self,
@@ -339,7 +373,8 @@ class LLMICLTunedClassifier(LLMEstimator):
         request = (
             "You improve instructions for a model that labels table rows.\n\n"
             f"Current instruction:\n{model.instruction_}\n\n"
-            f"It scores {best.validation_score:.3f} ({_metric_name(settings.metric, val_y)}) on "
+            f"It scores {best.validation_score:.3f} ({selection_metric(settings.metric, val_y)})"
+            " on "
             "held-out labelled rows. Rows it gets wrong, with their true answers:\n\n"
             f"{wrong}\n\n"
             "Write one short paragraph of extra guidance (at most 60 words) that would help it "
@@ -392,33 +427,22 @@ def _first_paragraph(text: str, limit: int = 400) -> str:
     return paragraph[:limit]
 
 
-def _metric_name(requested: str, y: pd.Series) -> str:
-    if requested != "auto":
-        return requested
-    return "roc_auc" if y.nunique() == 2 else "accuracy"
+_score = validation_score  # its name before llm_icl_auto shared it (tests import it)
 
 
-def _score(
-    metric: str, y: pd.Series, proba: np.ndarray, classes: np.ndarray, positive_label: str | None
-) -> float:
-    """`metric` on validation rows; binary metrics score the dataset's positive class (else the
-    last class, as the runner does)."""
-    from bench.metrics import get_metric
-
-    codes = {c: i for i, c in enumerate(classes)}
-    y_codes = np.array([codes[str(v)] for v in y])
-    positive = codes.get(positive_label, len(classes) - 1)
-    return float(get_metric(metric)(y_codes, np.clip(proba, 1e-15, 1.0), positive))
-
-
-def _better(score: float, best: float, metric: str) -> bool:
-    from bench.metrics import higher_is_better
-
-    if math.isnan(score):
-        return False
-    if math.isnan(best):
-        return True
-    return score > best if higher_is_better(metric) else score < best
+def checked_search(search: dict[str, Any], unused: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`method.params.search` as given, once no key is unknown (or `unused` by the method) and
+    every value can work; else ValueError naming the keys."""
+    valid = [key for key in SearchSettings.__dataclass_fields__ if key not in unused]
+    unknown = set(search) - set(valid)
+    if unknown:
+        raise ValueError(
+            f"unknown method.params.search keys {sorted(unknown)}; valid: {', '.join(valid)}"
+        )
+    problems = SearchSettings(**search).problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return search
 
 
 def build_llm_icl_tuned(cfg: DictConfig, context: MethodContext) -> LLMICLTunedClassifier:
@@ -432,20 +456,23 @@ def build_llm_icl_tuned(cfg: DictConfig, context: MethodContext) -> LLMICLTunedC
         search["optimizer_llm"] = OmegaConf.to_container(
             load_llm_config(name, key="method.params.search.optimizer_llm"), resolve=True
         )
-    unknown = set(search) - set(SearchSettings.__dataclass_fields__)
-    if unknown:
-        valid = ", ".join(SearchSettings.__dataclass_fields__)
-        raise ValueError(f"unknown method.params.search keys {sorted(unknown)}; valid: {valid}")
-    problems = SearchSettings(**search).problems()
-    if problems:
-        raise ValueError("; ".join(problems))
     return LLMICLTunedClassifier(
-        search=search,
+        search=checked_search(search),
         positive_label=context.positive_label,
         **prompt_context(context),
         **params,
     )
 
+
+# The search's own settings, checked before the sweep like the others (llm_icl_auto's too).
+SEARCH_RANGES: dict[str, Range | Choice] = {
+    "search.metric": Choice(("auto", *METRIC_NAMES)),
+    "search.validation": Range(low=0, high=1, integer=False),
+    "search.min_validation_rows": Range(low=1),
+    "search.max_validation_rows": Range(low=1),
+    "search.max_candidates": Range(low=1),
+    "search.max_llm_calls": Range(low=0),
+}
 
 LLM_ICL_TUNED = MethodKind(
     build=build_llm_icl_tuned,
@@ -456,13 +483,7 @@ LLM_ICL_TUNED = MethodKind(
         "max_shots": Range(low=0, allow_none=True),
         "batch_size": Range(low=1),
         "selection": Choice(SELECTIONS),
-        # the search's own settings, checked before the sweep like the others
-        "search.metric": Choice(("auto", *METRIC_NAMES)),
-        "search.validation": Range(low=0, high=1, integer=False),
-        "search.min_validation_rows": Range(low=1),
-        "search.max_validation_rows": Range(low=1),
-        "search.max_candidates": Range(low=1),
-        "search.max_llm_calls": Range(low=0),
+        **SEARCH_RANGES,
         "search.rewrites": Range(low=0),
     },
 )
