@@ -96,6 +96,8 @@ METHODS = Registry(
         "llm_icl_auto": "bench.methods.llm_icl_auto:LLM_ICL_AUTO",
         "classical_auto": "bench.methods.auto:CLASSICAL_AUTO",
         "tabpfn": "bench.methods.tabpfn:TABPFN",
+        "llm_boost": "bench.methods.llm_boost:LLM_BOOST",
+        "pfn_boost": "bench.methods.pfn_boost:PFN_BOOST",
         "llm_codegen": "bench.methods.llm_codegen:LLM_CODEGEN",
         "llm_distill": "bench.methods.llm_distill:LLM_DISTILL",
         "llm_embed": "bench.methods.llm_embed:LLM_EMBED",

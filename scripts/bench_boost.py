@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Measure LLM-Boost: is the LLM and the trees together better than either alone?
+
+Runs the real harness (`bench-run`, one sweep per seed and method, into one results folder)
+with `xgboost`, `llm_boost` and `llm_icl` on the same rows of each dataset x training size, then
+reads the store and reports, per dataset and size: the test ROC AUC of each method (mean over
+the seeds that finished), the LLM's own AUC on the training rows (zero-shot, from llm_boost's
+record), the scales cross-validation chose, and where llm_boost is better than both of its parts
+or worse than the better one (by more than `--margin`). The report's verdict comes from
+`bench-report` on the same folder.
+
+Seeds run one after another, each over every dataset and size, so a measurement cut short still
+holds whole seeds. A rerun reuses the finished runs. Prints a Markdown table and writes JSON.
+
+    nice -n 10 .venv/bin/python scripts/bench_boost.py --out results/bench_boost.json
+    .venv/bin/python scripts/bench_boost.py --collect-only --out results/bench_boost.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.paths import PROJECT_ROOT
+from bench.results import load_results
+
+DATASETS = ["callcenter", "mlc_churn", "attrition", "credit_data"]
+METHODS = ["xgboost", "llm_boost", "llm_icl"]  # cheapest first: a cut keeps the baselines
+
+
+def run_sweeps(args: argparse.Namespace, results: Path) -> None:
+    """One bench-run per (seed, method) over every dataset and size; finished runs are kept."""
+    bench_run = Path(sys.executable).with_name("bench-run")
+    for seed in args.seeds:
+        for method in args.methods:
+            # llm_icl at n = 0 asks the LLM zero-shot about the test rows: the same prompts as
+            # llm_boost's test rows (request-cache hits), i.e. the LLM's own test AUC
+            sizes = [0, *args.sizes] if method == "llm_icl" else args.sizes
+            command = [
+                str(bench_run),
+                "-m",
+                f"dataset={','.join(args.datasets)}",
+                f"method={method}",
+                f"seeds=[{seed}]",
+                f"n_train=[{','.join(map(str, sizes))}]",
+                f"split.max_test_rows={args.test_rows}",
+                f"llm={args.llm}",
+                "llm.n_threads=1",
+                "llm.n_ctx=8192",  # llm_icl at 256+ rows of wide tables is skipped, not run
+                "serializer=csv_table",
+                "n_jobs=1",
+                "hydra/launcher=basic",
+                f"experiment_name={results.name}",
+                f"results_dir={results}",
+                "report=false",
+            ]
+            print(" ".join(command[1:]), flush=True)
+            subprocess.run(command, cwd=PROJECT_ROOT, check=False)
+
+
+def _detail(details: Any, key: str) -> Any:
+    return details.get(key) if isinstance(details, dict) else None
+
+
+def _mean_of(values: pd.Series, keys: list[tuple[str, int]]) -> float | None:
+    found = [float(values[k]) for k in keys if k in values.index]
+    return sum(found) / len(found) if found else None
+
+
+def collect(results: Path, margin: float) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Per (dataset, n_train): mean test AUC per method over the seeds every method finished."""
+    runs = load_results(results)
+    ok = runs[(runs["status"] == "ok") & runs["method"].isin(METHODS)].copy()
+    ok["auc"] = ok["roc_auc"]
+    boost = ok[ok["method"] == "llm_boost"].copy()
+    boost["llm_train_auc"] = boost["details"].map(lambda d: _detail(d, "llm_train_auc"))
+    boost["scale"] = boost["details"].map(lambda d: _detail(d, "scale"))
+    boost["cv_trees"] = boost["details"].map(lambda d: _detail(d, "cv_auc_trees_alone"))
+    boost["cv_llm"] = boost["details"].map(lambda d: _detail(d, "cv_auc_prior_alone"))
+    zero = ok[(ok["method"] == "llm_icl") & (ok["n_train"] == 0)].set_index(["dataset", "seed"])
+    rows = []
+    for (dataset, n), group in ok[ok["n_train"] > 0].groupby(["dataset", "n_train"]):
+        wide = group.pivot_table(index="seed", columns="method", values="auc")
+        both = wide.dropna(subset=[m for m in ("xgboost", "llm_boost") if m in wide])
+        if "llm_boost" not in both or "xgboost" not in both:
+            continue
+        mine = boost[(boost["dataset"] == dataset) & (boost["n_train"] == n)].set_index("seed")
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "n_train": int(n),
+            "seeds": [int(s) for s in both.index],
+            "llm_boost": float(both["llm_boost"].mean()),
+            "xgboost": float(both["xgboost"].mean()),
+            "llm_icl": float(both["llm_icl"].mean()) if "llm_icl" in both else None,
+            "llm_icl_seeds": int(both["llm_icl"].notna().sum()) if "llm_icl" in both else 0,
+            "llm_zero_shot_test": _mean_of(zero["auc"], [(dataset, s) for s in both.index]),
+            "llm_train_auc": float(mine["llm_train_auc"].mean()),
+            "scales": [mine.loc[s, "scale"] for s in both.index if s in mine.index],
+            "cv_auc_trees_alone": float(mine["cv_trees"].astype(float).mean()),
+            "cv_auc_llm_alone": float(mine["cv_llm"].astype(float).mean()),
+        }
+        parts = [row["xgboost"], *([row["llm_icl"]] if row["llm_icl"] is not None else [])]
+        best = max(parts)
+        row["vs_best_part"] = row["llm_boost"] - best
+        row["outcome"] = (
+            "better than both"
+            if row["llm_boost"] > best + margin
+            else "worse than the better part"
+            if row["llm_boost"] < best - margin
+            else "about the better part"
+        )
+        rows.append(row)
+    return ok, rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    def f(value: Any) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    lines = [
+        "| dataset | n | seeds | llm_boost | xgboost | llm_icl | LLM zero-shot: train / test "
+        "| chosen s | outcome |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        scales = ", ".join(str(s) for s in r["scales"])
+        lines.append(
+            f"| {r['dataset']} | {r['n_train']} | {len(r['seeds'])} | {f(r['llm_boost'])} "
+            f"| {f(r['xgboost'])} | {f(r['llm_icl'])} "
+            f"| {f(r['llm_train_auc'])} / {f(r['llm_zero_shot_test'])} | {scales} "
+            f"| {r['outcome']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[16, 64, 256, 1024])
+    parser.add_argument("--test-rows", type=int, default=100)
+    parser.add_argument("--llm", default="local_gemma3_270m")
+    parser.add_argument("--margin", type=float, default=0.01, help="AUC: 'about the same'")
+    parser.add_argument("--results", type=Path, default=Path("results/boost_measure"))
+    parser.add_argument("--out", type=Path, default=Path("results/bench_boost.json"))
+    parser.add_argument("--collect-only", action="store_true", help="only read the store")
+    args = parser.parse_args()
+
+    results = args.results if args.results.is_absolute() else PROJECT_ROOT / args.results
+    if not args.collect_only:
+        run_sweeps(args, results)
+    _, rows = collect(results, args.margin)
+    table = markdown(rows)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "settings": {**vars(args), "results": str(results), "out": str(args.out)},
+                "rows": rows,
+                "markdown": table,
+            },
+            indent=1,
+            default=str,
+        )
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
