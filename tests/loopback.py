@@ -257,6 +257,14 @@ def refusing(answer: dict) -> dict:
     return answer
 
 
+def stripping_logprobs(answer: dict) -> dict:
+    """A `rewrite` for FaultProxy: every choice keeps its text and loses its logprobs, as a
+    hosted model that returns none (GPT-5 family, some Gemini) answers."""
+    for choice in answer.get("choices", []):
+        choice["logprobs"] = None
+    return answer
+
+
 @pytest.fixture
 def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
     """Start FaultProxy instances for a test: `fault_proxy(upstream, script=[...], then=...)`."""

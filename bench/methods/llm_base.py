@@ -96,13 +96,21 @@ class RunLedger:
     diagnostic_seconds: tuple[float, float] = (0.0, 0.0)
     parts: dict[str, RunLedger] = field(default_factory=dict)
 
-    def tally(self, method: str, valid: bool, answer: str | None = None) -> None:
-        """Count one answer: how it was scored (``details.scoring``) and, when it named no
-        class, as invalid (``details.invalid_answers``, the first such answer kept as an
-        example in ``details.invalid_example``)."""
+    def tally(
+        self, method: str, valid: bool, answer: str | None = None, unparsed: int | None = None
+    ) -> None:
+        """Count one answer: how it was scored (``details.scoring``: logprobs, verbalized,
+        sampled or generation, bench/llm/scoring.py) and, when it named no class, as invalid
+        (``details.invalid_answers``, the first such answer kept as an example in
+        ``details.invalid_example``). An answer read from generated text also adds its
+        generations that could not be parsed (`unparsed`; default: 1 if invalid) to
+        ``details.unparsed_answers`` (a sampled row may parse 7 draws of 8 and stay valid)."""
         scoring = self.details.setdefault("scoring", {})
         scoring[method] = scoring.get(method, 0) + 1
         self.details["invalid_answers"] = self.details.get("invalid_answers", 0) + (not valid)
+        if method != "logprobs":  # logprob runs keep the record they always had
+            unread = int(not valid) if unparsed is None else unparsed
+            self.details["unparsed_answers"] = self.details.get("unparsed_answers", 0) + unread
         if not valid and self.details.get("invalid_example") is None and answer is not None:
             self.details["invalid_example"] = _shorten(answer)
 

@@ -4,9 +4,11 @@ The shots come from the run's own training subset (k = n_train unless `max_shots
 picked by `selection` (bench/methods/shots.py), written by a row serializer
 (bench/llm/serialize.py) under an instruction built from the dataset card
 (bench/llm/prompts.py). Each class's probability is the model's probability of its answer word
-after ``Answer:``, renormalised over the classes; a backend without log-probabilities answers by
-generation, parsed, with unparseable answers counted: past ``llm.max_invalid_share`` of them the
-run fails (`LLMEstimator.check_answers`). With `queries_per_request` > 1, several
+after ``Answer:``, renormalised over the classes; without log-probabilities (`llm.scoring`,
+bench/llm/scoring.py) the model states its answer and a probability, or answers several times
+at a temperature, parsed, with unparseable answers counted (``details.scoring``,
+``details.unparsed_answers``): past ``llm.max_invalid_share`` of them the run fails
+(`LLMEstimator.check_answers`). With `queries_per_request` > 1, several
 query rows share one generated request (cheaper on hosted APIs; no probabilities then).
 
 The prompt puts the instruction and the shots first and the query last, so with a static
@@ -36,6 +38,7 @@ from bench.llm.backend import (
     parse_label,
 )
 from bench.llm.prompts import ANSWER, PROMPT_VERSION, Verbalizer, instruction
+from bench.llm.scoring import unparsed_answers
 from bench.llm.serialize import RowSerializer
 from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.explain import Explanation, explain, summary
@@ -253,7 +256,7 @@ class LLMICLClassifier(LLMEstimator):
                 for i, result in zip(rows, scored, strict=True):
                     proba[i] = [result.probs[a] for a in answers]
                     ledger.usage += result.usage
-                    ledger.tally(result.method, result.valid, result.text)
+                    ledger.tally(result.method, result.valid, result.text, unparsed_answers(result))
         return proba
 
     def _predict_grouped(self, backend: LLMBackend, X: pd.DataFrame) -> np.ndarray:

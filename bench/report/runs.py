@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.llm.scoring import NOT_LOGPROBS, scored_by
 from bench.metrics import metric_label
 
 __all__ = [
@@ -54,20 +55,26 @@ def row_order(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def method_labels(runs: pd.DataFrame) -> pd.Series:
-    """A display label per run: `method`, or `method (llm[, serializer])` for LLM methods."""
+    """A display label per run: `method`, or `method (llm[, serializer][, scoring†])` for LLM
+    methods. A run whose probabilities were mostly not read from logprobs (`llm.scoring`,
+    bench/llm/scoring.py) is labelled with how they were read and marked †, so it is never
+    pooled with a logprob run of the same LLM as one method."""
     if runs.empty:
         return pd.Series(dtype=object, index=runs.index)
     # The serializer is named only for methods that ran with more than one.
     several = runs.groupby("method")["serializer"].nunique(dropna=True)
+    details = runs["details"] if "details" in runs.columns else pd.Series(None, index=runs.index)
     labels = []
-    for method, llm, serializer in zip(
-        runs["method"], runs["llm"], runs["serializer"], strict=True
+    for method, llm, serializer, detail in zip(
+        runs["method"], runs["llm"], runs["serializer"], details, strict=True
     ):
         parts = []
         if isinstance(llm, str) and llm:
             parts.append(llm)
         if isinstance(serializer, str) and several.get(method, 0) > 1:
             parts.append(serializer)
+        if parts and (scoring := scored_by(detail)) != "logprobs":
+            parts.append(f"{scoring}{NOT_LOGPROBS}")
         labels.append(f"{method} ({', '.join(parts)})" if parts else str(method))
     return pd.Series(labels, index=runs.index, dtype=object)
 
