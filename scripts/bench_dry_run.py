@@ -3,9 +3,10 @@
 1. llm_icl on callcenter with the embedded Gemma 3 270M at a few training sizes: the dry run's
    prompt tokens, cacheable tokens, USD (with prices set on the config) and seconds against
    what the real run then records (a temporary results store, the request cache off).
-2. The estimate for models without an offline tokenizer (bench/llm/tokens.py): o200k_base and
-   characters / 4 against each embedded GGUF tokenizer on the same prompts (llm_icl prompts of
-   callcenter and mlc_churn in two serializations, planned by the dry run's backend).
+2. The estimate for models without an offline tokenizer (bench/llm/tokens.py: o200k_base with a
+   token per digit), plain o200k_base and characters / 4 against each embedded GGUF tokenizer
+   on the same prompts (llm_icl prompts of callcenter and mlc_churn in four serializations,
+   planned by the dry run's backend).
 
     .venv/bin/python scripts/bench_dry_run.py --out results/bench_dry_run.json
 """
@@ -107,7 +108,8 @@ def planned_prompts(dataset: str, serializer: str, n: int, test_rows: int) -> li
 
 def estimate_errors(test_rows: int) -> dict[str, Any]:
     """o200k_base and characters / 4 against each GGUF tokenizer, by prompt set."""
-    counter = token_counter("any-other-model")  # the proxy
+    counter = token_counter("any-other-model")  # the estimate: o200k_base, a token per digit
+    plain = token_counter("gpt-4o")  # o200k_base as it is
     backends = {}
     for name in GGUF_LLMS:
         try:
@@ -118,19 +120,21 @@ def estimate_errors(test_rows: int) -> dict[str, Any]:
             print(f"skipping {name}: {error}")
     out: dict[str, Any] = {}
     for dataset in ("callcenter", "mlc_churn"):
-        for serializer in ("list", "csv_table"):
+        for serializer in ("list", "csv_table", "json", "text"):
             prompts = planned_prompts(dataset, serializer, 16, test_rows)
             proxy = sum(len(counter.encode(p)) for p in prompts)
+            o200k = sum(len(plain.encode(p)) for p in prompts)
             chars = sum(len(p) // 4 for p in prompts)
             found = {}
             for name, backend in backends.items():
                 own = sum(backend.count_tokens(p) for p in prompts)
                 found[name] = {
                     "tokens": own,
-                    "o200k_error": _error(proxy, own),
+                    "estimate_error": _error(proxy, own),
+                    "o200k_error": _error(o200k, own),
                     "chars4_error": _error(chars, own),
                 }
-            out[f"{dataset}/{serializer}"] = {"prompts": len(prompts), "o200k": proxy, **found}
+            out[f"{dataset}/{serializer}"] = {"prompts": len(prompts), "estimate": proxy, **found}
             print(dataset, serializer, json.dumps(found), flush=True)
     return out
 
