@@ -1,27 +1,25 @@
 """`bench-run ... dry_run=true`: the sweep planned as it would run, its LLM requests counted.
 
-The sweep is expanded as bench-run expands it (`bench.preflight.sweep_jobs`), each job's runs
-resolved (`bench.spec.specs_for`), and the runs already done in the results store left out, as
-the job would reuse them. Each remaining LLM run executes its method's real fit and predict on
-the real split (`bench.runner.execute_run`) inside `planning()`: there `make_backend` gets a
-`PlanningBackend` from `planning_backend` as its innermost backend, which answers every request
-with a neutral answer (uniform class probabilities, an empty text, a fixed vector) and counts
-it: prompt tokens with the model's own tokenizer (the GGUF's for the embedded models, an offline
-tokenizer of the family for endpoints: bench/llm/tokens.py), the prefix it shares with the
-previous prompt of its run (what a prefix cache would serve), and completion tokens (a score's
-label tokens; a generation's `max_tokens`, an upper bound). USD comes from the llm config's
-prices (`bench.llm.cost.priced`), time from the model's speed or the endpoint's rate limits
-(`estimate_seconds`).
+The sweep's jobs and runs are resolved as bench-run resolves them (`sweep_jobs`, `specs_for`);
+runs already done in the results store are left out, as the job would reuse them. Each other
+LLM run executes its method's real fit and predict on the real split (`execute_run`) inside
+`planning()`, where `make_backend`'s innermost backend is a `PlanningBackend`: it answers every
+request neutrally (uniform class probabilities, an empty text, a fixed vector) and counts its
+prompt tokens with the model's own tokenizer (the GGUF's; an endpoint's family's offline, else
+an estimate: bench/llm/tokens.py), the prefix shared with the run's previous prompt (what a
+prefix cache serves) and its completion tokens (a generation's `max_tokens`: an upper bound).
+USD: `bench.llm.cost.priced` on `llm.prices`; time: `estimate_seconds`.
 
-The request cache is read, never written: a request it already answers is free, and its real
-answer is returned (`planning_backend` turns `llm.cache` off on its own copy of the config, so
-`make_backend` wraps no cache that would store a planned answer). Nothing is sent and nothing
-is written: no run record, claim, `.sweep/` file, Hydra log folder or cache entry.
+The request cache is read, never written: an answer it holds is returned and free
+(`planning_backend` turns `llm.cache` off on make_backend's copy of the config, so no cache
+wraps the planner to store its answers). Nothing is sent and nothing is written: no run
+record, claim, `.sweep/` file, Hydra log folder or cache entry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import sqlite3
@@ -48,6 +46,7 @@ __all__ = [
     "JobPlan",
     "LlmTally",
     "PlanningBackend",
+    "RunPlan",
     "describe_plans",
     "dry_run_configs",
     "estimate_seconds",
@@ -67,7 +66,6 @@ ENDPOINT_FIRST_TOKEN_S = 0.5
 ENDPOINT_OUTPUT_TOKENS_PER_S = 80.0
 # OpenAI caches a prompt's prefix from 1,024 tokens on, in steps of 128 tokens.
 OPENAI_CACHE_MIN, OPENAI_CACHE_STEP = 1024, 128
-EMBED_DIMENSIONS = 16  # planned embeddings: a vector per text, only their count matters
 
 
 @dataclass
@@ -80,10 +78,8 @@ class LlmTally:
     seconds: float = 0.0  # in-process: the model's time; endpoints: see estimate_seconds
 
     def add(self, other: LlmTally) -> None:
-        self.usage += other.usage
-        self.upper_bound += other.upper_bound
-        self.tokens_for_limits += other.tokens_for_limits
-        self.seconds += other.seconds
+        for name in ("usage", "upper_bound", "tokens_for_limits", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -175,21 +171,17 @@ class PlanningBackend:
 
     # -- the tokenizer ---------------------------------------------------------------------
     def _tokens(self, request: str | Messages, template: bool = True) -> list[int]:
+        if self.local and template:
+            return self._model.request_tokens(request)
         if self.local:
-            return (
-                self._model.request_tokens(request)
-                if template
-                else self._model.text_tokens(request)
-            )
+            return self._model.text_tokens(request)
         from bench.llm.tokens import token_counter
 
         chat = template and self.config.api == "chat"
         return token_counter(self.config.model).request_tokens(request, chat=chat)
 
     def count_tokens(self, text: str) -> int:
-        if self.local:
-            return self._model.count_tokens(text)
-        return max(1, len(self._tokens(text)))
+        return self._model.count_tokens(text) if self.local else max(1, len(self._tokens(text)))
 
     def first_token(self, text: str) -> int | None:
         return self._model.first_token(text) if self.local else None  # as the real backends
@@ -226,7 +218,7 @@ class PlanningBackend:
         def answer(request: EmbedRequest) -> EmbedResult:
             usage = self._count(request.text, 0, template=False, shared=False)
             digest = hashlib.sha256(request.text.encode()).digest()
-            vector = [b / 255.0 for b in digest[:EMBED_DIMENSIONS]]
+            vector = [b / 255.0 for b in digest[:16]]  # planned: only their count matters
             return EmbedResult(vector, usage)
 
         return self._each(requests, answer, on_result)
@@ -263,6 +255,7 @@ class PlanningBackend:
         skip it, when the request does not fit the model's window."""
         from bench.llm.backend import PromptTooLongError, context_limit
         from bench.llm.cost import priced
+        from bench.llm.tokens import family_encoding
 
         tokens = self._tokens(prompt, template)
         limit = context_limit(self.config)
@@ -273,7 +266,7 @@ class PlanningBackend:
         cached = _shared_prefix(previous, tokens) if shared else 0
         if shared:
             self.plan.previous[self.config.name] = tokens
-        if not self.local and _openai_family(self.config):  # OpenAI's prompt caching rule
+        if not self.local and family_encoding(str(self.config.model)):  # OpenAI's caching
             steps = cached // OPENAI_CACHE_STEP * OPENAI_CACHE_STEP
             cached = steps if cached >= OPENAI_CACHE_MIN else 0
         seconds = self._seconds(len(tokens) - cached, completion)
@@ -295,37 +288,29 @@ class PlanningBackend:
     def _seconds(self, uncached: int, completion: int) -> float:
         if not self.local:
             return ENDPOINT_FIRST_TOKEN_S + completion / ENDPOINT_OUTPUT_TOKENS_PER_S
-        scale = _weights_bytes(self.config) / LOCAL_REFERENCE_BYTES
+        scale = _weights_bytes(str(self.config.model_path), self.config.name)
+        scale /= LOCAL_REFERENCE_BYTES
         scale /= max(1, int(self.config.n_threads or 1))
         return scale * (uncached * LOCAL_PROMPT_S_PER_TOKEN + completion * LOCAL_OUTPUT_S_PER_TOKEN)
 
 
 def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """Leading tokens `b` shares with `a`; at least one token of `b` is always evaluated."""
+    import numpy as np
+
     limit = min(len(a), len(b) - 1)
-    n = 0
-    while n < limit and a[n] == b[n]:
-        n += 1
-    return max(n, 0)
+    if limit <= 0:
+        return 0
+    differ = np.flatnonzero(np.asarray(a[:limit]) != np.asarray(b[:limit]))
+    return int(differ[0]) if differ.size else limit
 
 
-_WEIGHTS_BYTES: dict[str, int] = {}
-
-
-def _weights_bytes(cfg: DictConfig) -> int:
+@functools.cache
+def _weights_bytes(model_path: str, name: str) -> int:
     """The size of an in-process model's GGUF file (resolved once per process)."""
     from bench.llm.weights import resolve_model_path
 
-    spec = str(cfg.model_path)
-    if spec not in _WEIGHTS_BYTES:
-        _WEIGHTS_BYTES[spec] = resolve_model_path(cfg.model_path, cfg.name).stat().st_size
-    return _WEIGHTS_BYTES[spec]
-
-
-def _openai_family(cfg: DictConfig) -> bool:
-    from bench.llm.tokens import family_encoding
-
-    return family_encoding(str(cfg.model)) is not None
+    return resolve_model_path(model_path, name).stat().st_size
 
 
 def estimate_seconds(cfg: DictConfig, tally: LlmTally) -> float:
@@ -348,10 +333,8 @@ class JobPlan:
     """One job of the sweep as the dry run found it."""
 
     label: str
-    results_dir: Path
     runs: int = 0  # runs this job would execute
     done: int = 0  # runs already in the store, left out
-    llm_runs: int = 0
     notes: list[str] = field(default_factory=list)  # runs that would not finish, and why
     tallies: dict[str, LlmTally] = field(default_factory=dict)
     configs: dict[str, DictConfig] = field(default_factory=dict)
@@ -388,9 +371,14 @@ def plan_job(cfg: DictConfig) -> JobPlan:
     from bench.spec import specs_for
 
     store = ResultsStore(resolve_project_path(cfg.results_dir))
-    job = JobPlan(f"{cfg.dataset.name} | {cfg.method.name}", store.root)
+    job = JobPlan(f"{cfg.dataset.name} | {cfg.method.name}")
     specs = [(spec, store.read(spec.stem)) for spec in specs_for(cfg)]
-    task = load_task(cfg.dataset) if any(s.tags.uses_llm for s, _ in specs) else None
+    try:
+        task = load_task(cfg.dataset) if any(s.tags.uses_llm for s, _ in specs) else None
+    except Exception as error:  # the job would record its runs as failed; nothing to count
+        job.notes.append(f"cannot load dataset '{cfg.dataset.name}': {error}")
+        job.runs = sum(1 for _, existing in specs if not (existing and existing.done))
+        return job
     fingerprint = task.fingerprint if task is not None else None
     splits: dict[int, Any] = {}
     for spec, existing in specs:
@@ -402,7 +390,6 @@ def plan_job(cfg: DictConfig) -> JobPlan:
         job.runs += 1
         if task is None or not spec.tags.uses_llm:
             continue
-        job.llm_runs += 1
         if spec.seed not in splits:
             splits[spec.seed] = split_or_error(task, spec)
         where = f"seed={spec.seed} n_train={spec.n_train}"
@@ -427,56 +414,55 @@ COLUMNS = ("runs", "done", "requests", "cache hits", "prompt tok", "cacheable", 
 def describe_plans(jobs: Sequence[JobPlan]) -> str:
     """Per job and in total: runs, LLM requests, tokens, USD and time; then how each llm was
     counted, priced and timed, and the runs that would not finish."""
-    total, configs = JobPlan("total", Path(".")), {}
+    total, configs = JobPlan("total"), {}
+    for job in jobs:
+        for name, tally in job.tallies.items():
+            total.tallies.setdefault(name, LlmTally()).add(tally)
+        configs.update(job.configs)
+        total.runs, total.done = total.runs + job.runs, total.done + job.done
     width = max([len(job.label) for job in jobs] + [5])
     head = f"{'job':<{width}}" + "".join(f"{c:>12}" for c in COLUMNS) + f"{'USD':>11}{'time':>10}"
+    rows = [_row(job, width, job.seconds()) for job in jobs]
+    total_row = _row(total, width, sum(job.seconds() for job in jobs))
     lines = [
         f"Dry run of {len(jobs)} job(s): nothing was sent to any model and nothing was written.",
         "",
         head,
+        *rows,
+        "-" * len(head),
+        total_row,
+        "",
+        *_legend(total, configs),
     ]
-    for job in [*jobs, total]:
-        if job is total:
-            lines.append("-" * len(head))
-        usage = sum((t.usage for t in job.tallies.values()), Usage())
-        cells = (
-            job.runs,
-            job.done,
-            usage.requests,
-            usage.cache_hits,
-            usage.prompt_tokens,
-            usage.cached_tokens,
-            usage.completion_tokens,
-        )
-        seconds = sum(j.seconds() for j in jobs) if job is total else job.seconds()
-        lines.append(
-            f"{job.label:<{width}}"
-            + "".join(f"{c:>12,}" for c in cells)
-            + f"{usage.usd:>11.4f}{_clock(seconds):>10}"
-        )
-        if job is not total:
-            for name, tally in job.tallies.items():
-                total.tallies.setdefault(name, LlmTally()).add(tally)
-            configs.update(job.configs)
-            total.runs, total.done = total.runs + job.runs, total.done + job.done
-    lines += ["", *_legend(total, configs)]
     notes = [f"  [{job.label}] {note}" for job in jobs for note in job.notes]
     if notes:
         lines += ["Runs that would not finish (their requests up to then are counted):", *notes]
     return "\n".join(lines)
 
 
+def _row(job: JobPlan, width: int, seconds: float) -> str:
+    u = sum((t.usage for t in job.tallies.values()), Usage())
+    cells = (job.runs, job.done, u.requests, u.cache_hits, u.prompt_tokens, u.cached_tokens)
+    cells += (u.completion_tokens,)
+    numbers = "".join(f"{c:>12,}" for c in cells)
+    return f"{job.label:<{width}}{numbers}{u.usd:>11.4f}{_clock(seconds):>10}"
+
+
 def _legend(total: JobPlan, configs: dict[str, DictConfig]) -> list[str]:
+    from bench.llm.tokens import token_counter
+
     lines = [
         "runs: to execute (done: already in the results store, left out); cacheable: prompt "
         "tokens a prefix cache would serve (billed at the cached-input price); cache hits: "
         "answers already in the request cache (free)."
     ]
     for name, tally in total.tallies.items():
-        cfg = configs[name]
-        p = cfg.prices
+        cfg, p = configs[name], configs[name].prices
+        how = "the model's own (its GGUF file)"
+        if cfg.backend != "llamacpp":
+            how = token_counter(str(cfg.model)).describe(str(cfg.model))
         lines.append(
-            f"llm {name} ({cfg.model}): tokens: {_tokenizer(cfg)}; prices per million tokens: "
+            f"llm {name} ({cfg.model}): tokens: {how}; prices per million tokens: "
             f"input ${p.input_per_m:g}, cached input ${p.cached_input_per_m:g}, output "
             f"${p.output_per_m:g}, plus ${p.usd_per_hour:g}/hour (llm.prices); time: {_timing(cfg)}"
         )
@@ -487,14 +473,6 @@ def _legend(total: JobPlan, configs: dict[str, DictConfig]) -> list[str]:
             )
     lines.append("Jobs run one after another here; a parallel launcher divides the time.")
     return lines
-
-
-def _tokenizer(cfg: DictConfig) -> str:
-    if cfg.backend == "llamacpp":
-        return "the model's own tokenizer (its GGUF file)"
-    from bench.llm.tokens import token_counter
-
-    return token_counter(str(cfg.model)).describe(str(cfg.model))
 
 
 def _timing(cfg: DictConfig) -> str:
