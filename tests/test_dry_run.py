@@ -167,3 +167,8 @@ def test_counting_tokens_does_not_reverify_the_model_file() -> None:
     for i in range(50):
         assert LlamaCppBackend(gemma).count_tokens(f"row {i}: age=42, plan=basic") > 5
     assert time.perf_counter() - started < 2.0  # was 50 x 0.16 s = 8 s
+
+
+def test_help_names_the_dry_run(tmp_path: Path) -> None:
+    done = bench_run("--help", cwd=tmp_path)
+    assert "dry_run=true" in done.stdout and "nothing is sent" in done.stdout
