@@ -73,13 +73,17 @@ def test_the_pick_is_the_best_cross_validated_candidate(callcenter_task: Task) -
         fitted = ClassicalClassifier("logreg", params={"C": 1.0}).fit(X.iloc[train], y.iloc[train])
         oof[val] = fitted.predict_proba(X.iloc[val])[:, 1]
     assert scores["logreg"] == pytest.approx(roc_auc_score(y == "yes", oof), abs=1e-12)
-    # The winner is refitted on every training row: its own method, trained as it would be.
+    # A tuned candidate is the best point of its grid, on the same folds.
+    (tuned,) = [c for c in info["candidates"] if c["name"] == "logreg_tuned"]
+    assert tuned["configurations"] == 4 and tuned["params"]["C"] in (0.01, 0.1, 1.0, 10.0)
+    # The winner is refitted on every training row: its own method with the parameters picked.
+    params = [f"++method.params.{key}={value}" for key, value in info["picked_params"].items()]
     alone = build_method(
-        compose_config([f"method={best}"]).method, MethodContext.for_task(callcenter_task, 3)
+        compose_config([f"method={best}", "method.tune=false", *params]).method,
+        MethodContext.for_task(callcenter_task, 3),
     ).fit(X, y)
     test = callcenter_task.X.iloc[-50:]
     np.testing.assert_allclose(model.predict_proba(test), alone.predict_proba(test))
-    assert info["winner"] == alone.run_report().details
 
 
 def test_changing_the_test_labels_changes_neither_the_pick_nor_the_predictions(
