@@ -1,8 +1,9 @@
 """Learning curves (metric vs n_train), and the colours and markers every figure shares.
 
 Colours follow families (classical blues, TabPFN greens, in-context reds, codegen purples,
-distillation oranges, embeddings golds); a tuned variant shares its base method's colour and is
-dashed; the majority baseline is a black dotted line.
+distillation oranges, embeddings golds, LLM-Boost olives, PFN-Boost sea greens); a tuned
+variant shares its base method's colour and is dashed; the majority baseline is a black dotted
+line.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ _FAMILY_COLOURS = {
     "llm_codegen": ["#6a3d9a", "#9467bd", "#c2a5cf"],
     "llm_distill": ["#ff7f0e", "#8c564b", "#fdae6b"],
     "llm_embed": ["#b8860b", "#daa520", "#f0e442"],
+    # the LLM and the trees together (LLM-Boost): olives, between the LLMs' and the trees' hues
+    "llm_boost": ["#808000", "#b5b800", "#556b2f"],
+    "pfn_boost": ["#66c2a4", "#238b45"],  # TabPFN and the trees: sea greens
 }
 _OTHER_COLOURS = ["#525252", "#969696", "#bcbd22"]
 _MARKERS = "os^DvPXh<>"
