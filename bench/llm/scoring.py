@@ -271,9 +271,12 @@ def verbalized_prompt(prompt: str, labels: Sequence[str], chat: bool) -> str:
     if body.endswith(ANSWER):
         body = body[: -len(ANSWER)].rstrip()
     words = ", ".join(label.strip() for label in labels)
+    # Worded as "Just ask for calibration" (Tian et al., 2023) words it; small chat models
+    # copy an "<answer>" placeholder unless told the format is the whole reply.
     ask = (
-        f"Give your answer (one of: {words}) and the probability, from 0 to 100, that it is "
-        "correct, on two lines:\nAnswer: <answer>\nProbability: <0-100>"
+        f"Give your best guess ({words}) and the probability, from 0 to 100, that your guess "
+        "is correct, in exactly this format and nothing else:\nAnswer: <your guess>\n"
+        "Probability: <a number from 0 to 100>"
     )
     return f"{body}\n\n{ask}" if chat else f"{body}\n\n{ask}\n\n{ANSWER}"
 
