@@ -11,7 +11,7 @@ A tuned variant (`tune: true`) takes part as the points of its grid, each an unt
 scored on the same folds: the variant's score is its best point's, and a win refits that
 point (`picked_params`). One level of CV over every configuration, as AutoML tools choose,
 rather than the variant's own search inside each fold, which costs about five times the fits
-(measured on callcenter: README, "Methods").
+(measured on callcenter: conf/method/classical_auto.yaml).
 
 The rule of a pick, shared with the LLM side (`llm_icl_tuned`, `llm_icl_auto`):
 

@@ -145,7 +145,7 @@ def test_a_failing_candidate_loses_and_says_why(callcenter_task: Task) -> None:
         ("method.params.candidates=[logreg,xgbost]", "did you mean 'xgboost'?"),
         ("method.params.candidates=[]", "is not a non-empty list"),
         ("method.params.candidates=[logreg,logreg]", "names a value twice"),
-        ("method.params.fallback=knn", "method.params.fallback='knn' is not one of"),
+        ("method.params.fallback=svm", "method.params.fallback='svm' is not one of"),
     ],
 )
 def test_bad_candidates_are_refused_before_the_sweep(override: str, message: str) -> None:
