@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.llm.protocol import (
     EmbedResult,
@@ -116,9 +116,11 @@ def planning_backend(cfg: DictConfig) -> LLMBackend | None:
     return PlanningBackend(cfg, plan, cache)
 
 
+_IDENTITIES: dict[tuple[str, str], dict[str, Any]] = {}  # by (llm settings, op), per process
+
+
 class ReadOnlyCache:
-    """The request cache, read without writing: an answer there costs nothing in the sweep.
-    A file with no write-ahead log is opened immutable (SQLite then creates no -wal/-shm)."""
+    """The request cache, read without writing (no -wal/-shm is created where there is none)."""
 
     def __init__(self, cfg: DictConfig) -> None:
         from bench.paths import resolve_project_path
@@ -126,7 +128,7 @@ class ReadOnlyCache:
         self.config = cfg
         self.path = resolve_project_path(cfg.cache_path)
         self._conn: sqlite3.Connection | None = None
-        self._identities: dict[str, dict[str, Any]] = {}
+        self._settings = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True)
 
     def get(self, request: LLMRequest) -> Any:
         """The cached answer to `request` as a hit, or None."""
@@ -134,25 +136,19 @@ class ReadOnlyCache:
         from bench.llm.cache_key import llm_identity, request_part
 
         if not self.path.is_file():
-            return None
-        if request.op not in self._identities:
-            self._identities[request.op] = llm_identity(self.config, request.op)
-        key = RequestCache.key(**self._identities[request.op], **request_part(request))
+            return None  # no cache yet: every request is paid
+        known = (self._settings, request.op)  # an in-process model's file is hashed to name it
+        if known not in _IDENTITIES:
+            _IDENTITIES[known] = llm_identity(self.config, request.op)
+        key = RequestCache.key(**_IDENTITIES[known], **request_part(request))
         try:
-            row = (
-                self._connection()
-                .execute("SELECT value FROM responses WHERE key = ?", (key,))
-                .fetchone()
-            )
+            if self._conn is None:
+                mode = "ro" if Path(f"{self.path}-wal").exists() else "ro&immutable=1"
+                self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode={mode}", uri=True)
+            row = self._conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
         except sqlite3.Error:  # damaged, locked or foreign: plan the request as paid
             return None
         return None if row is None else _restored(request.op, json.loads(row[0]))
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            mode = "ro" if Path(f"{self.path}-wal").exists() else "ro&immutable=1"
-            self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode={mode}", uri=True)
-        return self._conn
 
 
 class PlanningBackend:
@@ -164,6 +160,7 @@ class PlanningBackend:
         self.cache = cache
         self.local = config.backend == "llamacpp"
         self._model: Any = None  # the in-process backend, for its tokenizer only (no weights)
+        self._labels: dict[str, int] = {}
         if self.local:
             from bench.llm.llamacpp_backend import LlamaCppBackend
 
@@ -180,6 +177,11 @@ class PlanningBackend:
         chat = template and self.config.api == "chat"
         return token_counter(self.config.model).request_tokens(request, chat=chat)
 
+    def _label_tokens(self, label: str) -> int:
+        if label not in self._labels:  # a few labels, asked with every prompt
+            self._labels[label] = len(self._tokens(label, template=False))
+        return self._labels[label]
+
     def count_tokens(self, text: str) -> int:
         return self._model.count_tokens(text) if self.local else max(1, len(self._tokens(text)))
 
@@ -195,7 +197,7 @@ class PlanningBackend:
             # in-process: each label's tokens are read from logits, not generated; an endpoint
             # generates up to longest // 3 + 1 tokens (bench/llm/openai_backend.py)
             completion = 0 if self.local else max(1, longest // 3 + 1)
-            labels = max(len(self._tokens(lb, False)) for lb in request.labels) if self.local else 0
+            labels = max(map(self._label_tokens, request.labels)) if self.local else 0
             usage = self._count(request.prompt, completion, extra=labels)
             uniform = 1.0 / len(request.labels)
             return ScoreResult({lb: uniform for lb in request.labels}, "logprobs", usage=usage)
@@ -223,8 +225,7 @@ class PlanningBackend:
 
         return self._each(requests, answer, on_result)
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None: ...  # nothing is held
 
     def _each(
         self, requests: Sequence[Any], answer: Callable[[Any], Any], on_result: OnResult | None
@@ -458,7 +459,7 @@ def _legend(total: JobPlan, configs: dict[str, DictConfig]) -> list[str]:
     ]
     for name, tally in total.tallies.items():
         cfg, p = configs[name], configs[name].prices
-        how = "the model's own (its GGUF file)"
+        how = "the model's own tokenizer (its GGUF file)"
         if cfg.backend != "llamacpp":
             how = token_counter(str(cfg.model)).describe(str(cfg.model))
         lines.append(
