@@ -129,8 +129,9 @@ def _read_manifest(tar: tarfile.TarFile, source: Path) -> dict[str, Any]:
             f"{source} is a bundle of format version {version!r}, written by a newer bench; "
             f"this one reads versions up to {FORMAT_VERSION}: upgrade bench to import it"
         )
-    if not isinstance(manifest.get("members"), dict):
-        raise BundleError(f"{source}: its {MANIFEST} lists no members")
+    members = manifest.get("members")
+    if not isinstance(members, dict) or not all(isinstance(m, dict) for m in members.values()):
+        raise BundleError(f"{source}: its {MANIFEST} lists no members (or not as sizes and hashes)")
     return manifest
 
 
