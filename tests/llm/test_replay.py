@@ -103,9 +103,7 @@ def test_a_replayed_run_loads_no_model_and_computes_the_same_metrics(tmp_path: P
 
 
 def test_a_replay_miss_fails_the_run_naming_the_request_and_asks_no_endpoint(
-    fault_proxy: Callable[..., FaultProxy],
-    openai_llm: Callable[..., DictConfig],
-    tmp_path: Path,
+    fault_proxy: Callable[..., FaultProxy], tmp_path: Path
 ) -> None:
     proxy = fault_proxy(None, then="500")  # an endpoint that would be counted if asked
     cache = tmp_path / "empty.sqlite"
