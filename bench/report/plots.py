@@ -1,7 +1,7 @@
 """Learning curves (metric vs n_train), and the colours and markers every figure shares.
 
 Colours follow families (classical blues, TabPFN greens, in-context reds, codegen purples,
-distillation oranges, embeddings golds, LLM-Boost olives, PFN-Boost sea greens); a tuned
+distillation oranges, embeddings golds, LLM-Boost olives; pfn_boost is a TabPFN green); a tuned
 variant shares its base method's colour and is dashed; the majority baseline is a black dotted
 line.
 """
@@ -43,7 +43,6 @@ _FAMILY_COLOURS = {
     "llm_embed": ["#b8860b", "#daa520", "#f0e442"],
     # the LLM and the trees together (LLM-Boost): olives, between the LLMs' and the trees' hues
     "llm_boost": ["#808000", "#b5b800", "#556b2f"],
-    "pfn_boost": ["#66c2a4", "#238b45"],  # TabPFN and the trees: sea greens
 }
 _OTHER_COLOURS = ["#525252", "#969696", "#bcbd22"]
 _MARKERS = "os^DvPXh<>"

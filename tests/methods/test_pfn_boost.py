@@ -96,7 +96,7 @@ def test_without_weights_pfn_boost_is_unavailable_with_tabpfns_guidance(
     )
     assert dict(run_job(cfg).executed) == {"unavailable": 1}
     (record,) = ResultsStore(cfg.results_dir).records()
-    assert (record["method"], record["family"]) == ("pfn_boost", "pfn_boost")
+    assert (record["method"], record["family"]) == ("pfn_boost", "tabpfn")
     assert MODEL_PATH_KEY in record["error"] and "hf download" in record["error"]
 
 
