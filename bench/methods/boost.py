@@ -46,6 +46,7 @@ __all__ = [
     "MarginBooster",
     "Selection",
     "candidates",
+    "check_grid",
     "choose",
     "class_codes",
     "encoder",
@@ -65,6 +66,15 @@ BOOST_PARAM_RANGES: dict[str, Range | Choice] = {
     "cv_repeats": Range(low=1),
     "score_folds": Range(low=2),
 }
+
+
+def check_grid(scales: Sequence[float], trees: Sequence[dict[str, Any]]) -> None:
+    """Refuse a grid that cannot work, naming the setting (before any row is paid for)."""
+    bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, int | float) or s < 0]
+    if bad:
+        raise ValueError(f"method.params.scales must be numbers >= 0 (inf is always tried): {bad}")
+    if not trees or not all(isinstance(t, dict) for t in trees):
+        raise ValueError("method.params.trees must be a non-empty list of tree settings (dicts)")
 
 
 def prior_margin(proba: np.ndarray) -> np.ndarray:

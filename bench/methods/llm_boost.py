@@ -39,6 +39,7 @@ from bench.methods.boost import (
     BOOST_PARAM_RANGES,
     MarginBooster,
     candidates,
+    check_grid,
     choose,
     class_codes,
     encoder,
@@ -83,6 +84,7 @@ class LLMBoostClassifier(LLMEstimator):
             raise ValueError("LLMBoostClassifier needs a scorer (an LLMICLClassifier)")
         if self.shots < 0:
             raise ValueError(f"method.params.shots must be >= 0, not {self.shots}")
+        check_grid(self.scales, self.trees)
 
     def _declared_classes(self) -> tuple[str, ...]:
         return self.scorer.class_labels

@@ -27,6 +27,7 @@ from bench.methods.boost import (
     BOOST_PARAM_RANGES,
     MarginBooster,
     candidates,
+    check_grid,
     choose,
     encoder,
     out_of_fold,
@@ -61,6 +62,7 @@ class PFNBoostClassifier(ClassifierMixin, BaseEstimator):
         keep_params(self, locals())
 
     def fit(self, X: pd.DataFrame, y: Any) -> PFNBoostClassifier:
+        check_grid(self.scales, self.trees)
         X = pd.DataFrame(X).reset_index(drop=True)
         labels = LabelEncoder().fit(np.asarray(y, dtype=object))
         self.classes_ = labels.classes_

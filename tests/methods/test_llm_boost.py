@@ -222,3 +222,12 @@ def test_bad_boost_settings_name_the_key(
     ):
         with pytest.raises(InvalidParameterError, match=key):
             booster(callcenter_task, method_context, tmp_path / "c.sqlite", override)
+    X, y, _ = table(callcenter_task, N_TRAIN)
+    for override, key in (
+        ("method.params.scales=[1,-2]", "method.params.scales"),
+        ("method.params.trees=[]", "method.params.trees"),
+    ):
+        model = booster(callcenter_task, method_context, tmp_path / "c.sqlite", override)
+        with pytest.raises(ValueError, match=key):
+            model.fit(X, y)
+        assert model.usage_["requests"] == 0  # refused before any row was scored
