@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from bench.report.answers import unreadable_blocks
 from bench.report.audits import audit_blocks
+from bench.report.calibration import calibration_blocks
 from bench.report.content import DatasetSection, ReportContent
 from bench.report.cost import COST_NOTE
 from bench.report.cost_figure import cost_blocks
@@ -19,6 +20,7 @@ from bench.report.details import details_blocks
 from bench.report.doc import Block, Box, Bullets, GridTable, Heading, Item, Paragraph
 from bench.report.explanations import explanation_blocks
 from bench.report.ranks import RANK_NOTE
+from bench.report.retrieval import retrieval_blocks
 from bench.report.search import search_blocks
 from bench.report.serializations import serializer_blocks
 from bench.report.tables import TABLE_NOTE, table_blocks
@@ -74,10 +76,12 @@ DATASET: list[Callable[[DatasetSection], list[Block]]] = [
     dataset_verdict_blocks,
     table_blocks,
     serializer_blocks,
+    retrieval_blocks,  # what a retrieval LLM adds beyond its neighbours' labels (knn)
     deploy_blocks,
     search_blocks,
     explanation_blocks,
     unreadable_blocks,
+    calibration_blocks,
     audit_blocks,
     cost_blocks,
     unfinished_blocks,

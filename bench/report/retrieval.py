@@ -174,7 +174,7 @@ def retrieval_blocks(section: DatasetSection) -> list[Block]:
     header = ("LLM method", "n_train", "k", name, f"kNN vote ({name})", "LLM - kNN (95% CI)")
     return [
         Heading("What the LLM adds beyond its neighbours' labels", 3),
-        Table((*header, "reading"), tuple(map(tuple, retrieval_rows(table)))),
+        Table((*header, "reading"), tuple(map(tuple, retrieval_rows(table))), align="lrrrlwl"),
         Paragraph(RETRIEVAL_NOTE, note=True),
     ]
 
