@@ -298,7 +298,11 @@ def test_a_working_program_is_saved_and_never_sees_the_test_labels(
     assert details["predict_sandbox_s"] > 0
     assert "checked" in details["programs"][0]["stdout_tail"]
     stem = specs_for(cfg)[0].stem
-    assert record["artifacts"] == [f"artifacts/{stem}/model.py"]
+    # the program, and the request-cache keys the run used (bench-bundle exports exactly those)
+    assert record["artifacts"] == [
+        f"artifacts/{stem}/model.py",
+        f"artifacts/{stem}/cache_keys.txt",
+    ]
     assert (Path(cfg.results_dir) / record["artifacts"][0]).read_text() == program
     predictions = ResultsStore(cfg.results_dir).predictions(record)
     assert len(predictions) == TEST_ROWS
