@@ -330,6 +330,10 @@ class BudgetedBackend(BackendWrapper):
         self.budget = float(self.config.budget_usd)
         self.endpoint = _endpoint_key(self.config)
         self.hourly = float(self.config.prices.usd_per_hour or 0) > 0
+        # Wall time is charged after the fact, so by the hour a batch goes out as many requests
+        # at a time as run at once (one in process): the spend is looked at between them.
+        at_once = 1 if self.config.backend == "llamacpp" else int(self.config.max_concurrency)
+        self.at_once = max(1, at_once) if self.hourly else None
 
     def _answer(
         self, requests: Sequence[LLMRequest], answer: Answer, on_result: OnResult | None
@@ -341,7 +345,7 @@ class BudgetedBackend(BackendWrapper):
             state = self.ledger.state(self.endpoint)
             # Until the endpoint has answered once this sweep, its tokenizer's count against
             # the estimate is unknown: one request at a time teaches it (`ratio`).
-            ahead = todo if state["requests"] else todo[:1]
+            ahead = todo[: self.at_once] if state["requests"] else todo[:1]
             costs = [self._worst_case(*estimates[i], float(state["ratio"])) for i in ahead]
             try:
                 holds = self.ledger.reserve(self.endpoint, costs, self.budget, self.hourly)

@@ -219,21 +219,25 @@ def test_a_run_with_no_llm_or_no_budget_is_never_refused(tmp_path: Path) -> None
 @pytest.mark.e2e
 def test_usd_per_hour_is_charged_after_the_fact(tmp_path: Path) -> None:
     """An in-process model priced by the hour only: nothing can be reserved before a request,
-    each answer is charged its wall time, and once that reaches the budget nothing is sent."""
+    so a batch goes out one request at a time, each charged its wall time; once that reaches
+    the budget the rest of the batch is not sent."""
     from loopback import LOCAL_LLM
 
     cfg = compose_config(
         [
             f"llm={LOCAL_LLM}",
             f"llm.cache_path={tmp_path / 'cache.sqlite'}",
-            "llm.prices.usd_per_hour=3600000",  # $1000 a millisecond: one request passes it
+            "llm.prices.usd_per_hour=3600000",  # $1 a millisecond: any request passes $0.01
             "llm.budget_usd=1",
         ]
     ).llm
-    BudgetLedger(None)  # a job without a sweep plan: its ledger in memory
+    ledger = BudgetLedger(None)  # a job without a sweep plan: its ledger in memory
+    key = budget_module._endpoint_key(cfg)
+    ledger.settle(key, None, 0.99, None)  # what earlier requests of the sweep were charged
     backend = make_backend(cfg, use_cache=False)
     with pytest.raises(BudgetReached) as refused:
         backend.generate(requests(3))
-    state = budget_module.active_ledger().state(budget_module._endpoint_key(cfg))
-    assert state["requests"] == 1 and state["spent"] > 1  # charged after the fact
+    state = ledger.state(key)
+    assert state["requests"] == 2  # one more request went out, the other two did not
+    assert state["spent"] > 1 and state["held"] == 0  # charged after the fact
     assert f"(${state['spent']:,.2f} spent)" in str(refused.value)
