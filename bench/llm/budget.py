@@ -286,15 +286,17 @@ class BudgetLedger:
         if not llm or budget is None:
             return None
         state = self.state(_endpoint_key(llm))
+        # a request was refused under this budget, or requests in flight went past it (a
+        # budget of 0 still lets free requests through: there is nothing to refuse yet)
         if (state["reached"] is not None and budget <= state["reached"]) or (
-            state["spent"] >= budget
+            state["spent"] > budget
         ):
             return f"not attempted: {budget_message(float(budget), state['spent'])}"
         return None
 
 
 class _Refused(BudgetReached):
-    """Raised inside the ledger's transaction: the refusal is committed, then re-raised."""
+    """The refusal that marked the sweep's budget reached (raised once that is committed)."""
 
 
 def _alive(pid: int) -> bool:

@@ -214,6 +214,7 @@ def test_a_run_with_no_llm_or_no_budget_is_never_refused(tmp_path: Path) -> None
     assert ledger.refusal({**ENDPOINT_LLM, "budget_usd": 5}) is None  # a higher one goes on
     other = {**ENDPOINT_LLM, "model": "another", "budget_usd": 1}
     assert ledger.refusal(other) is None  # the budget is per endpoint
+    assert ledger.refusal({**other, "budget_usd": 0}) is None  # nothing refused yet: free runs go
 
 
 @pytest.mark.e2e
