@@ -128,7 +128,7 @@ class ValidatedICL(LLMEstimator):
     folds of `_folds` within the budget `_room` checks.
     """
 
-    method_name = "llm_icl_tuned"  # in messages
+    method_name = "this method"  # in messages: the subclass's method
 
     def _icl(self, changes: dict[str, Any] | None = None) -> LLMICLClassifier:
         """An unfitted in-context classifier: the configured prompt with `changes`."""
@@ -275,6 +275,8 @@ class LLMICLTunedClassifier(ValidatedICL):
     metric scores; every other parameter is `LLMICLClassifier`'s, the configured prompt the
     search starts from (so `set_params(max_shots=3)` changes what `fit` tries).
     """
+
+    method_name = "llm_icl_tuned"
 
     def __init__(
         self,
