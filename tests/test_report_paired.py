@@ -314,3 +314,15 @@ def test_rows_to_decide_edge_cases(seed_rows) -> None:
     assert rows_to_decide(same, margin=0.01) == 1  # no noise at all: one row decides
     with pytest.raises(ValueError, match="margin must be >= 0"):
         rows_to_decide(same, margin=-0.01)
+
+
+def test_metric_values_match_scikit_learn(seed_rows) -> None:
+    from bench.report.paired import metric_values
+
+    y, a, b = seed_rows
+    pa, pb = stats.norm.cdf(a), stats.norm.cdf(b)
+    got = {m: metric_values(m, y, np.vstack([pa, pb])) for m in ("roc_auc", "log_loss", "brier")}
+    assert got["roc_auc"] == pytest.approx([roc_auc_score(y, pa), roc_auc_score(y, pb)])
+    assert got["log_loss"] == pytest.approx([log_loss(y, pa), log_loss(y, pb)])
+    assert got["brier"] == pytest.approx([brier_score_loss(y, pa), brier_score_loss(y, pb)])
+    assert metric_values("accuracy", y, pa[None])[0] == pytest.approx(accuracy_score(y, pa >= 0.5))

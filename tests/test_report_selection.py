@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench.config import ReportConfig
 from bench.report.compare import PredictionReader
+from bench.report.content import collect
 from bench.report.paired import paired_bootstrap
 from bench.report.runs import prepare_runs
 from bench.report.selection import cross_fit, halves
@@ -52,21 +53,43 @@ def test_halves_split_each_class_evenly() -> None:
         assert abs(counts[0] - counts[1]) <= 1
 
 
-def test_the_adjusted_interval_is_the_paired_bootstrap_of_the_held_out_halves() -> None:
+def test_the_adjusted_estimate_is_the_held_out_difference_of_the_halves_picks() -> None:
     sweep = _sweep(np.random.default_rng(1), [1.0, 1.1, 0.9], [1.2, 0.8])
     fit = cross_fit(sweep, "roc_auc", n_boot=500, seed=3)
-    groups, clusters = [], []
-    for s, (y, llm, classical) in enumerate(sweep):
-        h = halves(y)
-        for half in (0, 1):
-            rows = h != half
-            a, b = fit.llm.picks[half], fit.classical.picks[half]
-            groups.append((y[rows], llm[a][rows], classical[b][rows]))
-            clusters.append(s)
-    expected = paired_bootstrap(groups, "roc_auc", 500, seed=3, clusters=clusters)
-    assert fit.interval == expected
-    assert expected.n_seeds == 3 and expected.n_rows == 300
-    assert fit.per_seed.mean() == pytest.approx(expected.estimate)
+    split = halves(sweep[0][0])
+
+    def side_means(side: int, half: int) -> np.ndarray:
+        rows = split == half
+        return np.mean(
+            [[roc_auc_score(y[rows], s[rows]) for s in sw[side]] for y, *sw in sweep], axis=0
+        )
+
+    for half in (0, 1):  # each half picks the best mean over seeds on its own rows
+        assert fit.llm.picks[half] == int(np.argmax(side_means(0, half)))
+        assert fit.classical.picks[half] == int(np.argmax(side_means(1, half)))
+    per_seed = []
+    for y, llm, classical in sweep:
+        held = [
+            roc_auc_score(y[split != h], llm[fit.llm.picks[h]][split != h])
+            - roc_auc_score(y[split != h], classical[fit.classical.picks[h]][split != h])
+            for h in (0, 1)
+        ]
+        per_seed.append(np.mean(held))
+    assert fit.per_seed == pytest.approx(per_seed)
+    assert fit.interval.estimate == pytest.approx(np.mean(per_seed))
+    assert fit.interval.low < fit.interval.estimate < fit.interval.high
+    assert (fit.interval.n_seeds, fit.interval.n_rows) == (3, 300)
+
+
+def test_one_method_a_side_gives_the_paired_interval_of_all_rows() -> None:
+    # Nothing to pick: the held-out halves together are every row, and the interval is about
+    # as wide as the paired bootstrap's (each half's rows resampled on their own).
+    sweep = _sweep(np.random.default_rng(5), [1.0], [1.4])
+    fit = cross_fit(sweep, "roc_auc", n_boot=2000)
+    plain = paired_bootstrap([(y, a[0], b[0]) for y, a, b in sweep], "roc_auc", 2000)
+    assert fit.interval.estimate == pytest.approx(plain.estimate, abs=0.01)
+    width, plain_width = fit.interval.high - fit.interval.low, plain.high - plain.low
+    assert 0.85 * plain_width < width < 1.3 * plain_width
 
 
 def test_a_clear_winner_is_picked_by_both_halves_and_hardly_flattered() -> None:
@@ -266,3 +289,59 @@ def test_without_per_row_predictions_the_line_says_it_is_not_adjusted(tmp_path: 
         "Not adjusted for picking the best of 4 LLM-based and 3 classical methods on these test "
         "rows: per-row predictions are missing or unreadable."
     )
+
+
+# ---- a real small sweep ---------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_real_sweep_puts_the_training_row_picks_first(compose_run, tmp_path: Path) -> None:
+    """bench-run's own runs: logreg, xgboost and classical_auto choosing between them; llm_icl
+    (embedded Gemma 3 270M) with two serializers and llm_icl_auto choosing between the same
+    two on validation rows from its training rows. The report's verdict reads that store."""
+    from bench.report import write_report
+    from bench.runner import run_job
+
+    common = (
+        "dataset=callcenter",
+        "seeds=[0,1]",
+        "n_train=[16]",
+        "split.max_test_rows=24",
+        "llm=local_gemma3_270m",
+        "llm.n_ctx=4096",
+        f"llm.cache_path={tmp_path / 'cache.sqlite'}",
+    )
+    jobs = [
+        ("method=logreg",),
+        ("method=xgboost",),
+        ("method=classical_auto", "method.params.candidates=[logreg,xgboost]"),
+        ("method=llm_icl", "serializer=list"),
+        ("method=llm_icl", "serializer=json"),
+        (
+            "method=llm_icl_auto",
+            "method.params.serializers=[list,json]",
+            "method.params.search.folds=1",
+            "method.params.search.min_validation_rows=4",
+            "method.params.search.max_validation_rows=4",
+        ),
+    ]
+    for job in jobs:
+        cfg = compose_run(*common, *job)
+        assert dict(run_job(cfg).executed) == {"ok": 2}, job
+    path = Path(cfg.results_dir)
+    (section,) = collect(path).datasets
+    verdict = section.verdict
+    (picked,) = verdict.comparisons
+    assert picked.kind == "picks"
+    assert picked.classical == "classical_auto" and picked.llm.startswith("llm_icl_auto")
+    assert picked.classical_picked.startswith("picked ")
+    (ceiling,) = verdict.ceilings
+    assert ceiling.adjusted is not None and ceiling.adjusted.interval is not None
+    assert (ceiling.adjusted.n_llm, ceiling.adjusted.n_classical) == (2, 2)
+    first, second, third = verdict.lines[:3]
+    assert first.startswith("With 16 labelled rows, picked on the training rows: llm_icl_auto")
+    assert "paired over 48 test rows of 2 seeds" in first
+    assert second.startswith(f"With 16 labelled rows, {ceiling.llm} scores")
+    assert third.startswith("Adjusted for picking the best of 2 LLM-based and 2 classical")
+    markdown = (write_report(path) / "report.md").read_text()
+    assert all(line in markdown for line in verdict.lines)

@@ -4,7 +4,11 @@ Each explained row has two measured effects (bench/methods/explain.py): how much
 of the model's answer moved when the columns its reason named were replaced by other training
 rows' values, and when as many columns it did not name were. A faithful explainer moves more
 through the named ones. Per method and n_train, the difference (named - unnamed) is averaged over
-every measured row of every seed, with a 95% t-interval over those rows.
+the measured rows of each seed, then over seeds, with the verdict's two-level bootstrap
+(`bench.report.paired.mean_bootstrap`: seeds resampled with the between-seed rescaling, then
+rows within each seed). The rows of one seed share its prompt (its shots, its fitted explainer),
+so they are not independent: a t-interval over all rows as if they were misses the seed-to-seed
+spread (tests/test_report_explanations.py measures both).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.doc import Block, Bullets, Heading, Paragraph, Table
-from bench.report.stats import mean_ci
+from bench.report.paired import mean_bootstrap
 from bench.report.verdict import format_score
 
 if TYPE_CHECKING:
@@ -37,7 +41,8 @@ EXPLANATIONS_NOTE = (
     "Explanations: for the first test rows the LLM was asked which two columns mattered most for "
     "its answer. Effect = mean absolute change in the probability of its answer when those "
     "columns (named) or as many other columns (unnamed) take other training rows' values. "
-    "Faithful reasons: named > unnamed; the interval is a 95% t-interval over the explained rows. "
+    "Faithful reasons: named > unnamed; the 95% interval resamples seeds, then the explained rows "
+    "within each seed (rows of one seed share its prompt), as the verdict does. "
     "Most often named: the set of columns named most often, and in how many of the reasons that "
     "named any; one set for every row is a general belief about the table rather than a reason "
     "about each row."
@@ -58,22 +63,26 @@ def explanation_table(runs: pd.DataFrame) -> pd.DataFrame:
         "named",
         "unnamed",
         "difference",
-        "half_width",
+        "low",
+        "high",
         "top_set",
         "top_count",
     ]
     found = _explaining_runs(runs)
     rows = []
     for (label, n_train), group in found.groupby(["label", "n_train"], sort=True):
-        named, unnamed = [], []
+        named, unnamed, per_seed = [], [], []
         sets: Counter[str] = Counter()
         for details in group["explanations"]:
-            named += list(details.get("named_effect", []))
-            unnamed += list(details.get("unnamed_effect", []))
+            a = np.asarray(details.get("named_effect", []), dtype=float)
+            b = np.asarray(details.get("unnamed_effect", []), dtype=float)
+            named += list(a)
+            unnamed += list(b)
+            if len(a):
+                per_seed.append(a - b)
             sets.update(details.get("named_sets", {}))
         top_set, top_count = sets.most_common(1)[0] if sets else ("", 0)
-        diff = np.asarray(named, dtype=float) - np.asarray(unnamed, dtype=float)
-        mean, half = mean_ci(diff) if len(diff) else (float("nan"), float("nan"))
+        mean, low, high = _interval(per_seed)
         rows.append(
             {
                 "label": label,
@@ -81,16 +90,27 @@ def explanation_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "seeds": int(group["seed"].nunique()),
                 "explained": sum(int(d.get("rows", 0)) for d in group["explanations"]),
                 "naming": sum(int(d.get("naming_a_column", 0)) for d in group["explanations"]),
-                "measured": len(diff),
+                "measured": sum(len(d) for d in per_seed),
                 "named": float(np.mean(named)) if named else float("nan"),
                 "unnamed": float(np.mean(unnamed)) if unnamed else float("nan"),
                 "difference": mean,
-                "half_width": half,
+                "low": low,
+                "high": high,
                 "top_set": top_set,
                 "top_count": top_count,
             }
         )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _interval(per_seed: list[np.ndarray]) -> tuple[float, float, float]:
+    """(mean over seeds of the seed's mean difference, 95% low, high); no interval from 1 row."""
+    if not per_seed:
+        return float("nan"), float("nan"), float("nan")
+    if sum(len(d) for d in per_seed) < 2:
+        return float(per_seed[0].mean()), float("nan"), float("nan")
+    iv = mean_bootstrap(per_seed)
+    return iv.estimate, iv.low, iv.high
 
 
 def explanation_blocks(section: DatasetSection) -> list[Block]:
@@ -143,7 +163,7 @@ def explanation_rows(table: pd.DataFrame) -> list[list[str]]:
             f"{row.naming} of {row.explained}",
             format_score(row.named),
             format_score(row.unnamed),
-            _difference(row.difference, row.half_width, row.measured, row.naming),
+            _difference(row.difference, row.low, row.high, row.measured, row.naming),
             f"{row.top_set} ({row.top_count} of {row.naming})" if row.top_count else "-",
         ]
         for row in table.itertuples(index=False)
@@ -171,13 +191,13 @@ def _explaining_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return found[["label", "n_train", "seed", "explanations"]]
 
 
-def _difference(mean: float, half: float, measured: int, naming: int) -> str:
+def _difference(mean: float, low: float, high: float, measured: int, naming: int) -> str:
     if math.isnan(mean):
         if naming:  # nothing left to compare with: every named reason named every column
             return "- (the reasons named every column)"
         return "- (no reason named a column)"
-    if math.isnan(half):
+    if math.isnan(low):
         return f"{mean:+.3f} (1 row: no interval)"
     if measured < naming:  # some reasons named every column: nothing to compare them with
-        return f"{mean:+.3f} ({mean - half:+.3f} to {mean + half:+.3f}; {measured} rows)"
-    return f"{mean:+.3f} ({mean - half:+.3f} to {mean + half:+.3f})"
+        return f"{mean:+.3f} ({low:+.3f} to {high:+.3f}; {measured} rows)"
+    return f"{mean:+.3f} ({low:+.3f} to {high:+.3f})"

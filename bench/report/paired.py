@@ -43,9 +43,12 @@ import numpy as np
 __all__ = [
     "METRIC_NAMES",
     "PairedInterval",
+    "combine_levels",
+    "counts",
     "delong_difference",
     "delong_over_seeds",
     "mean_bootstrap",
+    "metric_from_counts",
     "metric_values",
     "paired_bootstrap",
     "rows_to_decide",
@@ -171,6 +174,21 @@ def _diff_by_calls(
     return out
 
 
+def metric_from_counts(
+    name: str, y: np.ndarray, scores: np.ndarray, u: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """`name` of each row of `scores` (methods x rows) on each resample given by counts `u`
+    (replicates x positives) and `w` (negatives): replicates x methods."""
+    y = np.asarray(y, dtype=int)
+    pos = y == 1
+    if name == "roc_auc":
+        return np.stack([_auc_from_counts(s[pos], s[~pos], u, w) for s in scores], axis=1)
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {name!r}; use one of {', '.join(METRIC_NAMES)}")
+    losses = np.stack([_row_loss(name, y, s) for s in scores])  # methods x rows
+    return (u @ losses[:, pos].T + w @ losses[:, ~pos].T) / len(y)
+
+
 def metric_values(name: str, y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """`name` (in METRIC_NAMES) of each row of `scores` (methods x rows) on labels `y`, by the
     same per-row counts the bootstrap uses (each row drawn once).
@@ -180,13 +198,9 @@ def metric_values(name: str, y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """
     y = np.asarray(y, dtype=int)
     scores = np.atleast_2d(np.asarray(scores, dtype=float))
-    pos = y == 1
-    u, w = np.ones((1, int(pos.sum())), int), np.ones((1, int((~pos).sum())), int)
-    if name == "roc_auc":
-        return np.array([_auc_from_counts(s[pos], s[~pos], u, w)[0] for s in scores])
-    if name not in METRIC_NAMES:
-        raise ValueError(f"unknown metric {name!r}; use one of {', '.join(METRIC_NAMES)}")
-    return np.array([_row_loss(name, y, s).mean() for s in scores])
+    n_pos = int(y.sum())
+    u, w = np.ones((1, n_pos), int), np.ones((1, len(y) - n_pos), int)
+    return metric_from_counts(name, y, scores, u, w)[0]
 
 
 def _resolve_metric(metric: str | MetricFn) -> str | MetricFn:
@@ -201,7 +215,7 @@ def _resolve_metric(metric: str | MetricFn) -> str | MetricFn:
     return known.get(metric, metric)
 
 
-def _counts(rng: np.random.Generator, reps: int, n: int) -> np.ndarray:
+def counts(rng: np.random.Generator, reps: int, n: int) -> np.ndarray:
     """How often each of n rows is drawn in each of `reps` resamples of n rows."""
     draws = rng.integers(0, n, size=(reps, n)) + n * np.arange(reps)[:, None]
     return np.bincount(draws.ravel(), minlength=reps * n).reshape(reps, n)
@@ -229,7 +243,6 @@ def paired_bootstrap(
     alpha: float = 0.05,
     seed: int = 0,
     between_seeds: bool = True,
-    clusters: Sequence[int] | None = None,
 ) -> PairedInterval:
     """Two-level paired bootstrap of `metric(a) - metric(b)` averaged over seeds.
 
@@ -246,11 +259,6 @@ def paired_bootstrap(
     about these seeds' fitted models, not about the training draw. `metric` is a name in
     METRIC_NAMES (vectorised; scikit-learn's roc_auc_score, brier_score_loss and log_loss map
     to them) or any callable (y_true, score) -> float, called twice per replicate and seed.
-
-    `clusters` (one id per group, default: each group its own seed) puts several groups in one
-    seed: they are resampled together at the seed level and their differences averaged with
-    equal weight, as for the two halves of a seed's test rows in a cross-fitted comparison
-    (bench/report/selection.py).
     """
     if n_boot < 2 or not 0 < alpha < 1:
         raise ValueError(f"need n_boot >= 2 and 0 < alpha < 1, got n_boot={n_boot}, alpha={alpha}")
@@ -266,11 +274,11 @@ def paired_bootstrap(
 
     def draw(g: int, reps: int, rng: np.random.Generator) -> np.ndarray:
         n_pos, n_neg = sizes[g]
-        u, w = _counts(rng, reps, n_pos), _counts(rng, reps, n_neg)
+        u, w = counts(rng, reps, n_pos), counts(rng, reps, n_neg)
         return _seed_diffs(fn, checked[g], u, w) - observed[g]
 
     n_rows = sum(len(y) for y, _, _ in checked)
-    return _two_level(observed, draw, clusters, n_boot, alpha, seed, between_seeds, n_rows)
+    return _two_level(observed, draw, n_boot, alpha, seed, between_seeds, n_rows)
 
 
 def mean_bootstrap(
@@ -284,7 +292,8 @@ def mean_bootstrap(
 
     For paired per-row differences that are not a metric of scores, such as an explanation's
     named - unnamed effect (bench/report/explanations.py): rows are resampled within their seed
-    (no classes), seeds with the between-seed rescaling of `paired_bootstrap`.
+    (no classes; each seed's row deviations scaled by sqrt(n / (n - 1)): resampling n rows
+    gives the plug-in variance), seeds with the between-seed rescaling of `paired_bootstrap`.
 
     >>> iv = mean_bootstrap([np.array([0.1, 0.2, 0.3]), np.array([0.2, 0.3, 0.4])], 500)
     >>> round(iv.estimate, 3), iv.low > 0
@@ -300,37 +309,30 @@ def mean_bootstrap(
     observed = np.array([v.mean() for v in values])
 
     def draw(g: int, reps: int, rng: np.random.Generator) -> np.ndarray:
-        v = values[g]
-        return _counts(rng, reps, len(v)) @ v / len(v) - observed[g]
+        v, n = values[g], len(values[g])
+        dev = counts(rng, reps, n) @ v / n - observed[g]
+        return dev * math.sqrt(n / (n - 1)) if n > 1 else dev  # plug-in -> unbiased variance
 
     n_rows = sum(len(v) for v in values)
-    return _two_level(observed, draw, None, n_boot, alpha, seed, between_seeds, n_rows)
+    return _two_level(observed, draw, n_boot, alpha, seed, between_seeds, n_rows)
 
 
 def _two_level(
     observed: np.ndarray,
     draw: Callable[[int, int, np.random.Generator], np.ndarray],
-    clusters: Sequence[int] | None,
     n_boot: int,
     alpha: float,
     seed: int,
     between_seeds: bool,
     n_rows: int,
 ) -> PairedInterval:
-    """Seeds (clusters of groups) resampled with the between-seed rescaling, rows by `draw`.
+    """Seeds resampled with the between-seed rescaling (`combine_levels`), rows by `draw`.
 
-    `observed` holds each group's value; `draw(g, reps, rng)` returns `reps` row-resampled
-    deviations of group g from it. One seed's value is the mean of its groups'.
+    `observed` holds each seed's value; `draw(s, reps, rng)` returns `reps` row-resampled
+    deviations of seed s from it, one set for each time a replicate chose that seed.
     """
-    ids = list(range(len(observed))) if clusters is None else list(clusters)
-    if len(ids) != len(observed):
-        raise ValueError(f"clusters has {len(ids)} ids for {len(observed)} groups")
-    members = [[g for g, c in enumerate(ids) if c == cid] for cid in dict.fromkeys(ids)]
     rng = np.random.default_rng(seed)
-    k = len(members)
-    seed_values = np.array([observed[m].mean() for m in members])
-    estimate = float(seed_values.mean())
-
+    k = len(observed)
     resample_seeds = between_seeds and k >= 2
     if resample_seeds:
         chosen = rng.integers(0, k, size=(n_boot, k))
@@ -338,14 +340,37 @@ def _two_level(
         chosen = np.broadcast_to(np.arange(k), (n_boot, k))
     row_dev = np.empty(chosen.shape)  # resampled minus observed value, per slot
     row_var = np.empty(k)
-    for s, member in enumerate(members):
+    for s in range(k):
         slots = chosen == s
         used = int(slots.sum())
         reps = max(used, 2)  # at least 2, for this seed's row variance
-        dev = np.mean([draw(g, reps, rng) for g in member], axis=0)
+        dev = draw(s, reps, rng)
         row_dev[slots] = dev[:used]
         row_var[s] = dev.var(ddof=1)
-    row_part = row_dev.mean(axis=1)
+    return combine_levels(
+        observed, row_dev.mean(axis=1), row_var, chosen, resample_seeds, alpha, n_rows
+    )
+
+
+def combine_levels(
+    seed_values: np.ndarray,
+    row_part: np.ndarray,
+    row_var: np.ndarray,
+    chosen: np.ndarray,
+    resample_seeds: bool,
+    alpha: float,
+    n_rows: int,
+) -> PairedInterval:
+    """The replicates of a seed-averaged value and their percentile interval.
+
+    `seed_values` are the observed per-seed values, `row_part` each replicate's row-level
+    deviation of their mean, `row_var` each seed's row-level variance, `chosen` the seeds each
+    replicate resampled (replicates x seeds). The seed level adds the between-seed variance
+    left after the rows' share (method of moments, never below 0), by rescaling the resampled
+    seeds' deviations.
+    """
+    k = len(seed_values)
+    estimate = float(seed_values.mean())
     if resample_seeds:
         spread = float(seed_values.var(ddof=1))
         between = max(0.0, spread - float(row_var.mean()))
@@ -354,7 +379,7 @@ def _two_level(
         scale = math.sqrt(between / ((k - 1) / k * spread)) if spread > 0 else 0.0
         seed_part = scale * (seed_values[chosen] - estimate).mean(axis=1)
     else:
-        seed_part = np.zeros(n_boot)
+        seed_part = np.zeros(len(row_part))
     replicates = estimate + seed_part + row_part
     low, high = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
     return PairedInterval(

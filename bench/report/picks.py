@@ -81,7 +81,8 @@ def picked_text(runs: pd.DataFrame) -> str:
     if len(picks) == 1:
         ((name, count),) = picks.items()
         return f"picked {name} in {count} of {len(runs)} runs"
-    return "picked " + ", ".join(f"{name} ({count})" for name, count in picks.most_common())
+    runs_of = [f"{name} in {count}" for name, count in picks.most_common()]
+    return f"picked {', '.join(runs_of)} of {len(runs)} runs"
 
 
 @dataclass(frozen=True)

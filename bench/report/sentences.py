@@ -102,11 +102,15 @@ def adjusted_sentence(c: Comparison, metric: str) -> str:
     if adjusted.interval is None or adjusted.fit is None:
         return f"Not adjusted for {choice}: {adjusted.why}."
     iv = adjusted.interval
-    halves = ""
-    if set(adjusted.llm_picks) != {c.llm}:
-        halves += f"; the halves picked {' and '.join(dict.fromkeys(adjusted.llm_picks))}"
-    if set(adjusted.classical_picks) != {c.classical}:
-        halves += f"; the halves picked {' and '.join(dict.fromkeys(adjusted.classical_picks))}"
+    differ = [
+        f"{' and '.join(dict.fromkeys(picks))} on the {side} side"
+        for side, picks, best in (
+            ("LLM", adjusted.llm_picks, c.llm),
+            ("classical", adjusted.classical_picks, c.classical),
+        )
+        if set(picks) != {best}
+    ]
+    halves = f"; the halves picked {', '.join(differ)}" if differ else ""
     category = c.adjusted_category
     text = (
         f"Adjusted for {choice} (cross-fitted: each side picked on one half of every seed's "
