@@ -289,9 +289,8 @@ class PlanningBackend:
     def _seconds(self, uncached: int, completion: int) -> float:
         if not self.local:
             return ENDPOINT_FIRST_TOKEN_S + completion / ENDPOINT_OUTPUT_TOKENS_PER_S
-        scale = _weights_bytes(str(self.config.model_path), self.config.name)
-        scale /= LOCAL_REFERENCE_BYTES
-        scale /= max(1, int(self.config.n_threads or 1))
+        size = _weights_bytes(str(self.config.model_path), self.config.name)
+        scale = size / LOCAL_REFERENCE_BYTES / max(1, int(self.config.n_threads or 1))
         return scale * (uncached * LOCAL_PROMPT_S_PER_TOKEN + completion * LOCAL_OUTPUT_S_PER_TOKEN)
 
 
@@ -402,7 +401,8 @@ def plan_job(cfg: DictConfig) -> JobPlan:
         for name, tally in run.tallies.items():
             job.tallies.setdefault(name, LlmTally()).add(tally)
             job.configs.setdefault(name, run.configs[name])
-        if record.status != "ok":
+        # planned generations are empty, so a check on unreadable answers fails by design
+        if record.status != "ok" and "UnreadableAnswersError" not in (record.traceback or ""):
             reason = (record.error or "").strip().splitlines()[:1]
             job.notes.append(f"{where}: {record.status}: {reason[0] if reason else ''}")
     return job
