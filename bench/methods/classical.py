@@ -9,7 +9,7 @@ model), categorical ones one-hot encoded (linear model) or ordinal encoded (tree
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,10 +24,14 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from bench.methods.base import MethodContext, MethodKind, MethodReport, Range, keep_params
-
-if TYPE_CHECKING:
-    from bench.methods.neighbours import NeighbourVoteClassifier
+from bench.methods.base import (
+    MethodContext,
+    MethodKind,
+    MethodReport,
+    Range,
+    keep_params,
+    method_report,
+)
 
 __all__ = [
     "CLASSICAL",
@@ -40,7 +44,7 @@ __all__ = [
     "linear_preprocessor",
 ]
 
-MODELS = ("majority", "logreg", "random_forest", "xgboost", "lightgbm")
+MODELS = ("majority", "logreg", "random_forest", "xgboost", "lightgbm", "knn")
 MAX_FOLDS = 5
 
 
@@ -114,13 +118,21 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def run_report(self) -> MethodReport:
-        """The tuning outcome (folds, best parameters), if any."""
-        return MethodReport(details=dict(getattr(self, "fit_info_", {})))
+        """The tuning outcome (folds, best parameters), if any, and what the fitted model says
+        of itself (knn: its k and vote, which the report pairs on)."""
+        details = dict(getattr(self, "fit_info_", {}))
+        if hasattr(self, "pipeline_"):
+            details.update(method_report(self.pipeline_[-1]).details)
+        return MethodReport(details=details)
 
     def _pipeline(self) -> Pipeline:
         params = dict(self.params or {})
         if self.model == "majority":
             return Pipeline([("model", DummyClassifier(strategy="prior"))])
+        if self.model == "knn":  # encodes the rows itself, as the retrieval LLM's shots are found
+            from bench.methods.neighbours import NeighbourVoteClassifier  # it imports this module
+
+            return Pipeline([("model", NeighbourVoteClassifier(**params))])
         if self.model == "logreg":
             return Pipeline(
                 [
@@ -219,11 +231,13 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def build_classical(cfg: DictConfig, context: MethodContext) -> ClassicalClassifier:
-    """METHODS registry entry for every classical kind."""
+def build_classical(
+    cfg: DictConfig, context: MethodContext, model: str | None = None
+) -> ClassicalClassifier:
+    """METHODS registry entry for every classical kind (`model`: the model, if not cfg.kind)."""
     container = OmegaConf.to_container(cfg, resolve=True)
     return ClassicalClassifier(
-        model=cfg.kind,
+        model=model or cfg.kind,
         params=container["params"],
         tune=cfg.tune,
         search=container["search"],
@@ -235,13 +249,11 @@ def build_classical(cfg: DictConfig, context: MethodContext) -> ClassicalClassif
 CLASSICAL = MethodKind(build=build_classical)
 
 
-def build_knn(cfg: DictConfig, context: MethodContext) -> NeighbourVoteClassifier:
+def build_knn(cfg: DictConfig, context: MethodContext) -> ClassicalClassifier:
     """The `knn` method (conf/method/knn.yaml): the k training rows nearest to each test row,
-    found as `llm_icl`'s retrieval finds its shots, voting their labels."""
-    from bench.methods.neighbours import NeighbourVoteClassifier  # it imports this module
-
-    params = OmegaConf.to_container(cfg.params, resolve=True) if cfg.get("params") else {}
-    return NeighbourVoteClassifier(**params)
+    found as `llm_icl`'s retrieval finds its shots, voting their labels
+    (bench.methods.neighbours.NeighbourVoteClassifier)."""
+    return build_classical(cfg, context, model="knn")
 
 
 KNN = MethodKind(

@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 from bench.config import compose_config, load_llm_config
 from bench.data.dataset import Task
 from bench.methods.base import InvalidParameterError, MethodContext, build_method
+from bench.methods.classical import ClassicalClassifier
 from bench.methods.llm_icl import LLMICLClassifier
 from bench.methods.neighbours import VOTE, NeighbourVoteClassifier
 from bench.methods.shots import nearest_shots
@@ -26,13 +27,20 @@ from bench.methods.shots import nearest_shots
 BIN = Path(sys.executable).parent
 
 
-def _knn(task: Task, **params: object) -> NeighbourVoteClassifier:
+def _knn(task: Task, **params: object) -> ClassicalClassifier:
     """The knn method as bench-run builds it from conf/method/knn.yaml."""
     overrides = [f"method.params.{key}={value}" for key, value in params.items()]
     cfg = compose_config(["method=knn", f"dataset={task.name}", *overrides])
     model = build_method(cfg.method, MethodContext.for_task(task, seed=0))
-    assert isinstance(model, NeighbourVoteClassifier)
+    assert isinstance(model, ClassicalClassifier) and model.model == "knn"
     return model
+
+
+def _vote(model: ClassicalClassifier) -> NeighbourVoteClassifier:
+    """The fitted vote inside the classical wrapper (which encodes the labels)."""
+    vote = model.pipeline_[-1]
+    assert isinstance(vote, NeighbourVoteClassifier)
+    return vote
 
 
 def test_knn_defaults_to_the_retrieval_llms_shots() -> None:
@@ -56,7 +64,7 @@ def test_knn_votes_the_neighbours_llm_icl_knn_puts_in_its_prompts(mixed_task: Ta
     ).fit(X.iloc[train], y.iloc[train])
     shots, _ = icl._knn_plan(X.iloc[queries])  # what the prompts hold, per query row
     knn = _knn(mixed_task).fit(X.iloc[train], y.iloc[train])
-    voters = knn.neighbours(X.iloc[queries])
+    voters = _vote(knn).neighbours(X.iloc[queries])
     assert voters.shape == (60, 16)
     for prompt_rows, voting_rows in zip(shots, voters, strict=True):
         np.testing.assert_array_equal(prompt_rows[::-1], voting_rows)
@@ -98,8 +106,8 @@ def test_knn_scores_a_sane_auc_on_callcenter(callcenter_task: Task) -> None:
 def test_k_above_the_training_rows_takes_them_all(callcenter_task: Task) -> None:
     X, y = callcenter_task.X, callcenter_task.y
     knn = _knn(callcenter_task).fit(X.iloc[:5], y.iloc[:5])
-    assert knn.neighbours(X.iloc[10:13]).shape == (3, 5)
-    assert sorted(knn.neighbours(X.iloc[10:11])[0]) == list(range(5))
+    assert _vote(knn).neighbours(X.iloc[10:13]).shape == (3, 5)
+    assert sorted(_vote(knn).neighbours(X.iloc[10:11])[0]) == list(range(5))
     assert knn.run_report().details["k"] == 5
     proba = knn.predict_proba(X.iloc[10:20])
     assert proba.shape == (10, len(knn.classes_)) and np.allclose(proba.sum(axis=1), 1)
@@ -123,10 +131,10 @@ def test_the_class_shares_pseudo_vote_keeps_probabilities_off_0_and_1(
     bare = _knn(callcenter_task, k=4, prior_weight=0.0).fit(X.iloc[:300], y.iloc[:300])
     assert (bare.predict_proba(X.iloc[300:600]) == 1.0).any()
     knn = _knn(callcenter_task, k=4).fit(X.iloc[:300], y.iloc[:300])
-    distances, positions = knn.index_.query(X.iloc[300:600])
+    distances, positions = _vote(knn).index_.query(X.iloc[300:600])
     proba = knn.predict_proba(X.iloc[300:600])
     assert proba.max() < 1
-    labels = knn.codes_[positions]
+    labels = _vote(knn).codes_[positions]
     unanimous = np.flatnonzero((labels == labels[:, :1]).all(axis=1))
     assert len(unanimous) >= 20
     closeness = (1 / np.maximum(distances[unanimous], 1e-3)).sum(axis=1)
