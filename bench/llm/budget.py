@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -81,7 +82,8 @@ CREATE TABLE IF NOT EXISTS holds (      -- reservations of requests in flight
     id INTEGER PRIMARY KEY,
     sweep TEXT NOT NULL,
     endpoint TEXT NOT NULL,
-    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,                 -- a worker's host and process: a dead one's holds are
+    pid INTEGER NOT NULL,               -- charged (only a worker on this host can be checked)
     usd REAL NOT NULL
 );
 """
@@ -186,21 +188,19 @@ class BudgetLedger:
         """USD reserved by requests in flight; a dead worker's reservations become spent (it
         may have been billed for them: the safe side)."""
         pids = db.execute(
-            "SELECT DISTINCT pid FROM holds WHERE sweep = ? AND endpoint = ?",
-            (self.sweep, endpoint),
+            "SELECT DISTINCT pid FROM holds WHERE sweep = ? AND endpoint = ? AND host = ?",
+            (self.sweep, endpoint, _HOST),
         ).fetchall()
         for (pid,) in pids:
             if self._memory is None and not _alive(pid):
-                where = (self.sweep, endpoint, pid)
-                (lost,) = db.execute(
-                    "SELECT TOTAL(usd) FROM holds WHERE sweep = ? AND endpoint = ? AND pid = ?",
-                    where,
-                ).fetchone()
+                where = "sweep = ? AND endpoint = ? AND host = ? AND pid = ?"
+                mine = (self.sweep, endpoint, _HOST, pid)
+                (lost,) = db.execute(f"SELECT TOTAL(usd) FROM holds WHERE {where}", mine).fetchone()
                 db.execute(
                     "UPDATE spend SET spent = spent + ? WHERE sweep = ? AND endpoint = ?",
                     (lost, self.sweep, endpoint),
                 )
-                db.execute("DELETE FROM holds WHERE sweep = ? AND endpoint = ? AND pid = ?", where)
+                db.execute(f"DELETE FROM holds WHERE {where}", mine)
         (held,) = db.execute(
             "SELECT TOTAL(usd) FROM holds WHERE sweep = ? AND endpoint = ?", (self.sweep, endpoint)
         ).fetchone()
@@ -228,8 +228,8 @@ class BudgetLedger:
                 if total + usd > budget or (hourly and total >= budget):
                     break
                 cursor = db.execute(
-                    "INSERT INTO holds (sweep, endpoint, pid, usd) VALUES (?, ?, ?, ?)",
-                    (self.sweep, endpoint, os.getpid(), usd),
+                    "INSERT INTO holds (sweep, endpoint, host, pid, usd) VALUES (?, ?, ?, ?, ?)",
+                    (self.sweep, endpoint, _HOST, os.getpid(), usd),
                 )
                 ids.append(int(cursor.lastrowid or 0))
                 total += usd
@@ -251,7 +251,8 @@ class BudgetLedger:
         with self._transaction() as db:
             self._row(db, endpoint)
             if hold is not None:
-                db.execute("DELETE FROM holds WHERE id = ?", (hold,))
+                gone = db.execute("DELETE FROM holds WHERE id = ?", (hold,)).rowcount == 0
+                usd = 0.0 if gone else usd  # charged already, in full, as a dead worker's
             learnt = min(max(ratio or 1.0, 1.0), MAX_RATIO)
             db.execute(
                 "UPDATE spend SET spent = spent + ?, requests = requests + 1, "
@@ -309,6 +310,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_HOST = socket.gethostname()
 _ACTIVE: BudgetLedger | None = None  # the current job's ledger (bench/job.py creates it)
 _PROCESS: BudgetLedger | None = None  # outside any job: one per process
 
