@@ -209,7 +209,7 @@ def test_the_first_line_compares_the_training_row_picks(tmp_path: Path) -> None:
     assert ceiling.classical == "xgboost"
     first, second, third = verdict.lines[:3]
     assert first.startswith(
-        "With 64 labelled rows, picked on the training rows: llm_icl_auto (tiny) "
+        "With 64 labelled rows, picked without the test rows: llm_icl_auto (tiny) "
         "(picked json in 3 of 3 runs) scores"
     )
     assert "classical_auto (picked xgboost in 3 of 3 runs)" in first
@@ -217,7 +217,7 @@ def test_the_first_line_compares_the_training_row_picks(tmp_path: Path) -> None:
     assert third.startswith(
         "Adjusted for picking the best of 4 LLM-based and 3 classical methods on these test rows"
     )
-    assert NO_PICKS not in verdict.lines
+    assert not any(line.startswith(NO_PICKS) for line in verdict.lines)
     # the picks decide the size; the headline groups their category
     assert verdict.sizes(picked.category) == [64]
 
@@ -237,7 +237,9 @@ def test_without_picks_the_best_line_comes_first_then_the_adjusted_one(tmp_path:
     assert verdict.lines[0].startswith("With 64 labelled rows, llm_icl (tiny, json) scores")
     assert verdict.lines[1].startswith("Adjusted for picking the best of 4 LLM-based")
     assert "Picking the best flatters the LLM side by about" in verdict.lines[1]
-    assert verdict.lines[-1] == NO_PICKS
+    assert verdict.lines[-1] == (
+        f"{NO_PICKS}, and the adjusted line under it takes that choice into account."
+    )
 
 
 def test_the_adjustment_reads_the_stored_rows(tmp_path: Path) -> None:
@@ -274,7 +276,7 @@ def test_sizes_are_decided_jointly(tmp_path: Path) -> None:
         assert joint is not None and c.joint_sizes == 2
         assert joint.estimate - joint.low == pytest.approx((iv.estimate - iv.low) * factor)
         assert joint.high - joint.estimate == pytest.approx((iv.high - iv.estimate) * factor)
-    line = next(line for line in verdict.lines if "picked on the training rows" in line)
+    line = next(line for line in verdict.lines if "picked without the test rows" in line)
     joint = verdict.comparisons[0].joint
     assert f"({joint.low:+.3f} to {joint.high:+.3f} jointly over 2 sizes)" in line
 
@@ -285,10 +287,11 @@ def test_without_per_row_predictions_the_line_says_it_is_not_adjusted(tmp_path: 
         file.unlink()
     verdict = _verdict(path)
     assert verdict.comparisons[0].decides == "interval"
-    assert verdict.lines[1] == (
-        "Not adjusted for picking the best of 4 LLM-based and 3 classical methods on these test "
-        "rows: per-row predictions are missing or unreadable."
-    )
+    assert verdict.lines[1:] == [
+        "Not adjusted for picking the best of each side on the test rows at 64 rows: per-row "
+        "predictions are missing or unreadable.",
+        f"{NO_PICKS}.",
+    ]
 
 
 # ---- a real small sweep ---------------------------------------------------------------------
@@ -339,9 +342,31 @@ def test_a_real_sweep_puts_the_training_row_picks_first(compose_run, tmp_path: P
     assert ceiling.adjusted is not None and ceiling.adjusted.interval is not None
     assert (ceiling.adjusted.n_llm, ceiling.adjusted.n_classical) == (2, 2)
     first, second, third = verdict.lines[:3]
-    assert first.startswith("With 16 labelled rows, picked on the training rows: llm_icl_auto")
+    assert first.startswith("With 16 labelled rows, picked without the test rows: llm_icl_auto")
     assert "paired over 48 test rows of 2 seeds" in first
     assert second.startswith(f"With 16 labelled rows, {ceiling.llm} scores")
     assert third.startswith("Adjusted for picking the best of 2 LLM-based and 2 classical")
     markdown = (write_report(path) / "report.md").read_text()
     assert all(line in markdown for line in verdict.lines)
+
+
+def test_a_sides_only_method_is_its_pick(tmp_path: Path) -> None:
+    # As in experiment=quick: classical_auto among the classical methods, one LLM-based method.
+    path = _store(tmp_path, picks=True)
+    runs = prepare_runs(load_results(path)).runs
+    keep = ~runs["method"].eq("llm_icl_auto") & (
+        runs["family"].eq("classical") | runs["serializer"].eq("csv")
+    )
+    runs = runs[keep]
+    verdict = dataset_verdict(runs, "roc_auc", "d", ReportConfig(), PredictionReader(path))
+    (picked,) = verdict.comparisons
+    assert (picked.kind, picked.classical) == ("picks", "classical_auto")
+    assert picked.llm_picked == "the only LLM-based method"
+    assert verdict.lines[0].startswith(
+        f"With 64 labelled rows, picked without the test rows: {picked.llm} (the only LLM-based "
+        "method) scores"
+    )
+    # the ceiling chooses among the classical methods without classical_auto: 1 x 3
+    assert verdict.lines[2].startswith(
+        "Adjusted for picking the best of 1 LLM-based and 3 classical"
+    )

@@ -42,20 +42,29 @@ N_BOOT = 2000
 def training_picks(
     llm_runs: pd.DataFrame, classical_runs: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The runs of the LLM side's and the classical side's training-row pick, if both ran.
+    """The runs of the LLM side's and the classical side's training-row pick, if both exist.
 
-    The LLM side: the first `llm_icl_auto` label by name (one per LLM), else `llm_icl_tuned`;
-    a fixed rule, so no test row takes part in it.
+    A side's pick is its picker (`classical_auto`; the first `llm_icl_auto` label by name, one
+    per LLM, else `llm_icl_tuned`), or its only method where it has one (no choice to make).
+    At least one side must have a picker, else the best-of-each-side line says it all. The
+    rule is fixed, so no test row takes part in it.
     """
-    classical = classical_runs[classical_runs["method"].eq(AUTO_CLASSICAL)]
-    if classical.empty:
+    sides = []
+    for runs, pickers in ((llm_runs, AUTO_LLM), (classical_runs, (AUTO_CLASSICAL,))):
+        found = next(
+            (runs[runs["method"].eq(m)] for m in pickers if runs["method"].eq(m).any()), None
+        )
+        if found is not None:
+            found = found[found["label"].eq(sorted(found["label"].unique())[0])]
+        sides.append(found)
+    if all(side is None for side in sides):
         return None
-    for method in AUTO_LLM:
-        llm = llm_runs[llm_runs["method"].eq(method)]
-        if len(llm):
-            first = sorted(llm["label"].unique())[0]
-            return llm[llm["label"].eq(first)], classical
-    return None
+    for i, runs in enumerate((llm_runs, classical_runs)):
+        if sides[i] is None:
+            if runs["label"].nunique() != 1:
+                return None
+            sides[i] = runs
+    return sides[0], sides[1]
 
 
 def without_picks(runs: pd.DataFrame) -> pd.DataFrame:
@@ -70,7 +79,11 @@ def without_picks(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def picked_text(runs: pd.DataFrame) -> str:
-    """What a pick chose over its seeds: 'picked xgboost in 3 of 3 seeds' ('' if unrecorded)."""
+    """What a pick chose over its seeds: 'picked xgboost in 3 of 3 runs'; for a side's only
+    method, that it is the only one ('' if nothing is recorded)."""
+    if not runs["method"].isin((*AUTO_LLM, AUTO_CLASSICAL)).any():
+        family = "LLM-based" if uses_llm(runs).all() else "classical"
+        return f"the only {family} method"
     picks = Counter(
         str(d["picked"])
         for d in runs.get("details", pd.Series(dtype=object))

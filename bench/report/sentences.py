@@ -26,6 +26,7 @@ __all__ = [
     "format_score",
     "format_sig",
     "headline",
+    "name_sizes",
     "sentence",
 ]
 
@@ -49,7 +50,7 @@ def sentence(
         llm = f"{c.llm} ({c.llm_picked})" if c.llm_picked else c.llm
         classical = f"{c.classical} ({c.classical_picked})" if c.classical_picked else c.classical
         start = (
-            f"With {c.n_train:,} labelled rows, picked on the training rows: {llm} scores "
+            f"With {c.n_train:,} labelled rows, picked without the test rows: {llm} scores "
             f"{c.llm_mean:.3f} {metric_name(metric)} and {classical} {c.classical_mean:.3f}"
         )
     else:
@@ -99,8 +100,7 @@ def adjusted_sentence(c: Comparison, metric: str) -> str:
         f"picking the best of {adjusted.n_llm} LLM-based and {adjusted.n_classical} classical "
         f"method{'s' if adjusted.n_classical != 1 else ''} on these test rows"
     )
-    if adjusted.interval is None or adjusted.fit is None:
-        return f"Not adjusted for {choice}: {adjusted.why}."
+    assert adjusted.interval is not None and adjusted.fit is not None
     iv = adjusted.interval
     differ = [
         f"{' and '.join(dict.fromkeys(picks))} on the {side} side"
@@ -210,36 +210,37 @@ def headline(
     lead = f"With a margin of {margin:g} {metric_name(metric)}, "
     if not tested:
         return None, (
-            lead + f"too few matched seeds to compare at any training size ({_sizes(untested)})."
+            lead
+            + f"too few matched seeds to compare at any training size ({name_sizes(untested)})."
         )
     by = {cat: [c.n_train for c in tested if c.category == cat] for cat in CATEGORIES}
     from_n = classical_better_from(tested)
     sizes = [c.n_train for c in tested]
     if from_n is not None and from_n == sizes[0]:
-        parts = [f"classical models are better at every training size tested ({_sizes(sizes)})"]
+        parts = [f"classical models are better at every training size tested ({name_sizes(sizes)})"]
     else:
         parts = []
         enough = by["better"] + by["good enough"]
         if enough:
-            part = f"the LLM is good enough at {_sizes(sorted(enough))}"
+            part = f"the LLM is good enough at {name_sizes(sorted(enough))}"
             if by["better"]:
-                part += f" (better at {_sizes(by['better'])})"
+                part += f" (better at {name_sizes(by['better'])})"
             parts.append(part)
         if from_n is not None:
             parts.append(f"classical models are better from {from_n:,} rows on")
             earlier = [n for n in by["worse"] if n < from_n]
             if earlier:
-                parts.append(f"and at {_sizes(earlier)}")
+                parts.append(f"and at {name_sizes(earlier)}")
         elif by["worse"]:
-            parts.append(f"classical models are better at {_sizes(by['worse'])}")
+            parts.append(f"classical models are better at {name_sizes(by['worse'])}")
         if by["inconclusive"]:
-            parts.append(f"undecided at {_sizes(by['inconclusive'])} (see below)")
+            parts.append(f"undecided at {name_sizes(by['inconclusive'])} (see below)")
     if untested:
-        parts.append(f"too few matched seeds to compare at {_sizes(untested)}")
+        parts.append(f"too few matched seeds to compare at {name_sizes(untested)}")
     return from_n, lead + "; ".join(parts).replace("; and at", " and at") + "."
 
 
-def _sizes(ns: Sequence[int]) -> str:
+def name_sizes(ns: Sequence[int]) -> str:
     """[16, 64, 256] -> '16, 64 and 256 rows'."""
     words = [f"{n:,}" for n in ns]
     joined = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -54,6 +54,7 @@ from bench.report.sentences import (
     sentence,
 )
 from bench.report.sentences import headline as _headline
+from bench.report.sentences import name_sizes as _sizes
 from bench.report.stats import joint_factor
 
 __all__ = [
@@ -94,7 +95,8 @@ def verdict_note(settings: ReportConfig, metric: str = "roc_auc") -> str:
     return (
         "At each training size the first line compares the practitioner's picks, made on the "
         "training rows only (classical_auto: CV among the classical methods; llm_icl_auto: the "
-        "serializer chosen on validation rows from the training rows, else llm_icl_tuned), by "
+        "serializer chosen on validation rows from the training rows, else llm_icl_tuned; a "
+        "side with one method only needs no pick), by "
         f"a 95% interval of LLM - classical: {how}. No test row took part in either choice, so "
         "the interval means what it says. The next line is the ceiling: the best LLM-based and "
         "the best classical method by their mean on the test rows, with the same interval, "
@@ -446,7 +448,7 @@ def _jointly(sizes: list[list[Comparison]], margin: float) -> list[list[Comparis
 NO_PICKS = (
     "The training-row picks (classical_auto and llm_icl_auto, which choose on the training rows "
     "only) were not run in this sweep: each size compares the best of each side on the test "
-    "rows, and the adjusted line under it takes that choice into account."
+    "rows"
 )
 
 
@@ -463,12 +465,21 @@ def _verdict(
     comparisons = [size[0] for size in sizes]
     ceilings = [c for size in sizes for c in size[1:]]
     lines = []
+    unadjusted: dict[str, list[int]] = {}  # why -> sizes, said once below
     for c in (c for size in sizes for c in size):
         lines.append(sentence(c, metric, margin, group_words, settings))
-        if c.adjusted is not None:
+        if c.adjusted is not None and c.adjusted.interval is not None:
             lines.append(adjusted_sentence(c, metric))
+        elif c.adjusted is not None:
+            unadjusted.setdefault(c.adjusted.why, []).append(c.n_train)
+    lines += [
+        f"Not adjusted for picking the best of each side on the test rows at {_sizes(ns)}: {why}."
+        for why, ns in unadjusted.items()
+    ]
     if comparisons and not any(c.kind == "picks" for c in comparisons):
-        lines.append(NO_PICKS)
+        adjusted = any(c.adjusted is not None and c.adjusted.interval for c in comparisons)
+        tail = ", and the adjusted line under it takes that choice into account" if adjusted else ""
+        lines.append(f"{NO_PICKS}{tail}.")
     has_llm = bool(uses_llm(ok).any()) if len(ok) else False
     has_classical = bool(ok["family"].eq("classical").any()) if len(ok) else False
     from_n = None
