@@ -171,6 +171,9 @@ def main() -> None:
     parser.add_argument(
         "--no-warm-up", dest="warm_up", action="store_false", help="the first mode pays the prefix"
     )
+    parser.add_argument(
+        "--summarize-only", action="store_true", help="read the runs in --results, run nothing"
+    )
     parser.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--results", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--out", type=Path, default=Path("results/bench_scoring.json"))
@@ -178,8 +181,15 @@ def main() -> None:
 
     results = args.results or Path(tempfile.mkdtemp(prefix="bench_scoring_"))
     modes = [m for m in args.modes.split(",") if m]
-    warm_s = warm_up(args) if args.warm_up else None
-    records = {mode: run_mode(mode, args, results) for mode in modes}
+    if args.summarize_only:  # the runs a killed or finished measurement left in --results
+        warm_s = None
+        stored = ResultsStore(results).records()
+        records = {m: r for m in modes for r in stored if _mode_of(r) == m}
+        for record in records.values():
+            record["_wall_s"] = record["timing"]["wall_s"]
+    else:
+        warm_s = warm_up(args) if args.warm_up else None
+        records = {mode: run_mode(mode, args, results) for mode in modes}
     summary = {
         "warm_up_s": None if warm_s is None else round(warm_s, 1),
         "llm": args.llm,

@@ -49,7 +49,7 @@ def calibration_blocks(section: DatasetSection) -> list[Block]:
     header = (*HEADER[:3], metric_name(section.metric), *HEADER[3:])
     return [
         Heading(CALIBRATION_TITLE, 3),
-        Table(header, tuple(rows)),
+        Table(header, tuple(rows), align="lrlrrrrrr"),
         Paragraph(CALIBRATION_NOTE, note=True),
     ]
 
