@@ -111,7 +111,6 @@ def planning_backend(cfg: DictConfig) -> LLMBackend | None:
     if plan is None:
         return None
     cache = ReadOnlyCache(cfg) if cfg.cache else None
-    cfg.cache = False  # make_backend's own copy: no cache around the planner stores its answers
     plan.configs.setdefault(cfg.name, cfg)
     return PlanningBackend(cfg, plan, cache)
 

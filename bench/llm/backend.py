@@ -128,11 +128,15 @@ def make_backend(cfg: DictConfig | Mapping[str, Any], use_cache: bool | None = N
     from bench.registry import Registry
 
     cfg = as_llm_config(cfg)
-    backend: LLMBackend | None = replay_source(cfg) if cfg.replay else planning_backend(cfg)
-    if backend is None:
+    planner = None if cfg.replay else planning_backend(cfg)
+    if cfg.replay:
+        backend = replay_source(cfg)
+    elif planner is not None:
+        backend = planner  # it reads the request cache itself, and never writes it
+    else:
         backend_cls = Registry("llm backend", BACKENDS).get(cfg.backend, key="llm.backend")
         backend = with_budget(backend_cls(cfg))
-    if cfg.replay or (cfg.cache if use_cache is None else use_cache):
+    if cfg.replay or (planner is None and (cfg.cache if use_cache is None else use_cache)):
         from bench.paths import resolve_project_path
 
         backend = CachedBackend(backend, RequestCache(resolve_project_path(cfg.cache_path)))
