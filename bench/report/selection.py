@@ -18,8 +18,9 @@ the two halves. When one method of a side is clearly best, both halves pick it a
 true best-vs-best difference; when several are equally good, any pick has the same true score,
 so again it is. scripts/bench_coverage.py measures it against the plain interval.
 
-How much the choice flatters a side: its best mean on all rows minus the held-out score of the
-halves' picks (each scored on the half it was not picked on).
+How much the choice flatters a side: on each half, the score of the best on all rows (chosen
+with that half's rows among them) minus the score of the pick made on the other half, averaged
+over halves and seeds; 0 for a side with one method.
 
 >>> rng = np.random.default_rng(0)
 >>> y = np.r_[np.ones(40, int), np.zeros(60, int)]
@@ -59,13 +60,15 @@ class Side:
     best_score: float  # that mean
     picks: tuple[int, int]  # picked on half 0 (scored on half 1), picked on half 1
     held_out: float  # the picks' scores on the half they were not picked on, averaged
+    best_on_halves: float  # the best's scores on the same halves, averaged
     higher_is_better: bool = True
 
     @property
     def flattery(self) -> float:
-        """How much better the best on all rows looks than the held-out picks (>= 0 expected)."""
+        """How much better the best on all rows looks than the held-out picks on the same rows
+        (>= 0 expected)."""
         sign = 1.0 if self.higher_is_better else -1.0
-        return sign * (self.best_score - self.held_out)
+        return sign * (self.best_on_halves - self.held_out)
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,8 @@ def cross_fit(
         side_picks = (int(picks[which][0, 0]), int(picks[which][0, 1]))
         # each half's pick scored on the other half
         score = float(np.mean([observed[:, 1 - h, offset + side_picks[h]] for h in (0, 1)]))
-        sides.append(Side(best, float(full[best]), side_picks, score, higher_is_better))
+        on_halves = float(observed[:, :, offset + best].mean())
+        sides.append(Side(best, float(full[best]), side_picks, score, on_halves, higher_is_better))
     return CrossFit(interval, sides[0], sides[1], per_seed)
 
 

@@ -121,8 +121,8 @@ def adjusted_sentence(c: Comparison, metric: str) -> str:
     fit = adjusted.fit
     return text + (
         f" Picking the best flatters the LLM side by about {fit.llm.flattery:+.3f} {unit} "
-        f"and the classical side by {fit.classical.flattery:+.3f} (the best's score on all rows "
-        "against the halves' picks scored on the half they were not picked on)."
+        f"and the classical side by {fit.classical.flattery:+.3f} (the best's score on each "
+        "half against that of the pick made on the other half)."
     )
 
 
