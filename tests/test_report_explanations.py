@@ -15,7 +15,7 @@ from bench.report.explanations import (
     explanation_rows,
     explanation_table,
 )
-from bench.report.paired import mean_bootstrap
+from bench.report.levels import mean_bootstrap
 
 
 def _run(seed: int, named: list[float], unnamed: list[float], **extra: object) -> dict:

@@ -5,7 +5,7 @@ of the model's answer moved when the columns its reason named were replaced by o
 rows' values, and when as many columns it did not name were. A faithful explainer moves more
 through the named ones. Per method and n_train, the difference (named - unnamed) is averaged over
 the measured rows of each seed, then over seeds, with the verdict's two-level bootstrap
-(`bench.report.paired.mean_bootstrap`: seeds resampled with the between-seed rescaling, then
+(`bench.report.levels.mean_bootstrap`: seeds resampled with the between-seed rescaling, then
 rows within each seed). The rows of one seed share its prompt (its shots, its fitted explainer),
 so they are not independent: a t-interval over all rows as if they were misses the seed-to-seed
 spread (tests/test_report_explanations.py measures both).
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.doc import Block, Bullets, Heading, Paragraph, Table
-from bench.report.paired import mean_bootstrap
+from bench.report.levels import mean_bootstrap
 from bench.report.verdict import format_score
 
 if TYPE_CHECKING:

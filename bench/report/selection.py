@@ -39,13 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.report.paired import (
-    PairedInterval,
-    combine_levels,
-    counts,
-    metric_from_counts,
-    metric_values,
-)
+from bench.report.levels import PairedInterval, combine_levels, counts
+from bench.report.paired import metric_from_counts, metric_values
 
 __all__ = ["CrossFit", "Side", "cross_fit", "halves", "pick"]
 
