@@ -79,9 +79,9 @@ def compose_multirun() -> Iterator:
 @pytest.mark.parametrize(
     ("overrides", "jobs"),
     [
-        (("experiment=quick",), 2 * 10),  # 2 datasets x 10 methods
+        (("experiment=quick",), 2 * 11),  # 2 datasets x 11 methods
         (("experiment=classical",), 2 * 9),
-        (("experiment=serialization",), 1 * 3 * 14),
+        (("experiment=serialization",), 1 * 5 * 14),  # 3 methods and 2 picks
         # The command line wins over the experiment's list for the same key ...
         (("experiment=serialization", "serializer=list,csv"), 1 * 3 * 2),
         (("experiment=classical", "dataset=callcenter"), 1 * 9),

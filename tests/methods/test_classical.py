@@ -67,7 +67,7 @@ def test_every_method_fits_mixed_types_with_missing_values(
         best = model.fit_info_["best_params"]
         assert set(best) == set(cfg.search)
         assert all(best[key] in list(cfg.search[key]) for key in best)
-    else:
+    elif name != "classical_auto":  # the pick records what it chose
         assert model.fit_info_ == {}
 
 
