@@ -184,7 +184,7 @@ def main() -> None:
     if args.summarize_only:  # the runs a killed or finished measurement left in --results
         warm_s = None
         stored = ResultsStore(results).records()
-        records = {m: r for m in modes for r in stored if _mode_of(r) == m}
+        records = {m: r for m in modes for r in stored if _mode_of(r) == m and r["status"] == "ok"}
         for record in records.values():
             record["_wall_s"] = record["timing"]["wall_s"]
     else:

@@ -234,7 +234,9 @@ class ScoringBackend(BackendWrapper):
                 max_tokens=_answer_tokens(r.labels),
                 temperature=temperature,
                 stop=() if chat else ("\n",),
-                seed=seed,  # its own seed per draw: the cache reproduces each one
+                # its own seed per draw, so the cache reproduces each one; the same seeds in
+                # every row (common random numbers): rows keep their order, coarsely
+                seed=seed,
             )
             for r in requests
             for seed in range(draws)
