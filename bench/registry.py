@@ -91,6 +91,7 @@ METHODS = Registry(
         "random_forest": "bench.methods.classical:CLASSICAL",
         "xgboost": "bench.methods.classical:CLASSICAL",
         "lightgbm": "bench.methods.classical:CLASSICAL",
+        "knn": "bench.methods.classical:KNN",
         "llm_icl": "bench.methods.llm_icl:LLM_ICL",
         "llm_icl_tuned": "bench.methods.llm_icl_tuned:LLM_ICL_TUNED",
         "llm_icl_auto": "bench.methods.llm_icl_auto:LLM_ICL_AUTO",

@@ -83,11 +83,11 @@ def compose_multirun() -> Iterator:
         (("experiment=classical",), 2 * 9),
         (("experiment=serialization",), 1 * 5 * 14),  # 3 methods and 2 picks
         # The command line wins over the experiment's list for the same key ...
-        (("experiment=serialization", "serializer=list,csv"), 1 * 3 * 2),
+        (("experiment=serialization", "serializer=list,csv"), 1 * 5 * 2),
         (("experiment=classical", "dataset=callcenter"), 1 * 9),
         (("experiment=classical", "method=logreg,xgboost", "dataset=callcenter"), 2),
         # ... and adds its own sweeps to the experiment's.
-        (("experiment=families", "split.max_test_rows=50,100,200"), 2 * 7 * 3),
+        (("experiment=families", "split.max_test_rows=50,100,200"), 2 * 9 * 3),
         (("experiment=classical", "seeds=[0,1,2,3]", "n_train=[8,16]"), 2 * 9),  # lists, no sweep
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),

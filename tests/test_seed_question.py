@@ -37,7 +37,7 @@ def test_seed_question_composes_to_50k_pool_and_10k_test_rows() -> None:
     # the LLM methods run once each at their pinned size, the 6 classical ones at both sizes
     assert sum("llm_icl_knn_all__n50000" in s for s in stems) == 1
     assert sum("llm_distill_1k__n1000" in s for s in stems) == 1
-    assert len(stems) == 2 + 6 * 2
+    assert len(stems) == 2 + 7 * 2
     small = compose_config(["experiment=seed_question_small", "method=llm_distill_1k_small"])
     assert small.split.max_test_rows == 600 and small.method.params.n_unlabelled == 4000
 
