@@ -405,13 +405,16 @@ def _deciding(c: Comparison) -> Interval:
     return c.interval
 
 
-def widen(interval: Interval, factor: float) -> Interval:
-    """Each half-width times `factor` (what would decide it grows by factor^2, as the variance
-    a narrower interval needs shrinks by it)."""
+def widen(interval: Interval, factor: float, needed_factor: float | None = None) -> Interval:
+    """Each half-width times `factor`; what would decide it grows by `needed_factor`^2 (the
+    variance a narrower interval needs shrinks by it). The count needed is for more seeds or
+    rows than now, where a t quantile's ratio is near the normal one: pass that ratio, as the
+    ratio at 2 degrees of freedom would ask for twice the seeds that decide."""
     est = interval.estimate
+    grow = factor if needed_factor is None else needed_factor
 
     def scaled(n: int | None) -> int | None:
-        return None if n is None else math.ceil(n * factor**2)
+        return None if n is None else math.ceil(n * grow**2)
 
     return replace(
         interval,
@@ -433,7 +436,7 @@ def _jointly(sizes: list[list[Comparison]], margin: float) -> list[list[Comparis
             iv = _deciding(c)
             if c.decides and iv.testable:
                 df = iv.n_seeds - 1 if iv.method == "seeds" else None
-                joint = widen(iv, joint_factor(count, df))
+                joint = widen(iv, joint_factor(count, df), joint_factor(count))
                 category = categorize(joint, margin)
                 c = replace(c, joint=joint, joint_sizes=count, category=category)
                 if c.decides == "adjusted":
