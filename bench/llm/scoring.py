@@ -210,8 +210,10 @@ class ScoringBackend(BackendWrapper):
         ]
 
         def read(i: int, result: GenerateResult) -> ParsedScore:
-            text = result.text if chat else ANSWER + result.text
-            return verbalized_score(text, requests[i].labels, result.usage)
+            # a completion continues after "Answer:": parse it with it, keep the model's text
+            return verbalized_score(
+                result.text, requests[i].labels, result.usage, "" if chat else ANSWER
+            )
 
         def relay(i: int, result: GenerateResult) -> None:
             if on_result is not None:
@@ -333,10 +335,13 @@ def parse_verbalized(text: str, labels: Sequence[str]) -> tuple[str | None, floa
     return label, None if number is None else _probability(number.group(1), number.group(2))
 
 
-def verbalized_score(text: str, labels: Sequence[str], usage: Usage) -> ParsedScore:
+def verbalized_score(
+    text: str, labels: Sequence[str], usage: Usage, prefix: str = ""
+) -> ParsedScore:
     """The named label gets the stated probability, the other labels share the rest; an
-    answer missing either part is uniform and counted."""
-    label, probability = parse_verbalized(text, labels)
+    answer missing either part is uniform and counted. `prefix`: what the prompt put before
+    the answer (parsed with it, not kept in `text`)."""
+    label, probability = parse_verbalized(prefix + text, labels)
     if label is None or probability is None:
         uniform = {lb: 1.0 / len(labels) for lb in labels}
         return ParsedScore(uniform, "verbalized", False, text, usage, answers=1, unparsed=1)
