@@ -54,10 +54,16 @@ def test_completions_without_logprob_mass_falls_back_honestly(
     llm_server: LLMServer, openai_llm: Compose
 ) -> None:
     """SmolLM2 ends a raw "Answer:" prompt at once (EOS): no answer token, so no label in any
-    top logprobs. The backend parses the (empty) generated text instead and says so."""
+    top logprobs. The backend itself parses the (empty) generated text instead and says so
+    (through make_backend, `llm.scoring=auto` asks such a row again, verbalized:
+    tests/llm/test_scoring.py)."""
+    from bench.llm.backend import as_llm_config
+    from bench.llm.openai_backend import OpenAIBackend
+
     cfg = openai_llm(llm_server.base_url, "llm.api=completions", model=llm_server.model)
     prompt = "Question: Is water wet? Answer yes or no.\nAnswer:"
-    (result,) = make_backend(cfg, use_cache=False).score([ScoreRequest(prompt, [" yes", " no"])])
+    backend = OpenAIBackend(as_llm_config(cfg))
+    (result,) = backend.score([ScoreRequest(prompt, [" yes", " no"])])
     assert_distribution(result.probs, [" yes", " no"])
     assert result.usage.completion_tokens == 0
     assert result.method == "generation"
