@@ -123,6 +123,7 @@ def test_the_budget_fails_one_run_skips_the_next_and_a_rerun_goes_on(
     paid = len(tap.answers)
     assert 0 < paid < 6  # the first run was cut; nothing was sent for the second
     assert len(proxy.attempts) == paid
+    assert met["usage"]["requests"] == paid  # the cut run records what its answers used
     spend = tap.usd()
     assert spend <= budget  # one job: its worst-case reservations leave no overshoot
     assert ledger_spent(tmp_path) == pytest.approx(spend)  # every answer was charged

@@ -29,7 +29,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.llm.protocol import (
@@ -184,14 +184,16 @@ class ScoringBackend(BackendWrapper):
                 cfg.get("name"),
             )
 
+        def both_asks(i: int, result: ScoreResult) -> ScoreResult:
+            return replace(result, usage=results[i].usage + result.usage)  # the first was paid
+
         def relay(j: int, result: ScoreResult) -> None:
             if on_result is not None:
-                on_result(missing[j], result)
+                on_result(missing[j], both_asks(missing[j], result))
 
         again = self._verbalized([requests[i] for i in missing], relay)
         for i, result in zip(missing, again, strict=True):
-            result.usage = results[i].usage + result.usage  # the first ask was paid for too
-            results[i] = result
+            results[i] = both_asks(i, result)
         return results
 
     # -- verbalized -------------------------------------------------------------------------

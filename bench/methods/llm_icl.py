@@ -249,13 +249,20 @@ class LLMICLClassifier(LLMEstimator):
                     for i in rows
                 ]
                 self._check_context(backend, prompts)
-                scored = backend.score(
-                    [ScoreRequest(p, answers) for p in prompts],
-                    on_result=lambda _i, _result: progress.add(),
-                )
-                for i, result in zip(rows, scored, strict=True):
-                    proba[i] = [result.probs[a] for a in answers]
+                counted: set[int] = set()
+
+                def arrived(index: int, result: Any, counted: set[int] = counted) -> None:
+                    # counted as it arrives: a batch cut short (a budget reached, an endpoint
+                    # lost) still records what its answered requests used
                     ledger.usage += result.usage
+                    counted.add(index)
+                    progress.add()
+
+                scored = backend.score([ScoreRequest(p, answers) for p in prompts], arrived)
+                for j, (i, result) in enumerate(zip(rows, scored, strict=True)):
+                    proba[i] = [result.probs[a] for a in answers]
+                    if j not in counted:
+                        ledger.usage += result.usage
                     ledger.tally(result.method, result.valid, result.text, unparsed_answers(result))
         return proba
 
