@@ -27,14 +27,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EndpointBreaker", "active_breaker"]
+__all__ = ["EndpointBreaker", "active_breaker", "endpoint_key", "sweep_id"]
 
-# The breaker of each endpoint the current job calls, by `_endpoint_key`: the job creates it,
+# The breaker of each endpoint the current job calls, by `endpoint_key`: the job creates it,
 # the backend (built inside the run from the same llm config) counts its requests on it.
 _ACTIVE: dict[str, EndpointBreaker] = {}
 
 
-def _endpoint_key(llm: Mapping[str, Any]) -> str:
+def endpoint_key(llm: Mapping[str, Any]) -> str:
     where = f"{llm.get('base_url') or llm.get('name')}\n{llm.get('model')}"
     return hashlib.sha256(where.encode()).hexdigest()[:16]
 
@@ -42,7 +42,7 @@ def _endpoint_key(llm: Mapping[str, Any]) -> str:
 def active_breaker(llm: Mapping[str, Any]) -> EndpointBreaker | None:
     """The breaker the current job keeps for this llm's endpoint (None outside a job: a backend
     used from a notebook retries each request and never gives up for good)."""
-    return _ACTIVE.get(_endpoint_key(llm))
+    return _ACTIVE.get(endpoint_key(llm))
 
 
 class EndpointBreaker:
@@ -61,14 +61,14 @@ class EndpointBreaker:
         self.llm_name, self.model = llm.get("name"), llm.get("model")
         self._lock = threading.Lock()
         self._memory: dict[str, Any] = {"failures": 0, "last_error": ""}
-        self.sweep = _sweep_id(results_dir) if results_dir is not None else None
+        self.sweep = sweep_id(results_dir) if results_dir is not None else None
         self.path = (
-            results_dir / ".sweep" / f"endpoint-{_endpoint_key(llm)}.json"
+            results_dir / ".sweep" / f"endpoint-{endpoint_key(llm)}.json"
             if results_dir is not None and self.sweep is not None
             else None
         )
         if llm:  # replaces an earlier job's breaker for the same endpoint
-            _ACTIVE[_endpoint_key(llm)] = self
+            _ACTIVE[endpoint_key(llm)] = self
 
     # -- reading --------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -150,7 +150,7 @@ class EndpointBreaker:
                 os.close(lock)  # releases the lock
 
 
-def _sweep_id(results_dir: Path) -> str | None:
+def sweep_id(results_dir: Path) -> str | None:
     """The id of the sweep bench-run started on this store (None when none was planned)."""
     try:
         plan = json.loads((results_dir / ".sweep" / "plan.json").read_text())

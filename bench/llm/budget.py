@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.endpoint import _endpoint_key, _sweep_id
+from bench.endpoint import endpoint_key, sweep_id
 from bench.llm.cost import priced
 from bench.llm.protocol import LLMBackend, OnResult, Usage
 from bench.llm.requests import EmbedRequest, GenerateRequest, LLMRequest, ScoreRequest
@@ -123,7 +123,7 @@ class BudgetLedger:
         self._lock = threading.Lock()
         self._memory: sqlite3.Connection | None = None
         self._ready = False  # the file is made at first use: a job with no budget makes none
-        self.sweep = _sweep_id(results_dir) if results_dir is not None else None
+        self.sweep = sweep_id(results_dir) if results_dir is not None else None
         self.path = (
             results_dir / ".sweep" / BUDGET_FILE
             if results_dir is not None and self.sweep is not None
@@ -286,7 +286,7 @@ class BudgetLedger:
         budget = (llm or {}).get("budget_usd")
         if not llm or budget is None:
             return None
-        state = self.state(_endpoint_key(llm))
+        state = self.state(endpoint_key(llm))
         # a request was refused under this budget, or requests in flight went past it (a
         # budget of 0 still lets free requests through: there is nothing to refuse yet)
         if (state["reached"] is not None and budget <= state["reached"]) or (
@@ -332,7 +332,7 @@ class BudgetedBackend(BackendWrapper):
         super().__init__(backend)
         self.ledger = ledger
         self.budget = float(self.config.budget_usd)
-        self.endpoint = _endpoint_key(self.config)
+        self.endpoint = endpoint_key(self.config)
         self.hourly = float(self.config.prices.usd_per_hour or 0) > 0
         # Wall time is charged after the fact, so by the hour a batch goes out as many requests
         # at a time as run at once (one in process): the spend is looked at between them.

@@ -28,7 +28,13 @@ from bench.report.stats import ALPHA, paired_difference
 
 log = logging.getLogger("bench")
 
-__all__ = ["Interval", "PredictionReader", "compare_runs", "seeds_for_t_interval"]
+__all__ = [
+    "Interval",
+    "PredictionReader",
+    "accuracy_group",
+    "compare_runs",
+    "seeds_for_t_interval",
+]
 
 # Named metrics with a vectorised bootstrap on one positive-class score (binary tasks).
 _FAST = {"roc_auc", "accuracy", "log_loss", "brier"}
@@ -234,7 +240,7 @@ def _row_groups(
     if all(p.shape[1] == 2 for _, p, _ in groups) and metric in _FAST:
         return ([(y, pa[:, 1], pb[:, 1]) for y, pa, pb in groups], metric), ""
     if metric == "accuracy":
-        return ([_accuracy_group(y, pa, pb) for y, pa, pb in groups], "accuracy"), ""
+        return ([accuracy_group(y, pa, pb) for y, pa, pb in groups], "accuracy"), ""
     return _generic_groups(generic, metric), ""
 
 
@@ -253,7 +259,7 @@ def _labels_of(predictions: pd.DataFrame) -> list[str]:
     return [c.removeprefix("proba_") for c in predictions.columns if c.startswith("proba_")]
 
 
-def _accuracy_group(
+def accuracy_group(
     y: np.ndarray, pa: np.ndarray, pb: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Multiclass accuracy through the binary fast path: a score s with (s >= 0.5) == (y == 1)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.report.compare import Interval, PredictionReader, _accuracy_group
+from bench.report.compare import Interval, PredictionReader, accuracy_group
 from bench.report.paired import METRIC_NAMES
 from bench.report.runs import uses_llm
 from bench.report.selection import CrossFit, cross_fit
@@ -192,7 +192,7 @@ def _sweep(
         if len(labels) == 2 and metric in METRIC_NAMES:  # as compare.py: class 1's column
             scores = np.array([p[:, 1] for p in probas])
         elif metric == "accuracy":  # right or wrong per row, stratified by the majority class
-            parts = [_accuracy_group(y, p, p) for p in probas]
+            parts = [accuracy_group(y, p, p) for p in probas]
             y, scores = parts[0][0], np.array([part[1] for part in parts])
         else:
             return None, f"adjusting needs AUC, accuracy, log loss or Brier ({metric} is not)"

@@ -120,7 +120,7 @@ def test_a_batch_is_cut_where_the_budget_ends_and_the_cache_keeps_what_was_paid(
         backend.generate(requests(12))
     sent = len(proxy.attempts)
     assert 0 < sent < 12
-    state = ledger.state(budget_module._endpoint_key(cfg))
+    state = ledger.state(budget_module.endpoint_key(cfg))
     assert state["spent"] == pytest.approx(tap.usd())  # every answer charged what it used
     assert state["requests"] == sent and state["held"] == 0
     assert state["spent"] <= 100  # reserved at worst case: nothing in flight overshot
@@ -150,7 +150,7 @@ def test_a_request_held_back_by_others_waits_instead_of_failing(
     cfg = openai_llm(proxy.url, *PRICES, "llm.budget_usd=60", model=llm_server.model)
     plan(tmp_path, "sweep-1")
     ledger = BudgetLedger(tmp_path)
-    key = budget_module._endpoint_key(cfg)
+    key = budget_module.endpoint_key(cfg)
     (hold,) = ledger.reserve(key, [55.0], budget=60)  # another worker's request in flight
     timer = threading.Timer(1.0, ledger.settle, (key, hold, 3.0, None))
     timer.start()
@@ -205,7 +205,7 @@ def test_a_dead_workers_reservations_count_as_spent(tmp_path: Path) -> None:
 def test_a_run_with_no_llm_or_no_budget_is_never_refused(tmp_path: Path) -> None:
     plan(tmp_path, "sweep-1")
     ledger = BudgetLedger(tmp_path)
-    key = budget_module._endpoint_key(ENDPOINT_LLM)
+    key = budget_module.endpoint_key(ENDPOINT_LLM)
     with pytest.raises(BudgetReached):
         ledger.reserve(key, [2.0], budget=1)
     assert ledger.refusal(None) is None
@@ -233,7 +233,7 @@ def test_usd_per_hour_is_charged_after_the_fact(tmp_path: Path) -> None:
         ]
     ).llm
     ledger = BudgetLedger(None)  # a job without a sweep plan: its ledger in memory
-    key = budget_module._endpoint_key(cfg)
+    key = budget_module.endpoint_key(cfg)
     ledger.settle(key, None, 0.99, None)  # what earlier requests of the sweep were charged
     backend = make_backend(cfg, use_cache=False)
     with pytest.raises(BudgetReached) as refused:
