@@ -270,13 +270,15 @@ class PlanningBackend:
             steps = cached // OPENAI_CACHE_STEP * OPENAI_CACHE_STEP
             cached = steps if cached >= OPENAI_CACHE_MIN else 0
         seconds = self._seconds(len(tokens) - cached, completion)
+        # llm.max_concurrency at once: each holds that share of the wall time (as in a real run)
+        at_once = 1 if self.local else max(1, int(self.config.max_concurrency or 1))
         usage = Usage(
             requests=1,
             prompt_tokens=len(tokens),
             cached_tokens=cached,
             completion_tokens=completion,
             llm_seconds=seconds,
-            llm_wall_seconds=seconds,
+            llm_wall_seconds=seconds / at_once,
         )
         usage = priced(usage, self.config.prices)
         tally = self._tally()
