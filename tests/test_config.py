@@ -10,9 +10,10 @@ from omegaconf import OmegaConf
 
 from bench.config import check_choice, compose_config, config_names
 from bench.registry import METHODS, SOURCES, UnknownNameError
+from bench.report.runs import FAMILY_ORDER
 
 GROUPS = ("dataset", "method", "experiment")
-FAMILIES = ("classical", "tabpfn", "llm_icl", "llm_codegen", "llm_distill", "llm_embed")
+FAMILIES = FAMILY_ORDER  # the families the report knows how to order and colour
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,15 @@ __all__ = [
     "uses_llm",
 ]
 
-FAMILY_ORDER = ("classical", "tabpfn", "llm_icl", "llm_codegen", "llm_distill", "llm_embed")
+FAMILY_ORDER = (
+    "classical",
+    "tabpfn",
+    "llm_icl",
+    "llm_codegen",
+    "llm_distill",
+    "llm_embed",
+    "llm_boost",
+)
 BASELINE = "majority"  # the floor every method must beat; drawn and listed first
 
 
