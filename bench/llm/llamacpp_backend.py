@@ -12,6 +12,7 @@ mean pooling (the scoring instance is never switched): texts are packed into bat
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,16 @@ AUTO_MIN_WINDOW = 4096  # auto windows are powers of two from here, so they are 
 # embedding mode, so llama.cpp keeps logits for all of them: 512 tokens x Gemma's 262k vocabulary
 # is 0.5 GB, 2,048 tokens 4 GB, for no gain in speed on 2 cores (measured).
 _EMBEDDERS: dict[tuple[str, int, int], Any] = {}
+
+
+@atexit.register
+def _free_models() -> None:
+    """Free every kept instance while llama.cpp's library is still loaded: freed later, by the
+    garbage collector at interpreter exit, each printed a TypeError traceback."""
+    for kept in (_MODELS, _VOCABS, _EMBEDDERS):
+        while kept:
+            _, instance = kept.popitem()
+            instance.close()
 EMBED_BATCH_TOKENS = 512  # tokens per forward pass; a longer text gets a larger batch
 
 

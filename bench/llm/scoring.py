@@ -102,6 +102,8 @@ def with_scoring(backend: LLMBackend) -> LLMBackend:
             f"llm '{backend.config.get('name')}': llm.scoring={mode!r} is not one of "
             f"{', '.join(SCORING_MODES)}"
         )
+    if mode in ("auto", "logprobs") and backend.config.get("backend") == "llamacpp":
+        return backend  # in-process, every score is read from the logits: nothing to add
     return ScoringBackend(backend, mode)
 
 
