@@ -304,7 +304,10 @@ COMPLETION = {
     "object": "text_completion",
     "created": 0,
     "model": "local-model",
-    "choices": [{"index": 0, "text": " yes", "finish_reason": "stop", "logprobs": None}],
+    # no logprobs: the answer and its probability, as `llm.scoring=verbalized` asks for them
+    "choices": [
+        {"index": 0, "text": " yes\nProbability: 90", "finish_reason": "stop", "logprobs": None}
+    ],
     "usage": {"prompt_tokens": 100, "completion_tokens": 1, "total_tokens": 101},
 }
 
@@ -381,6 +384,7 @@ def test_calls_answered_before_a_kill_are_not_billed_again(
         "llm=openai_compatible",
         f"llm.base_url={endpoint.url}",
         "llm.max_concurrency=1",  # one request at a time: exactly 3 answered before the kill
+        "llm.scoring=verbalized",  # the endpoint gives no logprobs: one verbalized ask per row
         f"llm.cache_path={tmp_path / 'cache.sqlite'}",
         "report=false",
         f"results_dir={results}",
