@@ -27,7 +27,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,9 @@ from bench.methods.classical import _tree_preprocessor, cv_folds
 __all__ = [
     "BOOSTERS",
     "BOOST_PARAM_RANGES",
+    "DEFAULT_TREES",
     "PRIOR_ALONE",
+    "BoostedPrior",
     "Candidate",
     "MarginBooster",
     "Selection",
@@ -51,13 +53,14 @@ __all__ = [
     "class_codes",
     "encoder",
     "out_of_fold",
+    "prior_auc",
     "prior_margin",
     "scale_label",
-    "zero_margin",
 ]
 
 BOOSTERS = ("xgboost", "lightgbm")
 PRIOR_ALONE = math.inf  # the scale that means "the prior alone" (module docstring)
+DEFAULT_TREES = ({"n_estimators": 200, "learning_rate": 0.1, "max_depth": 4},)
 _CLIP = 1e-6  # probabilities are clipped before the log: a 0 would be an infinite margin
 # Parameter ranges both methods declare (bench/methods/base.py `MethodKind.param_ranges`).
 BOOST_PARAM_RANGES: dict[str, Range | Choice] = {
@@ -87,7 +90,7 @@ def prior_margin(proba: np.ndarray) -> np.ndarray:
     return logp - logp.mean(axis=1, keepdims=True)
 
 
-def zero_margin(rows: int, n_classes: int) -> np.ndarray:
+def _zero_margin(rows: int, n_classes: int) -> np.ndarray:
     """The margin of rows whose prior is not asked for (s = 0: it would be multiplied by 0)."""
     return np.zeros((rows,) if n_classes == 2 else (rows, n_classes))
 
@@ -253,6 +256,82 @@ def choose(
         if key not in scores or auc > scores[key]["auc"]:
             scores[key] = {"auc": round(auc, 6), "log_loss": round(loss, 6)}
     return Selection(grid[best], folds, repeats, scores)
+
+
+def prior_auc(codes: np.ndarray, proba: np.ndarray) -> float | None:
+    """The AUC of a prior's probabilities on rows whose class codes are `codes` (None with a
+    single class)."""
+    if len(np.unique(codes)) < 2:
+        return None
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(codes, proba[:, 1]))
+    labels = np.arange(proba.shape[1])
+    return float(roc_auc_score(codes, proba, multi_class="ovr", labels=labels))
+
+
+class BoostSettings(Protocol):
+    """The estimator parameters LLM-Boost and PFN-Boost share (their ``__init__``)."""
+
+    booster: str
+    scales: Sequence[float]
+    trees: Sequence[dict[str, Any]]
+    cv_folds: int
+    cv_repeats: int
+    seed: int
+    n_jobs: int
+
+
+@dataclass(frozen=True)
+class BoostedPrior:
+    """Trees fitted from a prior's margin at the scale cross-validation chose: the part both
+    methods share once the training rows' prior probabilities are known."""
+
+    encoder: ColumnTransformer
+    model: MarginBooster
+    selection: Selection
+    n_classes: int
+
+    @classmethod
+    def fit(
+        cls, X: pd.DataFrame, codes: np.ndarray, prior_proba: np.ndarray, settings: BoostSettings
+    ) -> BoostedPrior:
+        """Choose the scale and trees by CV on the rows `X` (their prior probabilities
+        `prior_proba`, from prompts or models that never saw the row's label), then refit."""
+        table = encoder().fit(X)  # no labels: an ordinal code per category
+        matrix = table.transform(X)
+        margin = prior_margin(prior_proba)
+        selection = choose(
+            matrix,
+            codes,
+            margin,
+            candidates(settings.scales, settings.trees),
+            booster=settings.booster,
+            max_folds=settings.cv_folds,
+            repeats=settings.cv_repeats,
+            seed=settings.seed,
+            n_jobs=settings.n_jobs,
+        )
+        chosen = selection.chosen
+        model = MarginBooster(
+            settings.booster, chosen.trees, chosen.scale, settings.seed, settings.n_jobs
+        ).fit(matrix, codes, margin)
+        return cls(table, model, selection, prior_proba.shape[1])
+
+    @property
+    def scale(self) -> float:
+        return self.selection.chosen.scale
+
+    def predict_proba(
+        self, X: pd.DataFrame, prior_proba: Callable[[pd.DataFrame], np.ndarray]
+    ) -> np.ndarray:
+        """The boosted probabilities of `X`; the prior (`prior_proba(X)`, an LLM's or TabPFN's
+        cost) is asked only when it counts, i.e. unless s = 0 was chosen."""
+        matrix = self.encoder.transform(X)
+        if self.scale == 0:  # the trees alone: the prior would be multiplied by 0
+            margin = _zero_margin(len(X), self.n_classes)
+        else:
+            margin = prior_margin(prior_proba(X))
+        return self.model.predict_proba(matrix, margin)
 
 
 def out_of_fold(

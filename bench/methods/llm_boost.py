@@ -31,29 +31,23 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.base import clone
-from sklearn.metrics import roc_auc_score
 
 from bench.llm.prompts import PROMPT_VERSION
 from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.boost import (
     BOOST_PARAM_RANGES,
-    MarginBooster,
-    candidates,
+    DEFAULT_TREES,
+    BoostedPrior,
     check_grid,
-    choose,
     class_codes,
-    encoder,
     out_of_fold,
-    prior_margin,
-    zero_margin,
+    prior_auc,
 )
 from bench.methods.llm_base import LLMEstimator
 from bench.methods.llm_icl import LLMICLClassifier, prompt_context
 from bench.methods.shots import SELECTIONS
 
-__all__ = ["LLM_BOOST", "LLMBoostClassifier", "build_llm_boost", "prior_auc"]
-
-DEFAULT_TREES = ({"n_estimators": 200, "learning_rate": 0.1, "max_depth": 4},)
+__all__ = ["LLM_BOOST", "LLMBoostClassifier", "build_llm_boost"]
 
 
 class LLMBoostClassifier(LLMEstimator):
@@ -99,30 +93,13 @@ class LLMBoostClassifier(LLMEstimator):
         labels = labels.reset_index(drop=True)
         train_proba = self._score_training_rows(X, labels)  # one-off cost
         self.llm_train_auc_ = prior_auc(codes, train_proba)
-        self.encoder_ = encoder().fit(X)  # no labels: an ordinal code per category
-        matrix = self.encoder_.transform(X)
-        margin = prior_margin(train_proba)
-        selection = choose(
-            matrix,
-            codes,
-            margin,
-            candidates(self.scales, self.trees),
-            booster=self.booster,
-            max_folds=self.cv_folds,
-            repeats=self.cv_repeats,
-            seed=self.seed,
-            n_jobs=self.n_jobs,
-        )
-        chosen = selection.chosen
-        self.scale_ = chosen.scale
-        self.booster_ = MarginBooster(
-            self.booster, chosen.trees, chosen.scale, self.seed, self.n_jobs
-        ).fit(matrix, codes, margin)
+        self.boosted_ = BoostedPrior.fit(X, codes, train_proba, self)
+        self.scale_ = self.boosted_.scale
         ledger.details.update(
             booster=self.booster,
             scores_from=self.scores_from_,
             llm_train_auc=self.llm_train_auc_,
-            **selection.details(),
+            **self.boosted_.selection.details(),
         )
 
     def _score_training_rows(self, X: pd.DataFrame, labels: pd.Series) -> np.ndarray:
@@ -149,28 +126,13 @@ class LLMBoostClassifier(LLMEstimator):
         return proba
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """The boosted probabilities; the LLM scores the rows unless s = 0 was chosen."""
-        matrix = self.encoder_.transform(X)
-        if self.scale_ == 0:  # the trees alone: the LLM's score would be multiplied by 0
-            margin = zero_margin(len(X), len(self.classes_))
-        else:
-            margin = prior_margin(self.scorer_.predict_proba(X))  # marginal cost
-        return self.booster_.predict_proba(matrix, margin)
+        """The boosted probabilities; the LLM scores the rows (marginal cost) unless s = 0 was
+        chosen."""
+        return self.boosted_.predict_proba(X, self.scorer_.predict_proba)
 
     def prompts(self, X: pd.DataFrame) -> list[str]:
         """The test-row prompts (for inspection and tests)."""
         return self.scorer_.prompts(X)
-
-
-def prior_auc(codes: np.ndarray, proba: np.ndarray) -> float | None:
-    """The AUC of a prior's probabilities on rows whose class codes are `codes` (None with a
-    single class)."""
-    if len(np.unique(codes)) < 2:
-        return None
-    if proba.shape[1] == 2:
-        return float(roc_auc_score(codes, proba[:, 1]))
-    labels = np.arange(proba.shape[1])
-    return float(roc_auc_score(codes, proba, multi_class="ovr", labels=labels))
 
 
 def build_llm_boost(cfg: DictConfig, context: MethodContext) -> LLMBoostClassifier:

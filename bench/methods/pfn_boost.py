@@ -25,17 +25,13 @@ from sklearn.preprocessing import LabelEncoder
 from bench.methods.base import MethodContext, MethodKind, MethodReport, Range, keep_params
 from bench.methods.boost import (
     BOOST_PARAM_RANGES,
-    MarginBooster,
-    candidates,
+    DEFAULT_TREES,
+    BoostedPrior,
     check_grid,
-    choose,
-    encoder,
     out_of_fold,
-    prior_margin,
-    zero_margin,
+    prior_auc,
 )
 from bench.methods.llm_base import aligned_proba
-from bench.methods.llm_boost import DEFAULT_TREES, prior_auc
 from bench.methods.tabpfn import TabPFNMethod
 
 __all__ = ["PFN_BOOST", "PFNBoostClassifier", "build_pfn_boost"]
@@ -78,41 +74,20 @@ class PFNBoostClassifier(ClassifierMixin, BaseEstimator):
         train_proba, folds = out_of_fold(
             fold_proba, codes, self.score_folds, self.seed, len(self.classes_)
         )
-        self.encoder_ = encoder().fit(X)
-        matrix = self.encoder_.transform(X)
-        margin = prior_margin(train_proba)
-        selection = choose(
-            matrix,
-            codes,
-            margin,
-            candidates(self.scales, self.trees),
-            booster=self.booster,
-            max_folds=self.cv_folds,
-            repeats=self.cv_repeats,
-            seed=self.seed,
-            n_jobs=self.n_jobs,
-        )
-        chosen = selection.chosen
-        self.scale_ = chosen.scale
-        self.booster_ = MarginBooster(
-            self.booster, chosen.trees, chosen.scale, self.seed, self.n_jobs
-        ).fit(matrix, codes, margin)
+        self.boosted_ = BoostedPrior.fit(X, codes, train_proba, self)
+        self.scale_ = self.boosted_.scale
         self.fit_info_: dict[str, Any] = {
             "booster": self.booster,
             "scores_from": f"TabPFN out of fold ({folds} folds)",
             "prior_train_auc": prior_auc(codes, train_proba),
-            **selection.details(),
+            **self.boosted_.selection.details(),
             "tabpfn": self.tabpfn_.fit_info_,
         }
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """The boosted probabilities; TabPFN predicts the rows unless s = 0 was chosen."""
-        matrix = self.encoder_.transform(pd.DataFrame(X))
-        if self.scale_ == 0:  # the trees alone
-            return self.booster_.predict_proba(matrix, zero_margin(len(X), len(self.classes_)))
-        proba = self.tabpfn_.predict_proba(X)
-        return self.booster_.predict_proba(matrix, prior_margin(proba))
+        return self.boosted_.predict_proba(pd.DataFrame(X), self.tabpfn_.predict_proba)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

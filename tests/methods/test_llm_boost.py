@@ -32,10 +32,11 @@ from bench.methods.boost import (
     choose,
     class_codes,
     encoder,
+    prior_auc,
     prior_margin,
 )
 from bench.methods.classical import ClassicalClassifier
-from bench.methods.llm_boost import LLMBoostClassifier, prior_auc
+from bench.methods.llm_boost import LLMBoostClassifier
 
 XGB = {"n_estimators": 200, "learning_rate": 0.1, "max_depth": 4}  # conf/method/xgboost.yaml
 

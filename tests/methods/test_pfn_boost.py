@@ -77,8 +77,9 @@ def test_training_margins_are_tabpfns_out_of_fold_predictions(
     if info["scale"] == "inf":  # TabPFN alone: its own probabilities
         np.testing.assert_allclose(proba, model.tabpfn_.predict_proba(X_test), atol=1e-6)
     elif info["scale"] != 0.0:  # the trees start from TabPFN's margin on the test rows
-        shifted = model.booster_.predict_proba(
-            model.encoder_.transform(X_test), prior_margin(model.tabpfn_.predict_proba(X_test))
+        boosted = model.boosted_
+        shifted = boosted.model.predict_proba(
+            boosted.encoder.transform(X_test), prior_margin(model.tabpfn_.predict_proba(X_test))
         )
         np.testing.assert_allclose(proba, shifted)
 
