@@ -64,6 +64,7 @@ __all__ = [
     "ChoiceList",
     "ClassicalAutoClassifier",
     "better",
+    "pool_names",
     "selection_metric",
     "validation_score",
 ]
@@ -105,6 +106,20 @@ def validation_score(
     y_codes = np.array([codes[str(v)] for v in y])
     positive = codes.get(str(positive_label), len(classes) - 1)
     return float(get_metric(metric)(y_codes, np.clip(proba, 1e-15, 1.0), positive))
+
+
+def pool_names(pool: dict[str, Any] | None, names: Sequence[str] | None, setting: str) -> list[str]:
+    """The entries of `method.params.pool` a pick chooses from: `names` (the setting
+    `method.params.<setting>`), or the whole pool; refused, naming both, if empty or unknown."""
+    pool = dict(pool or {})
+    chosen = list(names) if names is not None else list(pool)
+    missing = [name for name in chosen if name not in pool]
+    if not chosen or missing:
+        raise ValueError(
+            f"method.params.{setting} names {missing or 'nothing'}: each must be an entry of "
+            f"method.params.pool ({', '.join(pool) or 'empty'})"
+        )
+    return chosen
 
 
 def better(score: float, best: float, metric: str) -> bool:
@@ -196,15 +211,7 @@ class ClassicalAutoClassifier(ClassifierMixin, BaseEstimator):
         return MethodReport(details=dict(getattr(self, "fit_info_", {})))
 
     def _names(self) -> list[str]:
-        pool = dict(self.pool or {})
-        names = list(self.candidates) if self.candidates is not None else list(pool)
-        missing = [name for name in names if name not in pool]
-        if not names or missing:
-            raise ValueError(
-                f"method.params.candidates names {missing or 'nothing'}: each candidate must be "
-                f"a method of method.params.pool ({', '.join(pool) or 'empty'})"
-            )
-        return names
+        return pool_names(self.pool, self.candidates, "candidates")
 
     def _config(self, name: str) -> dict[str, Any]:
         """The candidate's method config, the schema's defaults filled in."""

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.config import SerializerConfig, config_names
 from bench.llm.prompts import PROMPT_VERSION
-from bench.methods.auto import ChoiceList, better, selection_metric
+from bench.methods.auto import ChoiceList, better, pool_names, selection_metric
 from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
 from bench.methods.llm_icl import prompt_context
 from bench.methods.llm_icl_tuned import (
@@ -88,15 +88,7 @@ class LLMICLAutoClassifier(ValidatedICL):
         self._names()
 
     def _names(self) -> list[str]:
-        pool = dict(self.pool or {})
-        names = list(self.serializers) if self.serializers is not None else list(pool)
-        missing = [name for name in names if name not in pool]
-        if not names or missing:
-            raise ValueError(
-                f"method.params.serializers names {missing or 'nothing'}: each must be a "
-                f"serializer of method.params.pool ({', '.join(pool) or 'empty'})"
-            )
-        return names
+        return pool_names(self.pool, self.serializers, "serializers")
 
     def _fit(self, X: pd.DataFrame, labels: pd.Series) -> None:
         super()._fit(X, labels)
