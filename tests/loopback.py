@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -243,6 +244,30 @@ class FaultProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class UsageTap:
+    """A FaultProxy `rewrite` that keeps the usage the server reports for every answer: what
+    the endpoint really charged, to hold a budget ledger to."""
+
+    def __init__(self) -> None:
+        self.answers: list[dict[str, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, answer: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.answers.append(dict(answer.get("usage") or {}))
+        return answer
+
+    def usd(
+        self, input_per_m: float, output_per_m: float, answers: list[dict[str, int]] | None = None
+    ) -> float:
+        """What `answers` (all so far by default) cost at these prices per million tokens."""
+        return sum(
+            u.get("prompt_tokens", 0) * input_per_m / 1e6
+            + u.get("completion_tokens", 0) * output_per_m / 1e6
+            for u in (self.answers if answers is None else answers)
+        )
 
 
 def refusing(answer: dict) -> dict:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from loopback import UsageTap
 
 if TYPE_CHECKING:
     from loopback import FaultProxy, LLMServer
@@ -34,26 +34,6 @@ INPUT_PER_M, OUTPUT_PER_M = 10_000.0, 20_000.0  # $0.01 a prompt token, $0.02 a 
 # would count retries as requests.
 CONCURRENCY = 1
 MESSAGE = "budget of ${budget} for this sweep reached ($"
-
-
-class UsageTap:
-    """A FaultProxy `rewrite` that keeps the usage the server reports for every answer."""
-
-    def __init__(self) -> None:
-        self.answers: list[dict[str, int]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, answer: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            self.answers.append(dict(answer.get("usage") or {}))
-        return answer
-
-    def usd(self, answers: list[dict[str, int]] | None = None) -> float:
-        return sum(
-            u.get("prompt_tokens", 0) * INPUT_PER_M / 1e6
-            + u.get("completion_tokens", 0) * OUTPUT_PER_M / 1e6
-            for u in (self.answers if answers is None else answers)
-        )
 
 
 def bench_run(
@@ -124,7 +104,7 @@ def test_the_budget_fails_one_run_skips_the_next_and_a_rerun_goes_on(
     assert 0 < paid < 6  # the first run was cut; nothing was sent for the second
     assert len(proxy.attempts) == paid
     assert met["usage"]["requests"] == paid  # the cut run records what its answers used
-    spend = tap.usd()
+    spend = tap.usd(INPUT_PER_M, OUTPUT_PER_M)
     assert spend <= budget  # one job: its worst-case reservations leave no overshoot
     assert ledger_spent(tmp_path) == pytest.approx(spend)  # every answer was charged
 
@@ -134,7 +114,9 @@ def test_the_budget_fails_one_run_skips_the_next_and_a_rerun_goes_on(
     assert {r["status"] for r in runs.values()} == {"ok"}
     assert len(proxy.attempts) == 12  # 2 runs x 6 rows, each asked of the server once
     assert runs[("llm_icl", 0)]["usage"]["cache_hits"] == paid  # paid for, not paid again
-    assert ledger_spent(tmp_path) == pytest.approx(tap.usd(tap.answers[paid:]))
+    assert ledger_spent(tmp_path) == pytest.approx(
+        tap.usd(INPUT_PER_M, OUTPUT_PER_M, tap.answers[paid:])
+    )
 
 
 def test_parallel_jobs_stay_within_the_budget_plus_the_requests_in_flight(
@@ -166,10 +148,10 @@ def test_parallel_jobs_stay_within_the_budget_plus_the_requests_in_flight(
     errors = [r["error"] for r in runs if r["status"] == "failed"]
     assert any(e.startswith("BudgetReached: " + MESSAGE.format(budget="30.00")) for e in errors)
     assert all(MESSAGE.format(budget="30.00") in e for e in errors), errors
-    spend, requests = tap.usd(), len(tap.answers)
+    spend, requests = tap.usd(INPUT_PER_M, OUTPUT_PER_M), len(tap.answers)
     assert requests == len(proxy.attempts) < 4 * 6  # the budget stopped the sweep
     assert ledger_spent(tmp_path) == pytest.approx(spend)
-    costs = sorted(tap.usd([u]) for u in tap.answers)
+    costs = sorted(tap.usd(INPUT_PER_M, OUTPUT_PER_M, [u]) for u in tap.answers)
     in_flight = 2 * CONCURRENCY  # jobs x llm.max_concurrency
     overshoot = max(0.0, spend - budget)
     assert overshoot <= sum(costs[-in_flight:]), (spend, budget)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from loopback import UsageTap
 from omegaconf import DictConfig, OmegaConf
 
 from bench.config import compose_config
@@ -34,7 +35,8 @@ StartProxy = Callable[..., "FaultProxy"]
 
 # Dear tokens, so that a dozen short requests cross a budget of a few dollars: $1 a prompt
 # token, $2 a completion token.
-PRICES = ("llm.prices.input_per_m=1000000", "llm.prices.output_per_m=2000000")
+INPUT_PER_M, OUTPUT_PER_M = 1_000_000.0, 2_000_000.0
+PRICES = (f"llm.prices.input_per_m={INPUT_PER_M}", f"llm.prices.output_per_m={OUTPUT_PER_M}")
 ENDPOINT_LLM = {"name": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
 
 
@@ -49,26 +51,6 @@ def plan(results: Path, sweep_id: str) -> None:
     """What bench-run writes when a sweep starts (bench/progress.py)."""
     (results / ".sweep").mkdir(parents=True, exist_ok=True)
     (results / ".sweep" / "plan.json").write_text(json.dumps({"id": sweep_id, "total": 1}))
-
-
-class UsageTap:
-    """A FaultProxy `rewrite` that adds up the usage the server reports for every answer."""
-
-    def __init__(self) -> None:
-        self.answers: list[dict[str, int]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, answer: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            self.answers.append(dict(answer.get("usage") or {}))
-        return answer
-
-    def usd(self, input_per_m: float = 1e6, output_per_m: float = 2e6) -> float:
-        return sum(
-            u.get("prompt_tokens", 0) * input_per_m / 1e6
-            + u.get("completion_tokens", 0) * output_per_m / 1e6
-            for u in self.answers
-        )
 
 
 def requests(n: int) -> list[GenerateRequest]:
@@ -121,7 +103,9 @@ def test_a_batch_is_cut_where_the_budget_ends_and_the_cache_keeps_what_was_paid(
     sent = len(proxy.attempts)
     assert 0 < sent < 12
     state = ledger.state(budget_module.endpoint_key(cfg))
-    assert state["spent"] == pytest.approx(tap.usd())  # every answer charged what it used
+    assert state["spent"] == pytest.approx(
+        tap.usd(INPUT_PER_M, OUTPUT_PER_M)
+    )  # every answer charged what it used
     assert state["requests"] == sent and state["held"] == 0
     assert state["spent"] <= 100  # reserved at worst case: nothing in flight overshot
     assert str(refused.value).startswith("budget of $100.00 for this sweep reached ($")
