@@ -290,6 +290,20 @@ def stripping_logprobs(answer: dict) -> dict:
     return answer
 
 
+def hiding_label_logprobs(answer: dict) -> dict:
+    """A `rewrite` for FaultProxy: every choice keeps its text and log-probabilities, but its
+    first token's top alternatives are only a newline, as when a model's top tokens hold no
+    label (a logprob endpoint's answer, not an endpoint without logprobs)."""
+    newline = {"token": "\n", "logprob": -0.01, "bytes": [10]}
+    for choice in answer.get("choices", []):
+        logprobs = choice.get("logprobs") or {}
+        if logprobs.get("content"):  # chat completions
+            logprobs["content"][0]["top_logprobs"] = [newline]
+        elif logprobs.get("top_logprobs"):  # completions
+            logprobs["top_logprobs"][0] = {"\n": -0.01}
+    return answer
+
+
 @pytest.fixture
 def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
     """Start FaultProxy instances for a test: `fault_proxy(upstream, script=[...], then=...)`."""

@@ -152,7 +152,7 @@ class OpenAIBackend:
             probs = _label_mass(top, labels)
             if probs is not None:
                 return ScoreResult(probs, "logprobs", usage=usage)
-        return generation_score(text, labels, usage)
+        return replace(generation_score(text, labels, usage), logprobs_without_labels=bool(top))
 
     # -- embeddings ---------------------------------------------------------------------------
     async def _embed(self, client: Any, text: str) -> EmbedResult:

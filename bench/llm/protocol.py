@@ -89,10 +89,13 @@ PHASE_USAGE_KEYS = (
 @dataclass
 class ScoreResult:
     probs: dict[str, float]  # label -> probability, summing to 1
-    method: str  # "logprobs" or "generation" (the endpoint gave no logprobs)
+    method: str  # "logprobs", or "generation" (read from the text: no label's logprob came)
     valid: bool = True  # False when generated text matched no label (probs are then uniform)
     text: str | None = None  # the generated text, for the generation fallback
     usage: Usage = field(default_factory=Usage)
+    # "generation" only: the endpoint did return log-probabilities, none of them a label's (the
+    # endpoint can give logprobs; this answer's top tokens just held no label)
+    logprobs_without_labels: bool = False
 
 
 @dataclass

@@ -11,7 +11,10 @@
 `with_scoring` wraps a backend *outside* the request cache: the generations a verbalized or
 sampled score asks for are cached one by one, so a rerun sends nothing. Every `ScoreResult`
 says in `method` which mode produced it ("logprobs", "verbalized", "sampled", or "generation":
-a logprob endpoint's answer whose top tokens held no label, parsed as before). An answer that
+a logprob endpoint's answer whose top tokens held no label, parsed as before). ``auto`` tells an
+endpoint without logprobs (every later batch asked verbalized directly) from one whose answer
+held no label among its top tokens (`ScoreResult.logprobs_without_labels`: that row alone is
+asked again). An answer that
 cannot be parsed scores uniform and is counted (`valid=False`; a sampled row only when no draw
 parsed); `ParsedScore.unparsed` counts the unparsed generations of one score.
 
@@ -154,7 +157,7 @@ class ScoringBackend(BackendWrapper):
         return results
 
     def _learn(self, results: Sequence[ScoreResult]) -> None:
-        if any(r.method == "logprobs" for r in results):
+        if any(r.method == "logprobs" or r.logprobs_without_labels for r in results):
             self._seen_logprobs = True
 
     # -- auto -------------------------------------------------------------------------------
@@ -372,9 +375,11 @@ def sampled_score(texts: Sequence[str | None], labels: Sequence[str], usage: Usa
     shown = " | ".join(_short(t) for t in texts)
     if not counts:
         uniform = {lb: 1.0 / len(labels) for lb in labels}
-        return ParsedScore(uniform, "sampled", False, shown, usage, len(texts), unparsed)
+        return ParsedScore(
+            uniform, "sampled", False, shown, usage, answers=len(texts), unparsed=unparsed
+        )
     probs = smoothed_frequencies(counts, labels)
-    return ParsedScore(probs, "sampled", True, shown, usage, len(texts), unparsed)
+    return ParsedScore(probs, "sampled", True, shown, usage, answers=len(texts), unparsed=unparsed)
 
 
 def _answer_tokens(labels: Sequence[str]) -> int:

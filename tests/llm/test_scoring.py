@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from loopback import LLMServer, stripping_logprobs
+from loopback import LLMServer, hiding_label_logprobs, stripping_logprobs
 from omegaconf import DictConfig
 
 from bench.llm.backend import LLMConfigError, ScoreRequest, make_backend
@@ -133,6 +133,31 @@ def test_auto_keeps_logprobs_where_the_endpoint_gives_them(
     cfg = _cfg(openai_llm, llm_server.base_url, llm_server, "llm.cache=false")
     results = _score(cfg, PROMPTS[:2])
     assert [r.method for r in results] == ["logprobs", "logprobs"]
+
+
+def test_auto_asks_again_only_the_rows_whose_logprobs_held_no_label(
+    llm_server: LLMServer,
+    fault_proxy: Callable[..., Any],
+    openai_llm: Compose,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An endpoint that gives logprobs, none of them a label's: each such row is asked again
+    verbalized, but the endpoint is not taken for one without logprobs (every batch is still
+    asked for logprobs first, and the log says which case it is)."""
+    proxy = fault_proxy(llm_server, rewrite=hiding_label_logprobs)
+    cfg = _cfg(openai_llm, proxy.url, llm_server, "llm.cache=false")
+    backend = make_backend(cfg)
+    with caplog.at_level(logging.INFO, logger="bench"):
+        first = backend.score([ScoreRequest(p, LABELS) for p in PROMPTS[:2]])
+        sent = len(proxy.attempts)
+        second = backend.score([ScoreRequest(p, LABELS) for p in PROMPTS[2:]])
+    backend.close()
+    assert sent == 4  # 2 score requests, then those 2 rows verbalized
+    assert len(proxy.attempts) - sent == 4  # not learned as "no logprobs": logprobs asked again
+    assert [r.method for r in first + second] == ["verbalized"] * 4
+    said = [r.getMessage() for r in caplog.records if "llm.scoring=auto" in r.getMessage()]
+    assert said and all("returned no log-probabilities" not in m for m in said)
+    assert any("without the labels' log-probabilities" in m for m in said)
 
 
 def test_logprobs_mode_fails_clearly_without_logprobs(
