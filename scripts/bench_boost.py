@@ -7,8 +7,11 @@ AUC on the test rows) on the same rows of each dataset x training size, then rea
 reports, per dataset and size: the test ROC AUC of each method (mean over the seeds that
 finished), the LLM's own AUC on the training rows (zero-shot, from llm_boost's record), the
 scales cross-validation chose, and llm_boost minus the best of its parts (the trees, plain or
-tuned, and the LLM, with shots or zero-shot), "about" within `--margin`. The report's verdict
-comes from `bench-report` on the same folder.
+tuned, and the LLM, with shots or zero-shot), "about" within `--margin`. Then, per size, the
+paired 95% interval of llm_boost minus each part on the same test rows (bench/report/compare.py:
+the row-level bootstrap over seeds and rows; the report's own comparison), per dataset and
+pooled over the datasets: "clearly worse" means the whole interval is below 0. The report's
+verdict comes from `bench-report` on the same folder.
 
 Seeds run one after another, each over every dataset and size, so a measurement cut short still
 holds whole seeds. A rerun reuses the finished runs. Prints a Markdown table and writes JSON.
@@ -29,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from bench.paths import PROJECT_ROOT
+from bench.report.compare import PredictionReader, compare_runs
 from bench.results import load_results
 
 DATASETS = ["callcenter", "mlc_churn", "attrition", "credit_data"]
@@ -146,6 +150,72 @@ def collect(
     return ok, rows
 
 
+# llm_boost against each of its parts, on the same test rows (llm_icl at n = 0: the LLM's
+# zero-shot score, what llm_boost starts from)
+PARTS = {
+    "xgboost": "xgboost",
+    "xgboost_tuned": "xgboost_tuned",
+    "llm zero-shot": "llm_icl@0",
+    "llm_icl": "llm_icl",
+}
+
+
+def _runs_of(ok: pd.DataFrame, part: str, n: int) -> pd.DataFrame:
+    method, _, at = part.partition("@")
+    size = int(at) if at else n
+    return ok[(ok["method"] == method) & (ok["n_train"] == size)]
+
+
+def paired(ok: pd.DataFrame, results: Path) -> list[dict[str, Any]]:
+    """Per size, per dataset and over all datasets: llm_boost minus each part (test AUC), the
+    paired interval over the (dataset, seed) pairs both finished."""
+    reader = PredictionReader(results)
+    out = []
+    for n in sorted(int(v) for v in ok.loc[ok["method"] == "llm_boost", "n_train"].unique()):
+        boost = ok[(ok["method"] == "llm_boost") & (ok["n_train"] == n)]
+        for dataset in [*sorted(boost["dataset"].unique()), "all"]:
+            mine = boost if dataset == "all" else boost[boost["dataset"] == dataset]
+            row: dict[str, Any] = {"n_train": n, "dataset": dataset}
+            for name, part in PARTS.items():
+                other = _runs_of(ok, part, n)
+                if dataset != "all":
+                    other = other[other["dataset"] == dataset]
+                both = mine.merge(other[["dataset", "seed"]], on=["dataset", "seed"])
+                if both.empty:
+                    row[name] = None
+                    continue
+                interval = compare_runs(mine, other, "roc_auc", ["dataset", "seed"], reader)
+                row[name] = {
+                    "estimate": interval.estimate,
+                    "low": interval.low,
+                    "high": interval.high,
+                    "pairs": interval.n_seeds,
+                    "interval": interval.method,
+                }
+            out.append(row)
+    return out
+
+
+def paired_markdown(rows: list[dict[str, Any]]) -> str:
+    def cell(value: dict[str, Any] | None) -> str:
+        if value is None:
+            return "—"
+        mark = " **worse**" if value["high"] < 0 else " **better**" if value["low"] > 0 else ""
+        return (
+            f"{value['estimate']:+.3f} [{value['low']:+.3f}, {value['high']:+.3f}] "
+            f"({value['pairs']}){mark}"
+        )
+
+    lines = [
+        "| n | dataset | " + " | ".join(f"− {name}" for name in PARTS) + " |",
+        "|---:|---|" + "---|" * len(PARTS),
+    ]
+    for r in rows:
+        cells = " | ".join(cell(r[name]) for name in PARTS)
+        lines.append(f"| {r['n_train']} | {r['dataset']} | {cells} |")
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     def f(value: Any) -> str:
         return "—" if value is None else f"{value:.3f}"
@@ -183,12 +253,18 @@ def main() -> None:
     results = args.results if args.results.is_absolute() else PROJECT_ROOT / args.results
     if not args.collect_only:
         run_sweeps(args, results)
-    _, rows = collect(results, args.margin)
+    ok, rows = collect(results, args.margin)
     _, more_seeds = collect(results, args.margin, with_icl=False)
+    intervals = paired(ok, results)
     table = markdown(rows)
     print(table)
     print("\nWithout waiting for llm_icl (its AUC over the seeds it finished):")
     print(markdown(more_seeds))
+    print(
+        "\nllm_boost minus each part, test AUC, paired 95% interval over (dataset, seed) pairs "
+        "(pairs in brackets):"
+    )
+    print(paired_markdown(intervals))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -197,6 +273,7 @@ def main() -> None:
                 "rows": rows,
                 "markdown": table,
                 "rows_without_waiting_for_llm_icl": more_seeds,
+                "paired": intervals,
             },
             indent=1,
             default=str,
