@@ -43,6 +43,7 @@ from bench.llm.cache_key import (
     CACHE_VERSION,
     EMBED_POOLING,
     hash_key,
+    legacy_llm_identity,
     llm_identity,
     request_part,
 )
@@ -282,12 +283,21 @@ class CachedBackend(BackendWrapper):
         super().__init__(backend)
         self.cache = cache
         self._identities: dict[str, dict[str, Any]] = {}
+        self._legacy: dict[str, dict[str, Any] | None] = {}
 
     def key(self, request: LLMRequest) -> str:
         """The cache key of `request` asked of this backend's LLM."""
         if request.op not in self._identities:  # once per kind: the weights file is stat()ed
             self._identities[request.op] = llm_identity(self.config, request.op)
         return self.cache.key(**self._identities[request.op], **request_part(request))
+
+    def legacy_key(self, request: LLMRequest) -> str | None:
+        """The key `request` had before keys became portable (an in-process model's weights by
+        path and mtime too), None where it is today's."""
+        if request.op not in self._legacy:
+            self._legacy[request.op] = legacy_llm_identity(self.config, request.op)
+        identity = self._legacy[request.op]
+        return None if identity is None else self.cache.key(**identity, **request_part(request))
 
     def remember(
         self, request: LLMRequest, result: ScoreResult | GenerateResult | EmbedResult
@@ -302,9 +312,7 @@ class CachedBackend(BackendWrapper):
         used = active_keys()
         if used is not None:  # noted here, in the caller's context (answers may come on threads)
             used.add(keys)
-        results = [
-            self._cached(request.op, key) for request, key in zip(requests, keys, strict=True)
-        ]
+        results = [self._cached(request, key) for request, key in zip(requests, keys, strict=True)]
         missing = [i for i, r in enumerate(results) if r is None]
         if on_result is not None:  # hits at once, the rest as they arrive (progress, callers)
             for i, result in enumerate(results):
@@ -321,9 +329,15 @@ class CachedBackend(BackendWrapper):
             answer([requests[i] for i in missing], on_result=store)
         return results
 
-    def _cached(self, op: str, key: str) -> Any:
+    def _cached(self, request: LLMRequest, key: str) -> Any:
         hit = self.cache.get(key)
-        return None if hit is None else _restored(op, hit)
+        if hit is None and (legacy := self.legacy_key(request)) is not None:
+            # an answer paid for before keys became portable: found, and kept under today's key
+            # too, so that a bundle of this run replays on any machine
+            hit = self.cache.get(legacy)
+            if hit is not None:
+                self.cache.put(key, hit)
+        return None if hit is None else _restored(request.op, hit)
 
     def close(self) -> None:
         super().close()

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.llm.identity import answer_settings
 from bench.llm.requests import EmbedRequest, GenerateRequest, LLMRequest, request_fields
-from bench.llm.weights import resolve_model_path, weights_identity
+from bench.llm.weights import legacy_weights_identity, resolve_model_path, weights_identity
 
 __all__ = [
     "CACHE_VERSION",
@@ -36,6 +36,7 @@ __all__ = [
     "KEY_SETTINGS",
     "cache_key",
     "hash_key",
+    "legacy_llm_identity",
     "llm_identity",
     "request_part",
 ]
@@ -58,7 +59,19 @@ def _defaults() -> dict[str, Any]:
 
 
 def llm_identity(config: DictConfig | Mapping[str, Any], op: str) -> dict[str, Any]:
-    """The part of the cache key of an `op` request that names the LLM answering it."""
+    """The part of the cache key of an `op` request that names the LLM answering it (an
+    in-process model by its weights file's content: bench/llm/weights.py)."""
+    return _identity(config, op, legacy=False)
+
+
+def legacy_llm_identity(config: DictConfig | Mapping[str, Any], op: str) -> dict[str, Any] | None:
+    """The identity keys held before they became portable, where it differs from today's: an
+    in-process model's weights file by its path and mtime too (None for an endpoint)."""
+    identity = _identity(config, op, legacy=True)
+    return identity if "weights" in identity else None
+
+
+def _identity(config: DictConfig | Mapping[str, Any], op: str, legacy: bool) -> dict[str, Any]:
     plain = (
         OmegaConf.to_container(config, resolve=True)
         if isinstance(config, DictConfig)
@@ -76,7 +89,7 @@ def llm_identity(config: DictConfig | Mapping[str, Any], op: str) -> dict[str, A
     if settings["backend"] == "llamacpp":  # the weights themselves, not the config's name for them
         identity.pop("model_path", None)
         path = resolve_model_path(settings.get("model_path"), str(plain.get("name")))
-        identity["weights"] = weights_identity(path)
+        identity["weights"] = (legacy_weights_identity if legacy else weights_identity)(path)
     return identity
 
 

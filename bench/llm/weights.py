@@ -1,11 +1,13 @@
 """Where a model file is (`llm.model_path`) and what identifies its weights, for the request-cache
 key. Kept apart from the backends so that the cache imports it without importing them.
 
-Two llm configs that differ only in `llm.model_path` (or one GGUF file swapped for another at the
-same path) must never share cached answers. Hashing a 1 GB file on every run would cost seconds,
-so the identity is the resolved path, the size, the modification time and a SHA-256 of the first
-and last MiB (which hold a GGUF file's header, metadata and final tensors), computed once per
-process for each (path, size, mtime).
+Two model files with different weights must never share cached answers, and the same weights must
+find their answers wherever the file lies (a reader's copy of a bundle's model, a reinstall, a
+fresh clone): the identity is the file's content, not its place. Hashing a 1 GB file on every run
+would cost seconds, so the identity is the size and a SHA-256 of the first and last MiB (which
+hold a GGUF file's header, metadata and final tensors), computed once per process for each (path,
+size, mtime). Caches written before held the path and mtime too (`legacy_weights_identity`); the
+cache still reads those entries (bench/llm/cache.py).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from pathlib import Path
 from bench.llm.protocol import LLMConfigError
 from bench.registry import import_object
 
-__all__ = ["resolve_model_path", "weights_identity"]
+__all__ = ["legacy_weights_identity", "resolve_model_path", "weights_identity"]
 
 _SAMPLE = 1 << 20  # bytes hashed at each end of the file
 _KNOWN: dict[tuple[str, int, int], dict[str, object]] = {}
 
 
-def weights_identity(path: str | Path) -> dict[str, object]:
-    """{path, size, mtime_ns, sha256 of the ends} of a model file."""
+def legacy_weights_identity(path: str | Path) -> dict[str, object]:
+    """{path, size, mtime_ns, sha256 of the ends}: the identity cache keys held before they
+    became portable (one file, one place)."""
     resolved = Path(path).resolve()
     stat = resolved.stat()
     memo = (str(resolved), stat.st_size, stat.st_mtime_ns)
@@ -42,6 +45,12 @@ def weights_identity(path: str | Path) -> dict[str, object]:
             "ends_sha256": digest.hexdigest(),
         }
     return _KNOWN[memo]
+
+
+def weights_identity(path: str | Path) -> dict[str, object]:
+    """{size, sha256 of the ends} of a model file: its content, wherever it lies."""
+    known = legacy_weights_identity(path)
+    return {"size": known["size"], "ends_sha256": known["ends_sha256"]}
 
 
 def resolve_model_path(spec: str | None, llm: str) -> Path:

@@ -5,7 +5,9 @@ its own `CachedBackend.score_many / generate_many / embed_many` (from
 `git show c8ac52d:bench/llm/cache.py`) wrapped around a backend that answered every request,
 on the `openai_gpt_4o_mini` config, then read back from its SQLite file. A hosted config's key
 holds no file identity, so it is the same on every machine. The embedded model's key holds its
-weights file's path and mtime, so that one is checked against the old layout spelled out.
+weights file's identity (its content since keys became portable; its path and mtime too before,
+still read: tests/llm/test_cache_weights.py), so that one is checked against the layout spelled
+out.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def test_a_hosted_models_keys_are_those_written_before(request_: LLMRequest, key
 
 def test_an_embedded_models_keys_keep_their_old_layout() -> None:
     """The layout of c8ac52d's `CachedBackend`, written out: the weights file's identity stands
-    for `model_path`; `top_logprobs` is in a score's key only; no seed when none is set."""
+    for `model_path` (today by content, then with path and mtime: `legacy_llm_identity`);
+    `top_logprobs` is in a score's key only; no seed when none is set."""
     cfg = as_llm_config(compose_config(["llm=local_gemma3_270m"]).llm)
     identity = {
         "backend": "llamacpp",

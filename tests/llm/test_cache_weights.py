@@ -13,6 +13,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bench.llm import make_backend
+from bench.llm.cache import RequestCache
+from bench.llm.cache_key import cache_key, legacy_llm_identity, request_part
 from bench.llm.llamacpp_backend import resolve_model_path
 from bench.llm.requests import ScoreRequest
 
@@ -41,10 +43,34 @@ def test_two_model_files_behind_one_config_name_do_not_share_answers(
     (swapped,) = make_backend(cfg).score([ScoreRequest(PROMPT, LABELS)])
     assert swapped.usage.cache_hits == 0 and swapped.usage.requests == 1
 
-    # Another path holding the original weights: its own entries, never the copy's.
+    # Another path holding the original weights (a reader's copy, a reinstall): the answer the
+    # copy gave while it held those weights, so a bundle replays wherever its model file lies.
     moved = OmegaConf.merge(cfg, {"model_path": str(original)})
     (other,) = make_backend(moved).score([ScoreRequest(PROMPT, LABELS)])
-    assert other.usage.cache_hits == 0
+    assert other.usage.cache_hits == 1 and other.probs == first.probs
+
+
+def test_an_answer_cached_under_the_old_path_and_mtime_key_is_found_and_rekeyed(
+    local_llm_cfg: DictConfig, tmp_path: Path
+) -> None:
+    """Caches written before keys became portable keyed the weights by path and mtime too:
+    those paid answers are still served, and kept under today's key (a bundle then replays
+    anywhere)."""
+    request = ScoreRequest(PROMPT, LABELS)
+    paid = OmegaConf.merge(local_llm_cfg, {"cache_path": str(tmp_path / "paid.sqlite")})
+    (answer,) = make_backend(paid).score([request])
+    today = cache_key(paid, request)
+    entry = RequestCache(tmp_path / "paid.sqlite").get(today)
+    legacy = RequestCache.key(**legacy_llm_identity(paid, "score"), **request_part(request))
+    assert entry is not None and legacy != today
+
+    older = RequestCache(tmp_path / "older.sqlite")
+    older.put(legacy, entry)  # the answer as a cache of the earlier layout holds it
+    cfg = OmegaConf.merge(local_llm_cfg, {"cache_path": str(tmp_path / "older.sqlite")})
+    (found,) = make_backend(cfg).score([request])
+    assert found.usage.cache_hits == 1 and found.usage.requests == 0
+    assert found.probs == answer.probs
+    assert older.get(today) is not None  # rekeyed
 
 
 def _imports(module: str) -> set[str]:
