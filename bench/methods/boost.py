@@ -73,7 +73,11 @@ BOOST_PARAM_RANGES: dict[str, Range | Choice] = {
 
 def check_grid(scales: Sequence[float], trees: Sequence[dict[str, Any]]) -> None:
     """Refuse a grid that cannot work, naming the setting (before any row is paid for)."""
-    bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, int | float) or s < 0]
+    bad = [
+        s
+        for s in scales
+        if isinstance(s, bool) or not isinstance(s, int | float) or math.isnan(s) or s < 0
+    ]
     if bad:
         raise ValueError(f"method.params.scales must be numbers >= 0 (inf is always tried): {bad}")
     if not trees or not all(isinstance(t, dict) for t in trees):
@@ -234,11 +238,12 @@ def choose(
     """The candidate with the best mean validation AUC over stratified folds of the training
     rows (ties: the lower log loss, then the earlier candidate). Folds are as many as the rarest
     class allows, at most `max_folds`; with fewer than two, nothing is cross-validated and
-    s = 1 with the first trees' setting is used (the prior as it is, corrected by the trees)."""
+    s = 1 with the grid's first trees' setting is used (the prior as it is, corrected by the
+    trees), whether or not the grid holds s = 1."""
     folds = cv_folds(codes, max_folds)
     if not folds:
-        fallback = next((c for c in grid if c.scale == 1.0), grid[0])
-        return Selection(fallback, 0, 0, {})
+        trees = next((c.trees for c in grid if not math.isinf(c.scale)), {})
+        return Selection(Candidate(1.0, dict(trees)), 0, 0, {})
     per: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(grid))}
     for repeat in range(repeats):
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
@@ -345,9 +350,16 @@ def out_of_fold(
 
     ``fit_predict(train_positions, predict_positions)`` fits the prior on the first rows and
     returns its probabilities (columns: every class) for the second. Folds are stratified, at
-    most `n_folds` and at most the number of rows; returns (probabilities, folds used).
+    most `n_folds` and at most the largest class's rows (scikit-learn splits no class into more
+    folds than the largest has rows); returns (probabilities, folds used).
     """
-    folds = max(2, min(n_folds, len(codes)))
+    counts = np.bincount(codes, minlength=n_classes)
+    folds = min(max(2, n_folds), int(counts.max()) if len(codes) else 0)
+    if folds < 2:
+        raise ValueError(
+            f"method.params.score_folds={n_folds}: no class has the 2 rows that scoring out of "
+            f"fold needs (rows per class: {counts.tolist()})"
+        )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     proba = np.zeros((len(codes), n_classes))
     with warnings.catch_warnings():  # a class with fewer rows than folds is still split

@@ -29,9 +29,11 @@ from bench.methods.boost import (
     Candidate,
     MarginBooster,
     candidates,
+    check_grid,
     choose,
     class_codes,
     encoder,
+    out_of_fold,
     prior_auc,
     prior_margin,
 )
@@ -136,6 +138,47 @@ def test_too_few_rows_of_a_class_skips_cross_validation() -> None:
         max_folds=5, repeats=1, seed=0,
     )  # fmt: skip
     assert picked.folds == 0 and picked.chosen == Candidate(1.0, {"n_estimators": 5})
+
+
+def test_without_cross_validation_s_is_one_even_when_the_grid_omits_it() -> None:
+    codes = np.array([0, 0, 0, 0, 1])
+    grid = candidates([0.3, 3.0], [{"n_estimators": 5}, {"n_estimators": 9}])
+    assert all(c.scale != 1.0 for c in grid)
+    picked = choose(
+        np.arange(10.0).reshape(5, 2), codes, np.zeros(5), grid, booster="xgboost",
+        max_folds=5, repeats=1, seed=0,
+    )  # fmt: skip
+    assert picked.folds == 0 and picked.chosen == Candidate(1.0, {"n_estimators": 5})
+
+
+def test_a_nan_scale_is_refused_naming_the_setting() -> None:
+    check_grid([0.3, 1.0], [{}])  # a sound grid passes
+    with pytest.raises(ValueError, match=r"method\.params\.scales") as refused:
+        check_grid([1.0, math.nan], [{}])
+    assert "nan" in str(refused.value)
+
+
+def test_out_of_fold_needs_no_more_rows_per_class_than_the_largest_class_has() -> None:
+    """16 rows, 4 classes of 4, score_folds=5: scikit-learn refuses 5 stratified folds (no class
+    has 5 rows), so 4 are used; each row is predicted once, by a prior (the class shares of its
+    training rows) that never saw it."""
+    codes = np.repeat(np.arange(4), 4)
+    seen: dict[int, np.ndarray] = {}
+
+    def class_prior(train: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+        for row in held_out:
+            assert row not in seen, "a row predicted twice"
+            seen[int(row)] = train
+        shares = np.bincount(codes[train], minlength=4) / len(train)
+        return np.tile(shares, (len(held_out), 1))
+
+    proba, folds = out_of_fold(class_prior, codes, n_folds=5, seed=0, n_classes=4)
+    assert folds == 4 and sorted(seen) == list(range(16))
+    assert all(row not in train for row, train in seen.items())
+    # each training part lacks one row of each class: 3 of every 4
+    assert np.allclose(proba, 0.25) and all(len(train) == 12 for train in seen.values())
+    with pytest.raises(ValueError, match=r"method\.params\.score_folds=5.*\[1, 1, 1\]"):
+        out_of_fold(class_prior, np.arange(3), n_folds=5, seed=0, n_classes=3)
 
 
 # -- llm_boost on the embedded SmolLM2 --------------------------------------------------------
