@@ -44,6 +44,11 @@ and scored on the very same rows. Results go to results_dir (one file per run), 
     bench-run -m dataset=callcenter method=logreg,llm_icl n_train=[16,64]
     bench-run experiment=shots dry_run=true             what it would cost: runs, LLM requests,
                                                         tokens, USD and time; nothing is sent
+  a hosted LLM (README "Your own model"):
+    llm.budget_usd=5        stop the sweep's LLM runs before they spend more than $5
+    llm.scoring=auto        how a probability is read: auto (logprobs where the endpoint
+                            gives them, else verbalized), logprobs, verbalized or sampled
+    llm.replay=true         answer only from the request cache (llm.cache_path); send nothing
   names:  bench-data list; ls conf/{dataset,method,llm,serializer,experiment}
   status: 0 every run of this sweep ok or skipped, 1 some failed, was unavailable or could
           not be stored, 2 refused settings or results_dir (nothing ran), 130/143 Ctrl-C/SIGTERM
