@@ -106,7 +106,7 @@ def test_a_knn_with_another_k_is_named_not_paired(sweep: Path) -> None:
     assert row["unpaired"] == f"seed 0: k differs (LLM {K}, kNN 16)"
 
 
-def test_other_training_rows_are_not_paired_and_no_control_is_said(sweep: Path) -> None:
+def test_other_training_or_test_rows_are_not_paired_and_no_control_is_said(sweep: Path) -> None:
     runs = prepare_runs(load_results(sweep)).runs
     moved = runs.assign(
         train_rows_hash=runs["train_rows_hash"].where(runs["method"] != "knn", "another draw")
@@ -114,6 +114,11 @@ def test_other_training_rows_are_not_paired_and_no_control_is_said(sweep: Path) 
     assert retrieval_table(moved, "roc_auc", PredictionReader(sweep)).iloc[0]["unpaired"] == (
         "seed 0: other training rows"
     )
+    other_test = runs.assign(
+        test_rows_hash=runs["test_rows_hash"].where(runs["method"] != "knn", "another draw")
+    )
+    row = retrieval_table(other_test, "roc_auc", PredictionReader(sweep)).iloc[0]
+    assert (row["unpaired"], row["seeds"]) == ("seed 0: other test rows", 0)
     alone = runs[runs["method"] != "knn"]
     row = retrieval_table(alone, "roc_auc", PredictionReader(sweep)).iloc[0]
     assert row["control"] is None and row["seeds"] == 0

@@ -150,16 +150,24 @@ def _record(method: str, serializer: str | None, n_train: int, seed: int) -> dic
     }
 
 
-def _store(path: Path, picks: bool, sizes: tuple[int, ...] = (64,), n_test: int = 120) -> Path:
+def _store(
+    path: Path,
+    picks: bool,
+    sizes: tuple[int, ...] = (64,),
+    n_test: int = 120,
+    positives: dict[int, int] | None = None,
+) -> Path:
     """Four LLM serializers (json clearly best), logreg, xgboost (clearly best) and majority;
-    with `picks`, classical_auto (picked xgboost: its scores) and llm_icl_auto (picked json)."""
+    with `picks`, classical_auto (picked xgboost: its scores) and llm_icl_auto (picked json).
+    Half the test rows are "yes", or `positives[seed]` of them."""
     store = ResultsStore(path)
     separation = {"csv": 0.6, "json": 1.6, "list": 0.6, "text": 0.6}
     classical = {"logreg": 1.0, "xgboost": 2.2, "majority": 0.0}
     for n_train in sizes:
         for seed in SEEDS:
             rng = np.random.default_rng(100 * n_train + seed)
-            y = np.r_[np.ones(n_test // 2, int), np.zeros(n_test - n_test // 2, int)]
+            n_pos = (positives or {}).get(seed, n_test // 2)
+            y = np.r_[np.ones(n_pos, int), np.zeros(n_test - n_pos, int)]
             shared = rng.normal(size=n_test)
             scores: dict[tuple[str, str | None], np.ndarray] = {}
             for name, mu in separation.items():
@@ -292,6 +300,54 @@ def test_without_per_row_predictions_the_line_says_it_is_not_adjusted(tmp_path: 
         "predictions are missing or unreadable.",
         f"{NO_PICKS}.",
     ]
+
+
+def test_a_seed_with_3_rows_of_a_class_says_why_it_is_not_adjusted(tmp_path: Path) -> None:
+    # Halves of 3 rows hold 1 and 2: one row of a class cannot carry the variance correction,
+    # so the report says why the adjusted line is missing instead of failing.
+    from bench.report import write_report
+
+    path = _store(tmp_path, picks=False, positives={1: 3})
+    verdict = _verdict(path)
+    (comparison,) = verdict.comparisons
+    assert comparison.adjusted is not None and comparison.adjusted.interval is None
+    assert comparison.decides == "interval" and comparison.interval.testable
+    why = (
+        "Not adjusted for picking the best of each side on the test rows at 64 rows: a seed has "
+        "only 3 test rows of a class; cross-fitting needs at least 4 (2 in each half)."
+    )
+    assert verdict.lines[1:] == [why, f"{NO_PICKS}."]
+    assert why in (write_report(path) / "report.md").read_text()
+    # 4 rows of the class are enough: each half holds 2
+    four = _verdict(_store(tmp_path / "four", picks=False, positives={1: 4}))
+    assert four.comparisons[0].adjusted.interval is not None
+
+
+def test_the_cross_fit_refuses_a_seed_with_too_few_rows_of_a_class() -> None:
+    (y, llm, classical), *_ = _sweep(np.random.default_rng(2), [1.0, 1.2], [1.1])
+    y = np.r_[np.ones(3, int), np.zeros(len(y) - 3, int)]
+    with pytest.raises(ValueError, match="only 3 test rows of a class; cross-fitting needs"):
+        cross_fit([(y, llm, classical)], "roc_auc", n_boot=50)
+
+
+def test_a_multiclass_auc_says_only_accuracy_can_be_adjusted(tmp_path: Path) -> None:
+    path = _store(tmp_path, picks=False)
+    for file in sorted((path / "predictions").iterdir()):  # a third class no method predicts
+        frame = pd.read_parquet(file).assign(proba_maybe=0.0)
+        frame.to_parquet(file)
+    runs = prepare_runs(load_results(path)).runs
+    runs["class_labels"] = [[*LABELS, "maybe"]] * len(runs)
+    verdict = dataset_verdict(
+        runs, "roc_auc", "d", ReportConfig(stats="seeds"), PredictionReader(path)
+    )
+    assert verdict.comparisons[0].adjusted.why == (
+        "multiclass roc_auc cannot be adjusted for choosing the best (binary tasks: AUC, "
+        "accuracy, log loss or Brier; multiclass: accuracy only)"
+    )
+    accuracy = dataset_verdict(
+        runs, "accuracy", "d", ReportConfig(stats="seeds"), PredictionReader(path)
+    )
+    assert accuracy.comparisons[0].adjusted.interval is not None
 
 
 # ---- a real small sweep ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pandas as pd
 from bench.report.compare import Interval, PredictionReader, accuracy_group
 from bench.report.paired import METRIC_NAMES
 from bench.report.runs import uses_llm
-from bench.report.selection import CrossFit, cross_fit
+from bench.report.selection import CrossFit, cross_fit, too_few_rows
 from bench.report.stats import ALPHA, paired_difference
 
 __all__ = [
@@ -155,6 +155,15 @@ def adjusted_best(
     )
 
 
+def _not_adjustable(metric: str, n_classes: int) -> str:
+    """Why the best-on-test line cannot be adjusted for `metric`: what the cross-fit can do."""
+    task = "multiclass " if n_classes > 2 and metric in METRIC_NAMES else ""
+    return (
+        f"{task}{metric} cannot be adjusted for choosing the best (binary tasks: AUC, accuracy, "
+        "log loss or Brier; multiclass: accuracy only)"
+    )
+
+
 def _candidates(runs: pd.DataFrame, shared: pd.Index) -> dict[str, pd.DataFrame]:
     """label -> its runs at the shared groups, for every label that ran at all of them."""
     found = {}
@@ -195,9 +204,9 @@ def _sweep(
             parts = [accuracy_group(y, p, p) for p in probas]
             y, scores = parts[0][0], np.array([part[1] for part in parts])
         else:
-            return None, f"adjusting needs AUC, accuracy, log loss or Brier ({metric} is not)"
-        if min(int(y.sum()), int(len(y) - y.sum())) < 2:
-            return None, "a seed has fewer than 2 test rows of a class"
+            return None, _not_adjustable(metric, len(labels))
+        if why := too_few_rows(y):
+            return None, why
         k = len(sides[0])
         sweep.append((y, scores[:k], scores[k:]))
     return sweep, ""

@@ -83,7 +83,8 @@ def retrieval_table(
     Columns: label, n_train, k (the LLM's shots), control (the kNN method), seeds (paired),
     mean and control_mean (of `metric` on those seeds), difference, low, high (LLM - kNN and
     its 95% interval, positive = the LLM better), basis ("rows" or "seeds"), n_rows, why_seeds,
-    and unpaired: why some or all seeds were not paired (another k, other training rows).
+    and unpaired: why some or all seeds were not paired (another k, other training or test
+    rows).
     """
     if metric not in runs.columns or runs.empty:
         return pd.DataFrame(columns=_COLUMNS)
@@ -110,7 +111,8 @@ def retrieval_table(
 
 
 def _pairable(llm_runs: pd.DataFrame, votes: pd.DataFrame) -> tuple[list[int], str]:
-    """The seeds on which the two saw the same neighbours, and why the others were not paired."""
+    """The seeds on which the two saw the same neighbours and were scored on the same test rows,
+    and why the others were not paired."""
     mine, theirs = llm_runs.set_index("seed"), votes.set_index("seed")
     paired, reasons = [], []
     for seed in sorted(set(mine.index) & set(theirs.index)):
@@ -119,6 +121,9 @@ def _pairable(llm_runs: pd.DataFrame, votes: pd.DataFrame) -> tuple[list[int], s
             reasons.append(f"seed {seed}: k differs (LLM {k_llm}, kNN {k_vote})")
         elif _differ(mine.loc[seed], theirs.loc[seed], "train_rows_hash"):
             reasons.append(f"seed {seed}: other training rows")
+        elif _differ(mine.loc[seed], theirs.loc[seed], "test_rows_hash"):
+            # the row bootstrap would catch it by row ids; the seeds' t-interval would not
+            reasons.append(f"seed {seed}: other test rows")
         else:
             paired.append(int(seed))
     return paired, "; ".join(reasons)

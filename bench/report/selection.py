@@ -42,7 +42,11 @@ import numpy as np
 from bench.report.levels import PairedInterval, combine_levels, counts
 from bench.report.paired import metric_from_counts, metric_values
 
-__all__ = ["CrossFit", "Side", "cross_fit", "halves", "pick"]
+__all__ = ["MIN_CLASS_ROWS", "CrossFit", "Side", "cross_fit", "halves", "pick", "too_few_rows"]
+
+# Test rows of each class a seed needs: each half then holds at least 2 of each class, as the
+# variance correction sqrt(c / (c - 1)) of a half's smaller class count c needs.
+MIN_CLASS_ROWS = 4
 
 Sweep = tuple[np.ndarray, np.ndarray, np.ndarray]  # one seed: y, LLM scores (k x n), classical
 
@@ -87,6 +91,17 @@ def halves(y: np.ndarray) -> np.ndarray:
     return half
 
 
+def too_few_rows(y: np.ndarray) -> str:
+    """Why one seed's labels `y` (0/1) are too few to cross-fit ('' when they are enough)."""
+    fewest = int(np.bincount(np.asarray(y, dtype=int), minlength=2).min())
+    if fewest >= MIN_CLASS_ROWS:
+        return ""
+    return (
+        f"a seed has only {fewest} test row{'s' if fewest != 1 else ''} of a class; "
+        f"cross-fitting needs at least {MIN_CLASS_ROWS} ({MIN_CLASS_ROWS // 2} in each half)"
+    )
+
+
 def pick(means: np.ndarray, higher_is_better: bool = True) -> int:
     """The index of the best mean; ties go to the first (callers order methods by name)."""
     means = np.asarray(means, dtype=float)
@@ -105,7 +120,7 @@ def cross_fit(
 
     `sweep` holds one (y, LLM scores k x n, classical scores m x n) per seed, rows in the same
     order for every method; `metric` is a name the paired bootstrap vectorises (METRIC_NAMES).
-    Each seed needs at least 2 rows of each class (both halves hold both classes).
+    Each seed needs at least `MIN_CLASS_ROWS` rows of each class (`too_few_rows`).
 
     The interval redoes both halves' picks in every replicate: the rows that picked one half's
     winners are the rows the other half's winners are scored on, so the two held-out
@@ -119,8 +134,8 @@ def cross_fit(
     """
     sweep = [(np.asarray(y, int), np.atleast_2d(a), np.atleast_2d(b)) for y, a, b in sweep]
     for y, _, _ in sweep:
-        if min(int((y == 1).sum()), int((y == 0).sum())) < 2:
-            raise ValueError("cross-fitting needs at least 2 test rows of each class per seed")
+        if why := too_few_rows(y):
+            raise ValueError(why)
     k = sweep[0][1].shape[0]
     rng = np.random.default_rng(seed)
     n_seeds = len(sweep)
