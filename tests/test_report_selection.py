@@ -8,6 +8,7 @@ name what they picked.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from bench.config import ReportConfig
 from bench.report.compare import PredictionReader
 from bench.report.content import collect
 from bench.report.paired import paired_bootstrap
+from bench.report.picks import boost_scales
 from bench.report.runs import prepare_runs
 from bench.report.selection import cross_fit, halves
+from bench.report.sentences import sentence
 from bench.report.stats import joint_factor
 from bench.report.verdict import NO_PICKS, dataset_verdict
 from bench.results import ResultsStore, load_results
@@ -132,8 +135,8 @@ def _record(method: str, serializer: str | None, n_train: int, seed: int) -> dic
         "experiment": "selection",
         "dataset": "d",
         "method": method,
-        "family": "llm_icl" if llm else "classical",
-        "serializer": serializer if llm else None,
+        "family": "llm_boost" if method == "llm_boost" else "llm_icl" if llm else "classical",
+        "serializer": serializer if method == "llm_icl" else None,
         "llm": "tiny" if llm else None,
         "n_train": n_train,
         "seed": seed,
@@ -156,10 +159,12 @@ def _store(
     sizes: tuple[int, ...] = (64,),
     n_test: int = 120,
     positives: dict[int, int] | None = None,
+    boost: dict[int, float] | None = None,
 ) -> Path:
     """Four LLM serializers (json clearly best), logreg, xgboost (clearly best) and majority;
     with `picks`, classical_auto (picked xgboost: its scores) and llm_icl_auto (picked json).
-    Half the test rows are "yes", or `positives[seed]` of them."""
+    Half the test rows are "yes", or `positives[seed]` of them. With `boost` (seed -> the scale
+    its CV chose), the LLM side is llm_boost alone, with json's scores."""
     store = ResultsStore(path)
     separation = {"csv": 0.6, "json": 1.6, "list": 0.6, "text": 0.6}
     classical = {"logreg": 1.0, "xgboost": 2.2, "majority": 0.0}
@@ -177,6 +182,9 @@ def _store(
                 scores[(name, None)] = mu * y + shared * bool(mu) + noise
             scores[("classical_auto", None)] = scores[("xgboost", None)]
             scores[("llm_icl_auto", "list")] = scores[("llm_icl", "json")]
+            if boost is not None:
+                scores = {key: z for key, z in scores.items() if not key[0].startswith("llm")}
+                scores[("llm_boost", None)] = separation["json"] * y + shared
             for (method, serializer), z in scores.items():
                 if method.endswith("_auto") and not picks:
                     continue
@@ -190,6 +198,8 @@ def _store(
                     record["details"] = {"picked": "xgboost"}
                 if method == "llm_icl_auto":
                     record["details"] = {"picked": "json"}
+                if method == "llm_boost":
+                    record["details"] = {"scale": (boost or {})[seed], "trees": {}}
                 frame = pd.DataFrame(
                     {
                         "row": np.arange(n_test) + 1000 * seed,
@@ -348,6 +358,39 @@ def test_a_multiclass_auc_says_only_accuracy_can_be_adjusted(tmp_path: Path) -> 
         runs, "accuracy", "d", ReportConfig(stats="seeds"), PredictionReader(path)
     )
     assert accuracy.comparisons[0].adjusted.interval is not None
+
+
+def test_an_llm_boost_that_chose_s_0_says_it_predicted_with_the_trees_alone(
+    tmp_path: Path,
+) -> None:
+    # As in experiment=boost: llm_boost the only LLM-based method, against classical_auto; its
+    # CV chose s = 0 (no LLM asked for a test row) on seeds 0 and 2.
+    path = _store(tmp_path, picks=True, boost={0: 0.0, 1: 0.5, 2: 0.0})
+    verdict = _verdict(path)
+    picked, ceiling = verdict.comparisons[0], verdict.ceilings[0]
+    assert picked.kind == "picks" and picked.llm == ceiling.llm == "llm_boost (tiny)"
+    assert verdict.lines[0].startswith(
+        "With 64 labelled rows, picked without the test rows: llm_boost (tiny) (the only "
+        "LLM-based method; s = 0 in 2 of 3 runs: the trees alone there) scores"
+    )
+    # the best-of-each-side line names it where the verdict passes the best's runs' scales
+    runs = prepare_runs(load_results(path)).runs
+    boosted = runs[runs["method"].eq("llm_boost")]
+    assert boost_scales(boosted[boosted["seed"].ne(1)]) == "s = 0 in 2 of 2 runs: the trees alone"
+    line = sentence(
+        replace(ceiling, llm_picked=boost_scales(boosted)),
+        "roc_auc",
+        0.02,
+        ("seed", "seeds"),
+        ReportConfig(),
+    )
+    assert line.startswith(
+        "With 64 labelled rows, llm_boost (tiny) (s = 0 in 2 of 3 runs: the trees alone there) "
+        "scores"
+    )
+    # a boost that used the LLM everywhere, or another method, is named as before
+    assert boost_scales(boosted[boosted["seed"].eq(1)]) == ""
+    assert boost_scales(runs[runs["method"].eq("xgboost")]) == ""
 
 
 # ---- a real small sweep ---------------------------------------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "AUTO_LLM",
     "Adjusted",
     "adjusted_best",
+    "boost_scales",
     "picked_text",
     "training_picks",
     "without_picks",
@@ -36,6 +37,7 @@ __all__ = [
 AUTO_CLASSICAL = "classical_auto"
 AUTO_LLM = ("llm_icl_auto", "llm_icl_tuned")  # in order of preference
 PICKERS = (AUTO_CLASSICAL, "llm_icl_auto")  # each scores as one of the methods it chose among
+BOOST = "llm_boost"  # its CV may choose s = 0: the trees alone, no LLM asked for a test row
 N_BOOT = 2000
 
 
@@ -83,7 +85,8 @@ def picked_text(runs: pd.DataFrame) -> str:
     method, that it is the only one ('' if nothing is recorded)."""
     if not runs["method"].isin((*AUTO_LLM, AUTO_CLASSICAL)).any():
         family = "LLM-based" if uses_llm(runs).all() else "classical"
-        return f"the only {family} method"
+        scales = boost_scales(runs)
+        return f"the only {family} method" + (f"; {scales}" if scales else "")
     picks = Counter(
         str(d["picked"])
         for d in runs.get("details", pd.Series(dtype=object))
@@ -96,6 +99,20 @@ def picked_text(runs: pd.DataFrame) -> str:
         return f"picked {name} in {count} of {len(runs)} runs"
     runs_of = [f"{name} in {count}" for name, count in picks.most_common()]
     return f"picked {', '.join(runs_of)} of {len(runs)} runs"
+
+
+def boost_scales(runs: pd.DataFrame) -> str:
+    """Where some of one method's llm_boost runs chose s = 0 by cross-validation, which
+    predicts with the trees alone although the run counts as LLM-based: 's = 0 in 2 of 3 runs:
+    the trees alone there' ('' for other methods, or where every run used the LLM)."""
+    if not len(runs) or not runs.get("family", runs["method"]).eq(BOOST).all():
+        return ""
+    scales = [d.get("scale") if isinstance(d, dict) else None for d in runs.get("details", [])]
+    zero = sum(isinstance(x, int | float) and not isinstance(x, bool) and x == 0 for x in scales)
+    if not zero:
+        return ""
+    there = "" if zero == len(runs) else " there"
+    return f"s = 0 in {zero} of {len(runs)} runs: the trees alone{there}"
 
 
 @dataclass(frozen=True)

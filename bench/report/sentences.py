@@ -53,9 +53,10 @@ def sentence(
             f"With {c.n_train:,} labelled rows, picked without the test rows: {llm} scores "
             f"{c.llm_mean:.3f} {metric_name(metric)} and {classical} {c.classical_mean:.3f}"
         )
-    else:
+    else:  # llm_picked: what the best's own runs chose (llm_boost's s = 0, picks.boost_scales)
+        llm = f"{c.llm} ({c.llm_picked})" if c.llm_picked else c.llm
         start = (
-            f"With {c.n_train:,} labelled rows, {c.llm} scores {c.llm_mean:.3f} "
+            f"With {c.n_train:,} labelled rows, {llm} scores {c.llm_mean:.3f} "
             f"{metric_name(metric)} and {c.classical} {c.classical_mean:.3f}"
         )
     groups = f"{iv.n_seeds} {group_words[0] if iv.n_seeds == 1 else group_words[1]}"
