@@ -44,6 +44,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
 
 from bench.config import MethodConfig
+from bench.llm.budget import BudgetReached
 from bench.methods.base import (
     Choice,
     MethodContext,
@@ -258,6 +259,8 @@ class ClassicalAutoClassifier(ClassifierMixin, BaseEstimator):
                     if better(score, best_score, metric):
                         best_score, best = score, (name, config)
                 entry["configurations"] = len(configurations)
+            except BudgetReached:
+                raise  # llm.budget_usd refused a call: no pick among what could be afforded
             except Exception as error:  # a candidate that cannot fit loses; the pick goes on
                 entry["error"] = f"{type(error).__name__}: {error}"
             entry["seconds"] = round(time.perf_counter() - start, 3)

@@ -27,6 +27,7 @@ the budget, and refitting the winner; the metric and "better" rule are every pic
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,9 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from bench.llm.backend import GenerateRequest, make_backend
+from bench.llm.budget import BudgetReached
 from bench.llm.prompts import PROMPT_VERSION
 from bench.methods.auto import better, selection_metric, validation_score
 from bench.methods.base import Choice, MethodContext, MethodKind, MethodTags, Range, keep_params
@@ -111,7 +113,7 @@ class Candidate:
 @dataclass
 class _Search:
     candidates: list[Candidate] = field(default_factory=list)
-    prompts: dict[str, str] = field(default_factory=dict)  # shared prompt text -> candidate
+    prompts: dict[str, str] = field(default_factory=dict)  # digest of its prompts -> candidate
     calls: int = 0  # every LLM call of the search (scoring and rewriting): the budget's count
     # candidate -> its model on the first fold and that fold's validation probabilities: the
     # mistakes a rewrite shows the optimizer, without asking the LLM for them again
@@ -201,8 +203,6 @@ class ValidatedICL(LLMEstimator):
                 f"validate prompts on (got {n} rows: {counts.to_dict()}); use llm_icl for fewer"
             )
         if k >= 2:
-            from sklearn.model_selection import StratifiedKFold
-
             splitter = StratifiedKFold(
                 n_splits=min(k, int(counts.min())), shuffle=True, random_state=seed
             )
@@ -229,40 +229,48 @@ class ValidatedICL(LLMEstimator):
         metric: str,
     ) -> Candidate:
         """Fit the candidate on each fold's shot rows and score its validation rows; the score
-        is the metric over every fold's validation predictions together. Every LLM call is
-        counted (`_Search.calls`, the budget) and its usage is this estimator's."""
+        is the metric over every fold's validation predictions together. A candidate whose full
+        prompts (not the prefix: under knn or max_shots 0 it holds no row) are those of one
+        scored before is not scored again. Every LLM call is counted (`_Search.calls`, the
+        budget), its usage is this estimator's; a candidate that fails loses, but a refused
+        `llm.budget_usd` fails the run."""
         start = time.perf_counter()
         self._search.candidates.append(candidate)
-        predictions, truths = [], []
         # Candidates do not explain: explanations are the chosen prompt's, on the test rows.
         changes = {**candidate.changes, "explain_rows": 0}
+        models: list[LLMICLClassifier] = []
         try:
-            for i, (shots_X, shots_y, val_X, val_y) in enumerate(folds):
-                model = self._icl(changes)
-                try:
-                    model.fit(shots_X, shots_y)
-                    if i == 0:
-                        same = self._search.prompts.get(model.prefix_)
-                        if same is not None:  # e.g. balanced shots when every row is a shot
-                            candidate.error = f"the same prompt as {same}: not scored again"
-                            return candidate
-                        self._search.prompts[model.prefix_] = candidate.name
-                    proba = model.predict_proba(val_X)
-                finally:  # what was spent, even by a fold that failed midway
-                    spent = model.spent()
-                    self.run_ledger().usage += spent
-                    candidate.llm_calls += spent.requests + spent.cache_hits
-                    self._search.calls += spent.requests + spent.cache_hits
-                if i == 0:
-                    self._search.first_fold[candidate.name] = (model, proba)
-                predictions.append(proba)
-                truths.append(val_y)
+            digest = hashlib.sha256()  # built without the LLM: a repeat costs no call
+            for shots_X, shots_y, val_X, _ in folds:
+                models.append(self._icl(changes))
+                models[-1].fit(shots_X, shots_y)
+                for prompt in models[-1].prompts(val_X):
+                    digest.update(prompt.encode() + b"\x00")
+            same = self._search.prompts.get(digest.hexdigest())
+            if same is not None:  # e.g. balanced shots when every row is a shot
+                candidate.error = f"the same prompt as {same}: not scored again"
+                return candidate
+            self._search.prompts[digest.hexdigest()] = candidate.name
+            predictions = [m.predict_proba(fold[2]) for m, fold in zip(models, folds, strict=True)]
+            self._search.first_fold[candidate.name] = (models[0], predictions[0])
+        except BudgetReached:
+            raise  # not a lost candidate: picking among what could be afforded is no pick
         except Exception as error:  # a candidate that cannot run loses; the search goes on
             candidate.error = f"{type(error).__name__}: {error}"
             candidate.seconds = time.perf_counter() - start
             return candidate
+        finally:  # what was spent, even by a fold that failed midway
+            for model in models:
+                if getattr(model, "_backend", None) is not None:  # fitted, never predicted
+                    model._backend.close()
+                    model._backend = None
+                spent = model.spent()
+                self.run_ledger().usage += spent
+                candidate.llm_calls += spent.requests + spent.cache_hits
+                self._search.calls += spent.requests + spent.cache_hits
+        truths = pd.concat([val_y for _, _, _, val_y in folds])
         candidate.validation_score = validation_score(
-            metric, pd.concat(truths), np.vstack(predictions), model.classes_, self.positive_label
+            metric, truths, np.vstack(predictions), models[0].classes_, self.positive_label
         )
         candidate.seconds = time.perf_counter() - start
         return candidate
@@ -388,6 +396,8 @@ class LLMICLTunedClassifier(ValidatedICL):
             (result,) = backend.generate(
                 [GenerateRequest(request, max_tokens=120, temperature=0.7, seed=attempt)]
             )
+        except BudgetReached:
+            raise  # the run fails with the budget's message, as a scoring call's refusal does
         except Exception as error:  # no rewrite this round: recorded, the search goes on
             return "", f"the optimizer failed: {type(error).__name__}: {error}"
         finally:
@@ -427,9 +437,6 @@ def _first_paragraph(text: str, limit: int = 400) -> str:
     paragraph = next((p.strip() for p in text.strip().split("\n\n") if p.strip()), "")
     paragraph = " ".join(paragraph.split())
     return paragraph[:limit]
-
-
-_score = validation_score  # its name before llm_icl_auto shared it (tests import it)
 
 
 def checked_search(search: dict[str, Any], unused: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -139,6 +139,35 @@ def test_a_failing_candidate_loses_and_says_why(callcenter_task: Task) -> None:
     assert model.picked_ == "logreg"
 
 
+def test_a_refused_llm_budget_fails_the_pick(
+    callcenter_task: Task, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool entry may be any method config; one whose LLM call `llm.budget_usd` refuses (here
+    $1 a prompt token, a budget of $1) is not a candidate that lost: the pick fails with the
+    budget's message instead of choosing among what it could afford."""
+    from omegaconf import OmegaConf
+
+    from bench.config import load_llm_config
+    from bench.llm import budget as budget_module
+    from bench.llm.budget import BudgetReached
+
+    monkeypatch.setattr(budget_module, "_ACTIVE", None)  # this test's refusal stays its own
+    monkeypatch.setattr(budget_module, "_PROCESS", None)
+    llm = load_llm_config("local_gemma3_270m", key="llm")
+    llm.cache, llm.budget_usd, llm.prices.input_per_m = False, 1.0, 1e6
+    context = MethodContext.for_task(
+        callcenter_task, 0, llm=OmegaConf.to_container(llm, resolve=True), serializer={}
+    )
+    pool = {
+        name: OmegaConf.to_container(compose_config([f"method={name}"]).method)
+        for name in ("logreg", "llm_icl")
+    }
+    model = ClassicalAutoClassifier(pool=pool, max_folds=2, context=context)
+    X, y = training_rows(callcenter_task, 16)
+    with pytest.raises(BudgetReached, match=r"llm\.budget_usd"):
+        model.fit(X, y)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -89,6 +89,29 @@ def test_the_pick_is_the_best_on_validation_rows_and_every_call_counts(
     assert all(e["prompt"].endswith(CUE) for e in log.entries)
 
 
+def test_header_less_serializers_without_shots_are_not_the_same_prompt(
+    gemma: dict[str, Any], callcenter_task: Task
+) -> None:
+    """With no shot (max_shots 0, or knn's shots chosen per query) the shared prefix holds no
+    row, so list and json shared it and json was skipped as "the same prompt as list": the
+    prompts compared are the full ones. A pool entry that writes the very same prompts is
+    still skipped, and costs no call."""
+    task = callcenter_task
+    cfg = compose_config(["method=llm_icl_auto", *SMALL, "method.params.max_shots=0"]).method
+    model = build_method(cfg, MethodContext.for_task(task, 0, llm=gemma))
+    model.set_params(
+        pool={**model.pool, "list_again": dict(model.pool["list"])},
+        serializers=["list", "list_again", "json"],
+    )
+    train = make_split(task.y, task.name, 0).pool_order[:16]
+    model.fit(task.X.iloc[train], task.y.iloc[train])
+    search = model.run_report().details["search"]
+    tried = {c["name"]: c for c in search["candidates"]}
+    assert [tried[name]["llm_calls"] for name in ("list", "list_again", "json")] == [4, 0, 4]
+    assert tried["list_again"]["error"] == "the same prompt as list: not scored again"
+    assert tried["json"]["error"] == "" and search["llm_calls"] == 8
+
+
 def test_no_prompt_holds_a_test_row_beside_an_answer(
     compose_run: Callable[..., Any], callcenter_task: Task, tmp_path: Path
 ) -> None:

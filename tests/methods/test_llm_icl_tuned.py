@@ -150,7 +150,7 @@ def test_a_degenerate_rewrite_is_recorded_not_scored() -> None:
 def test_a_binary_search_metric_scores_the_datasets_positive_class() -> None:
     import pandas as pd
 
-    from bench.methods.llm_icl_tuned import _score
+    from bench.methods.auto import validation_score as _score
 
     y = pd.Series(["yes", "no", "no", "no"])
     proba = np.array([[0.3, 0.7], [0.8, 0.2], [0.4, 0.6], [0.9, 0.1]])  # columns: no, yes
@@ -216,6 +216,34 @@ def test_an_optimizer_failure_is_recorded_as_such(
     scored = sum(c["llm_calls"] for c in model.search_info_["candidates"])
     assert model.search_info_["llm_calls"] == scored + 1  # the failed call counts too
     assert model.search_info_["chosen"] != "rewrite_1"
+
+
+def test_a_refused_budget_fails_the_search_instead_of_losing_a_candidate(
+    gemma: dict[str, Any], callcenter_task: Task, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`llm.budget_usd` refusing a call (here: $1 a prompt token, a budget of $1) is not a
+    candidate that lost: the search stops and the run fails with the budget's message, for a
+    scoring call and for the optimizer's rewrite (both used to be recorded and the search went
+    on choosing among what it could afford)."""
+    from bench.llm import budget as budget_module
+    from bench.llm.budget import BudgetReached
+
+    monkeypatch.setattr(budget_module, "_ACTIVE", None)  # this test's refusals stay its own
+    monkeypatch.setattr(budget_module, "_PROCESS", None)
+    budgeted = {**gemma, "budget_usd": 1.0, "prices": {**gemma["prices"], "input_per_m": 1e6}}
+    X, y = callcenter_task.X.iloc[:16], callcenter_task.y.iloc[:16]
+    model = _tuned(budgeted, callcenter_task, **REWRITING)
+    with pytest.raises(BudgetReached, match=r"llm\.budget_usd"):
+        model.fit(X, y)
+    (tried,) = model.run_ledger().details["search"]["candidates"]  # the first one, then stop
+    assert tried["name"] == "configured" and tried["llm_calls"] == 0
+
+    settings = {**REWRITING, "max_candidates": 1, "rewrites": 0, "optimizer_llm": budgeted}
+    model = _tuned(gemma, callcenter_task, **settings).fit(X, y)  # scored on the free model
+    search = model._settings()
+    fold = model._folds(X, y, search)[0]
+    with pytest.raises(BudgetReached, match=r"llm\.budget_usd"):
+        model._rewrite(search, model.best_, fold)
 
 
 def test_set_params_changes_what_fit_tries(gemma: dict[str, Any], callcenter_task: Task) -> None:
