@@ -22,7 +22,9 @@ from bench.config import method_llm, report_settings
 from bench.data.dataset import FEATURE_TYPES
 from bench.data.splits import SAMPLINGS, resolve_n_train
 from bench.llm.backend import BACKENDS, fixed_window
+from bench.llm.budget import warn_unpriced_budget
 from bench.llm.protocol import LLMConfigError
+from bench.llm.replay import replay_problem
 from bench.llm.scoring import SCORING_MODES
 from bench.llm.serialize import FORMATS, NUMBER_FORMATS
 from bench.methods.base import Choice, Range, method_kind
@@ -70,6 +72,7 @@ def job_problems(cfg: DictConfig) -> list[str]:
         )
     problems += _settings_problems(cfg)
     problems += _report_problems(cfg.get("report"))
+    llm = None
     try:  # the model this job's method uses: `method.llm`'s, else the sweep's
         llm = method_llm(cfg)
         fixed_window(llm)
@@ -83,7 +86,11 @@ def job_problems(cfg: DictConfig) -> list[str]:
         kind = method_kind(cfg.method.kind)
     except Exception as error:  # an unknown or unimportable method.kind
         return [*problems, f"method.kind={cfg.method.kind!r}: {type(error).__name__}: {error}"]
-    return problems + kind.check_params(cfg.method.get("params"))
+    problems += kind.check_params(cfg.method.get("params"))
+    if llm is not None and kind.tags.uses_llm:  # what only a run asking the LLM meets
+        warn_unpriced_budget(llm)  # a warning: such a sweep runs, its budget stops nothing
+        problems += [p for p in (replay_problem(llm),) if p is not None]
+    return problems
 
 
 def _settings_problems(cfg: DictConfig, where: str = "") -> list[str]:

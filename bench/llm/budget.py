@@ -1,16 +1,17 @@
 """A sweep's spending cap on an endpoint (`llm.budget_usd`), shared by all its jobs and workers.
 
 `with_budget` wraps the model or endpoint backend inside the request cache (bench/llm/backend.py),
-so only requests actually sent are paid for. Before a batch goes out, each request's worst case
-is reserved in the sweep's ledger: its prompt tokens (the backend's `count_tokens`, scaled up by
-the most the endpoint's own counts have exceeded that estimate so far in this sweep) plus its
-whole completion allowance, priced at `llm.prices` (bench/llm/cost.py). The longest prefix of
-the batch that fits is sent; each answer settles its reservation to the usage the endpoint
-reports; the rest of the batch is reserved again once that room is back. A request that would
-take the sweep past the budget even with nothing in flight is not sent: the run fails with
-`BudgetReached` ("budget of $X for this sweep reached ($Y spent)"), the ledger remembers it, and
-every later LLM run of the sweep on that endpoint fails at once (`BudgetLedger.refusal`, checked
-by bench/job.py); classical runs go on, and bench-run exits 1 as for any failed run.
+so only requests actually sent are paid for. Before a batch goes out, each request's worst case is
+reserved in the sweep's ledger: its prompt tokens (the backend's `count_tokens`, scaled up by the
+most the endpoint's own counts have exceeded that estimate so far in this sweep) plus its whole
+completion allowance, priced at `llm.prices` (bench/llm/cost.py). The longest prefix of the batch
+that fits is sent; each answer settles its reservation to the usage the endpoint reports (to the
+reservation itself where it reports no prompt tokens: some proxies and servers send no `usage`, and
+$0 would never stop anything); the rest of the batch is reserved again once that room is back. A
+request that would take the sweep past the budget even with nothing in flight is not sent: the run
+fails with `BudgetReached` ("budget of $X for this sweep reached ($Y spent)"), the ledger remembers
+it, and every later LLM run of the sweep on that endpoint fails at once (`BudgetLedger.refusal`,
+checked by bench/job.py); classical runs go on, and bench-run exits 1 as for any failed run.
 
 The ledger lives beside the results store, ``<results_dir>/.sweep/budget.sqlite``: one row per
 sweep and endpoint (the sweep id of ``.sweep/plan.json`` and the endpoint key of the breaker,
@@ -55,6 +56,8 @@ __all__ = [
     "BudgetedBackend",
     "active_ledger",
     "budget_message",
+    "unpriced_budget",
+    "warn_unpriced_budget",
     "with_budget",
 ]
 
@@ -312,6 +315,7 @@ def _alive(pid: int) -> bool:
 
 _HOST = socket.gethostname()
 _ACTIVE: BudgetLedger | None = None  # the current job's ledger (bench/job.py creates it)
+_NO_USAGE: set[str] = set()  # endpoints warned of for reporting no usage, in this process
 _PROCESS: BudgetLedger | None = None  # outside any job: one per process
 
 
@@ -360,29 +364,32 @@ class BudgetedBackend(BackendWrapper):
                 time.sleep(WAIT_S)
                 continue
             batch, todo = todo[: len(holds)], todo[len(holds) :]
-            self._send(requests, batch, holds, estimates, answer, on_result, results)
+            reserved = list(zip(holds, costs, strict=False))  # each hold with its worst case
+            self._send(requests, batch, reserved, estimates, answer, on_result, results)
         return results
 
     def _send(
         self,
         requests: Sequence[LLMRequest],
         batch: list[int],
-        holds: list[int],
+        reserved: list[tuple[int, float]],
         estimates: list[tuple[int, int]],
         answer: Answer,
         on_result: OnResult | None,
         results: list[Any],
     ) -> None:
-        """Send the reserved `batch`; each answer settles its hold as it arrives."""
-        unsettled = dict(enumerate(holds))
+        """Send the `batch` (`reserved`: each request's hold and worst-case USD); each answer
+        settles its hold as it arrives."""
+        unsettled = dict(enumerate(reserved))
 
         def settle(j: int, result: Any) -> None:
             index = batch[j]
             if j in unsettled:
+                hold, worst = unsettled.pop(j)
                 usage: Usage = result.usage
                 prompt = estimates[index][0]
                 ratio = usage.prompt_tokens / prompt if prompt and usage.prompt_tokens else None
-                self.ledger.settle(self.endpoint, unsettled.pop(j), usage.usd, ratio)
+                self.ledger.settle(self.endpoint, hold, self._charge(usage, prompt, worst), ratio)
             results[index] = result
             if on_result is not None:
                 on_result(index, result)
@@ -393,7 +400,24 @@ class BudgetedBackend(BackendWrapper):
                 if j in unsettled:
                     settle(j, result)
         finally:
-            self.ledger.release(list(unsettled.values()))
+            self.ledger.release([hold for hold, _ in unsettled.values()])
+
+    def _charge(self, usage: Usage, prompt: int, worst: float) -> float:
+        """What an answer costs the budget: its reported usage, or, when the endpoint reported
+        no prompt tokens for a prompt (a proxy or server that sends no `usage`), the worst case
+        reserved for it (plus its wall time by the hour): $0 would let the spend never grow."""
+        if not prompt or usage.prompt_tokens:
+            return usage.usd
+        if self.endpoint not in _NO_USAGE:  # once per endpoint and process
+            _NO_USAGE.add(self.endpoint)
+            where = f"{self.config.get('base_url') or self.config.name} ({self.config.model})"
+            log.warning(
+                "LLM budget: %s reported no token usage; llm.budget_usd charges each answer its "
+                "reserved worst case",
+                where,
+            )
+        hourly = usage.llm_wall_seconds * float(self.config.prices.usd_per_hour or 0) / 3600.0
+        return worst + hourly
 
     def estimate(self, request: LLMRequest) -> tuple[int, int]:
         """(prompt tokens as the backend counts them, most completion tokens) of a request."""
@@ -428,3 +452,28 @@ def with_budget(backend: LLMBackend) -> LLMBackend:
     if backend.config.get("budget_usd") is None:
         return backend
     return BudgetedBackend(backend, active_ledger())
+
+
+def unpriced_budget(llm: Mapping[str, Any]) -> str | None:
+    """Why `llm.budget_usd` can stop nothing: it is set and every `llm.prices` is 0, so every
+    request costs $0 (None: no budget, or something is priced)."""
+    budget = llm.get("budget_usd")
+    prices = llm.get("prices") or {}
+    if budget is None or any(float(value or 0) for value in prices.values()):
+        return None
+    return (
+        f"llm '{llm.get('name')}': llm.budget_usd={float(budget):g} has no effect: llm.prices "
+        "are all 0 (set llm.prices.input_per_m / output_per_m)"
+    )
+
+
+_UNPRICED: set[str] = set()  # warnings said, in this process
+
+
+def warn_unpriced_budget(llm: Mapping[str, Any]) -> None:
+    """Log `unpriced_budget`'s warning, once per process (bench-run's preflight calls this for
+    every job of the sweep)."""
+    message = unpriced_budget(llm)
+    if message is not None and message not in _UNPRICED:
+        _UNPRICED.add(message)
+        log.warning("%s", message)

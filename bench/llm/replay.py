@@ -11,11 +11,15 @@ prompts to the window, checking label words) come from the GGUF file's tokenizer
 vocab-only load, never the weights) for an in-process model, and from the OpenAI backend's own
 estimate for an endpoint (no tokenizer there either), so a replayed run sizes its prompts exactly
 as the original did.
+
+Replay needs the cache file itself: `replay_problem` says so when `llm.cache_path` does not
+exist (bench-run's preflight refuses the sweep with it, exit 2; `replay_source` raises it as an
+`LLMConfigError`), instead of opening an empty cache there whose every lookup is a miss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from omegaconf import DictConfig
@@ -26,19 +30,42 @@ from bench.llm.protocol import (
     EmbedResult,
     GenerateResult,
     LLMBackend,
+    LLMConfigError,
     OnResult,
     ScoreResult,
 )
 from bench.llm.requests import EmbedRequest, GenerateRequest, LLMRequest, ScoreRequest
 
-__all__ = ["ReplayMissError", "ReplaySource", "replay_source"]
+__all__ = ["ReplayMissError", "ReplaySource", "replay_problem", "replay_source"]
 
 EXCERPT_CHARS = 80  # of the missing request's prompt, in the error
 
 
 def replay_source(cfg: DictConfig) -> LLMBackend:
-    """The innermost backend under `llm.replay`: every request that reaches it is a miss."""
+    """The innermost backend under `llm.replay`: every request that reaches it is a miss.
+    Raises `LLMConfigError` when there is no cache file to replay (`replay_problem`)."""
+    problem = replay_problem(cfg)
+    if problem is not None:
+        raise LLMConfigError(problem)
     return ReplaySource(cfg)
+
+
+def replay_problem(llm: DictConfig | Mapping[str, Any]) -> str | None:
+    """Why `llm` cannot be replayed: `llm.replay` is on and its `llm.cache_path` is no file
+    (None: replay is off, or the cache is there)."""
+    from bench.paths import resolve_project_path
+
+    if not llm.get("replay"):
+        return None
+    path = resolve_project_path(str(llm.get("cache_path")))
+    if path.is_file():
+        return None
+    return (
+        f"llm.replay=true but the request cache {path} (llm.cache_path) does not exist: replay "
+        "answers only from an existing cache, so every request would fail. Name the cache the "
+        "runs were made with in llm.cache_path (bench-bundle import prints it), or run without "
+        "llm.replay to ask the LLM"
+    )
 
 
 class ReplaySource:

@@ -45,6 +45,8 @@ def no_ledger_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's ledgers are its own: the module's active and per-process ones are restored."""
     monkeypatch.setattr(budget_module, "_ACTIVE", None)
     monkeypatch.setattr(budget_module, "_PROCESS", None)
+    monkeypatch.setattr(budget_module, "_NO_USAGE", set())  # warnings said once per process
+    monkeypatch.setattr(budget_module, "_UNPRICED", set())
 
 
 def plan(results: Path, sweep_id: str) -> None:
@@ -142,6 +144,76 @@ def test_a_request_held_back_by_others_waits_instead_of_failing(
     timer.join()
     assert answer.usage.requests == 1 and len(proxy.attempts) == 1
     assert ledger.state(key)["spent"] == pytest.approx(3.0 + answer.usage.usd)
+
+
+class NoUsage(UsageTap):
+    """A FaultProxy `rewrite` that keeps the usage the server reported, then deletes it from
+    the answer, as some proxies and OpenAI-compatible servers send none."""
+
+    def __call__(self, answer: dict[str, Any]) -> dict[str, Any]:
+        super().__call__(answer)
+        answer.pop("usage", None)
+        return answer
+
+
+def budgeted(backend: Any) -> budget_module.BudgetedBackend:
+    """The budget layer of `make_backend`'s stack."""
+    while not isinstance(backend, budget_module.BudgetedBackend):
+        backend = backend.backend
+    return backend
+
+
+@pytest.mark.e2e
+def test_an_answer_without_usage_is_charged_its_reserved_worst_case(
+    llm_server: LLMServer,
+    openai_llm: Compose,
+    fault_proxy: StartProxy,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An endpoint that reports no usage would cost $0 and the budget would stop nothing: each
+    answer is charged the worst case reserved for it, the batch is still cut, and the log says
+    so once, naming the endpoint."""
+    tap = NoUsage()
+    proxy = fault_proxy(llm_server, rewrite=tap)
+    cfg = openai_llm(proxy.url, *PRICES, "llm.budget_usd=100", model=llm_server.model)
+    plan(tmp_path, "sweep-1")
+    ledger = BudgetLedger(tmp_path)
+    backend = make_backend(cfg, use_cache=False)
+    asked = requests(12)
+    with caplog.at_level("WARNING", logger="bench"), pytest.raises(BudgetReached):
+        backend.generate(asked)
+    sent = len(proxy.attempts)
+    assert 0 < sent < 12 and all(u.get("prompt_tokens") for u in tap.answers)  # stripped here
+    layer = budgeted(backend)
+    worst = [layer._worst_case(*layer.estimate(r), 1.0) for r in asked[:sent]]
+    state = ledger.state(budget_module.endpoint_key(cfg))
+    assert state["requests"] == sent and state["held"] == 0
+    assert state["spent"] == pytest.approx(sum(worst)) and 0 < state["spent"] <= 100
+    said = [r.getMessage() for r in caplog.records if "reported no token usage" in r.getMessage()]
+    assert len(said) == 1 and proxy.url in said[0]
+    assert "llm.budget_usd charges each answer its reserved worst case" in said[0]
+
+
+def test_a_budget_with_every_price_zero_is_said_to_stop_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """bench-run's preflight warns, once, that such a budget has no effect (a warning: the
+    sweep still runs)."""
+    from bench.preflight import job_problems
+
+    free = compose_config(["method=llm_icl", "llm=openai_compatible", "llm.budget_usd=5"])
+    assert budget_module.unpriced_budget(free.llm) == (
+        "llm 'openai_compatible': llm.budget_usd=5 has no effect: llm.prices are all 0 "
+        "(set llm.prices.input_per_m / output_per_m)"
+    )
+    priced = compose_config(["llm=openai_compatible", "llm.budget_usd=5", PRICES[0]]).llm
+    assert budget_module.unpriced_budget(priced) is None
+    assert budget_module.unpriced_budget(compose_config(["llm=openai_compatible"]).llm) is None
+    with caplog.at_level("WARNING", logger="bench"):
+        assert job_problems(free) == [] and job_problems(free) == []
+    said = [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
+    assert said == [budget_module.unpriced_budget(free.llm)]
 
 
 def _spend(results: str, times: int, usd: float) -> None:

@@ -21,8 +21,15 @@ from omegaconf import DictConfig
 
 from bench.config import compose_config
 from bench.llm.backend import ScoreRequest, make_backend
-from bench.llm.cache import CACHE_KEYS_FILE, CacheKeys, ReplayMissError, collecting_keys
+from bench.llm.cache import (
+    CACHE_KEYS_FILE,
+    CacheKeys,
+    ReplayMissError,
+    RequestCache,
+    collecting_keys,
+)
 from bench.llm.openai_backend import OpenAIBackend
+from bench.llm.protocol import LLMConfigError
 from bench.paths import PROJECT_ROOT
 from bench.results import ResultsStore
 from bench.runner import run_job
@@ -107,6 +114,7 @@ def test_a_replay_miss_fails_the_run_naming_the_request_and_asks_no_endpoint(
 ) -> None:
     proxy = fault_proxy(None, then="500")  # an endpoint that would be counted if asked
     cache = tmp_path / "empty.sqlite"
+    assert len(RequestCache(cache)) == 0  # a cache that holds none of this run's answers
     cfg = compose_config(
         [
             "dataset=callcenter",
@@ -137,6 +145,7 @@ def test_a_miss_a_method_catches_still_fails_the_run(
     """A prompt search catches a failing candidate; the run's key log still holds the miss, so
     the runner fails the run rather than finish with answers the original never had."""
     cfg = openai_llm("http://127.0.0.1:9/v1", "llm.replay=true")  # nothing listens on port 9
+    assert len(RequestCache(cfg.cache_path)) == 0  # a cache without this answer
     backend = make_backend(cfg)
     with collecting_keys(CacheKeys()) as keys, pytest.raises(ReplayMissError):
         backend.score([ScoreRequest("Plan: pro\nChurned:", ["yes", "no"])])
@@ -147,3 +156,37 @@ def test_a_miss_a_method_catches_still_fails_the_run(
     for text in ("x" * 40, "Plan: pro\nChurned: yes", "  spaced   words  "):
         assert backend.count_tokens(text) == endpoint.count_tokens(text)  # its own count
     assert backend.first_token("yes") is None
+
+
+def test_replay_without_a_cache_file_is_refused_before_anything_runs(
+    openai_llm: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """An `llm.cache_path` that does not exist would be created empty, and every request would
+    then fail as a miss: bench-run refuses the sweep (exit 2) naming the setting and the path,
+    and writes nothing; a backend made from Python raises the same."""
+    missing = tmp_path / "no" / "cache.sqlite"
+    cfg = openai_llm("http://127.0.0.1:9/v1", "llm.replay=true", f"llm.cache_path={missing}")
+    with pytest.raises(LLMConfigError) as refused:
+        make_backend(cfg)
+    message = str(refused.value)
+    assert message.startswith(f"llm.replay=true but the request cache {missing} (llm.cache_path)")
+    assert "does not exist" in message and not missing.parent.exists()
+
+    done = subprocess.run(
+        [
+            str(PROJECT_ROOT / ".venv" / "bin" / "bench-run"),
+            *JOB[:-1],
+            "llm=openai_compatible",
+            "llm.base_url=http://127.0.0.1:9/v1",
+            f"llm.cache_path={missing}",
+            "llm.replay=true",
+            f"results_dir={tmp_path / 'results'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]
+    assert message in done.stderr and "rerun" not in done.stderr.lower()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no cache, results or log folder
