@@ -39,6 +39,7 @@ from bench.report.compare import Interval, PredictionReader, compare_runs
 from bench.report.picks import (
     Adjusted,
     adjusted_best,
+    boost_scales,
     picked_text,
     training_picks,
     without_picks,
@@ -323,6 +324,8 @@ def _size(
     llm_rows = llm_runs[llm_runs["label"].eq(best[0])]
     classical_rows = classical_runs[classical_runs["label"].eq(best[1])]
     ceiling = _compare(n_train, llm_rows, classical_rows, keys, metric, settings, reader)
+    # an llm_boost whose CV chose s = 0 predicted with the trees alone: the line says so
+    ceiling = replace(ceiling, llm_picked=boost_scales(llm_rows))
     if llm_runs["label"].nunique() > 1 or classical_runs["label"].nunique() > 1:
         adjusted = adjusted_best(
             llm_runs,
