@@ -121,10 +121,19 @@ def adjusted_sentence(c: Comparison, metric: str) -> str:
     text += f"{_joint(c, 'adjusted')}: {RELATION.get(category, 'too few seeds to compare')}."
     fit = adjusted.fit
     return text + (
-        f" Picking the best flatters the LLM side by about {fit.llm.flattery:+.3f} {unit} "
-        f"and the classical side by {fit.classical.flattery:+.3f} (the best's score on each "
+        f" Picking the best flatters the LLM side by about {_signed(fit.llm.flattery)} {unit} "
+        f"and the classical side by {_signed(fit.classical.flattery)} (the best's score on each "
         "half against that of the pick made on the other half)."
     )
+
+
+def _signed(x: float) -> str:
+    """`x` to 3 decimals with its sign, and a rounded zero as +0.000, never -0.000.
+
+    >>> _signed(-0.0001), _signed(0.0123)
+    ('+0.000', '+0.012')
+    """
+    return f"{x + 0.0 if round(x, 3) else 0.0:+.3f}"
 
 
 def _what_decides(iv: Interval, margin: float) -> str:
