@@ -13,7 +13,12 @@ USD: `bench.llm.cost.priced` on `llm.prices`; time: `estimate_seconds`.
 The request cache is read, never written: an answer it holds is returned and free
 (`planning_backend` turns `llm.cache` off on make_backend's copy of the config, so no cache
 wraps the planner to store its answers). Nothing is sent and nothing is written: no run
-record, claim, `.sweep/` file, Hydra log folder or cache entry.
+record, claim, `.sweep/` file, Hydra log folder or cache entry. Under `llm.replay` the run is
+planned the same way (replay's own cache layer would open the file for writing): the answers
+the cache holds are free, and each request it does not hold is noted, as it would fail the run.
+
+Under `llm.scoring=auto` a score is counted as one logprob request: an endpoint that returns no
+logprobs is asked verbalized instead, which `llm.scoring=verbalized` counts (the output says so).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +81,10 @@ class LlmTally:
     upper_bound: int = 0  # generations counted at their max_tokens
     tokens_for_limits: int = 0  # what a tokens-per-minute limiter reserves (prompt + max)
     seconds: float = 0.0  # in-process: the model's time; endpoints: see estimate_seconds
+    scores: int = 0  # score requests counted (under llm.scoring=auto: as logprobs)
 
     def add(self, other: LlmTally) -> None:
-        for name in ("usage", "upper_bound", "tokens_for_limits", "seconds"):
+        for name in ("usage", "upper_bound", "tokens_for_limits", "seconds", "scores"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -198,6 +204,7 @@ class PlanningBackend:
             completion = 0 if self.local else max(1, longest // 3 + 1)
             labels = max(map(self._label_tokens, request.labels)) if self.local else 0
             usage = self._count(request.prompt, completion, extra=labels)
+            self._tally().scores += 1
             uniform = 1.0 / len(request.labels)
             return ScoreResult({lb: uniform for lb in request.labels}, "logprobs", usage=usage)
 
@@ -397,8 +404,17 @@ def plan_job(cfg: DictConfig) -> JobPlan:
         if isinstance(splits[spec.seed], Exception):
             job.notes.append(f"{where}: failed: {splits[spec.seed]}")
             continue
+        replay = bool((spec.llm_config or {}).get("replay"))
+        if replay:  # planned on the cache read-only, as without replay: nothing is written
+            spec = replace(spec, llm_config={**spec.llm_config, "replay": False, "cache": True})
         with planning(RunPlan()) as run:
             record, _ = execute_run(spec, existing, task, splits[spec.seed])
+        missing = sum(t.usage.requests for t in run.tallies.values())
+        if replay and missing:  # replay answers only from the cache: each one fails the run
+            job.notes.append(
+                f"{where}: {missing} request(s) not in the request cache, which llm.replay=true "
+                "answers only from: each fails the run"
+            )
         for name, tally in run.tallies.items():
             job.tallies.setdefault(name, LlmTally()).add(tally)
             job.configs.setdefault(name, run.configs[name])
@@ -409,92 +425,9 @@ def plan_job(cfg: DictConfig) -> JobPlan:
     return job
 
 
-# -- what the user reads --------------------------------------------------------------------
-COLUMNS = ("runs", "done", "requests", "cache hits", "prompt tok", "cacheable", "completion")
-
-
 def describe_plans(jobs: Sequence[JobPlan]) -> str:
     """Per job and in total: runs, LLM requests, tokens, USD and time; then how each llm was
-    counted, priced and timed, and the runs that would not finish."""
-    total, configs = JobPlan("total"), {}
-    for job in jobs:
-        for name, tally in job.tallies.items():
-            total.tallies.setdefault(name, LlmTally()).add(tally)
-        configs.update(job.configs)
-        total.runs, total.done = total.runs + job.runs, total.done + job.done
-    width = max([len(job.label) for job in jobs] + [5])
-    head = f"{'job':<{width}}" + "".join(f"{c:>12}" for c in COLUMNS) + f"{'USD':>11}{'time':>10}"
-    rows = [_row(job, width, job.seconds()) for job in jobs]
-    total_row = _row(total, width, sum(job.seconds() for job in jobs))
-    lines = [
-        f"Dry run of {len(jobs)} job(s): nothing was sent to any model and nothing was written.",
-        "",
-        head,
-        *rows,
-        "-" * len(head),
-        total_row,
-        "",
-        *_legend(total, configs),
-    ]
-    notes = [f"  [{job.label}] {note}" for job in jobs for note in job.notes]
-    if notes:
-        lines += ["Runs that would not finish (their requests up to then are counted):", *notes]
-    return "\n".join(lines)
+    counted, priced and timed, and the runs that would not finish (bench/dry_run_report.py)."""
+    from bench.dry_run_report import describe_plans as describe
 
-
-def _row(job: JobPlan, width: int, seconds: float) -> str:
-    u = sum((t.usage for t in job.tallies.values()), Usage())
-    cells = (job.runs, job.done, u.requests, u.cache_hits, u.prompt_tokens, u.cached_tokens)
-    cells += (u.completion_tokens,)
-    numbers = "".join(f"{c:>12,}" for c in cells)
-    return f"{job.label:<{width}}{numbers}{u.usd:>11.4f}{_clock(seconds):>10}"
-
-
-def _legend(total: JobPlan, configs: dict[str, DictConfig]) -> list[str]:
-    from bench.llm.tokens import token_counter
-
-    lines = [
-        "runs: to execute (done: already in the results store, left out); cacheable: prompt "
-        "tokens a prefix cache would serve (billed at the cached-input price); cache hits: "
-        "answers already in the request cache (free)."
-    ]
-    for name, tally in total.tallies.items():
-        cfg, p = configs[name], configs[name].prices
-        how = "the model's own tokenizer (its GGUF file)"
-        if cfg.backend != "llamacpp":
-            how = token_counter(str(cfg.model)).describe(str(cfg.model))
-        lines.append(
-            f"llm {name} ({cfg.model}): tokens: {how}; prices per million tokens: "
-            f"input ${p.input_per_m:g}, cached input ${p.cached_input_per_m:g}, output "
-            f"${p.output_per_m:g}, plus ${p.usd_per_hour:g}/hour (llm.prices); time: {_timing(cfg)}"
-        )
-        if tally.upper_bound:
-            lines.append(
-                f"  {tally.upper_bound:,} generation(s) counted at their max_tokens: its "
-                "completion tokens, USD and time are upper bounds."
-            )
-    lines.append("Jobs run one after another here; a parallel launcher divides the time.")
-    return lines
-
-
-def _timing(cfg: DictConfig) -> str:
-    if cfg.backend == "llamacpp":
-        return (
-            f"in-process, one request at a time at {LOCAL_PROMPT_S_PER_TOKEN * 1e3:g} ms per "
-            f"uncached prompt token and {LOCAL_OUTPUT_S_PER_TOKEN * 1e3:g} ms per output token "
-            "(Gemma 3 270M, one thread, measured on a 2-core machine), scaled by the GGUF's "
-            "size and divided by llm.n_threads (an assumption)"
-        )
-    rpm, tpm = cfg.requests_per_minute, cfg.tokens_per_minute
-    return (
-        f"{cfg.max_concurrency} requests at once (llm.max_concurrency) of "
-        f"{ENDPOINT_FIRST_TOKEN_S:g} s plus {ENDPOINT_OUTPUT_TOKENS_PER_S:g} output tokens/s "
-        f"each (an assumption), at most {rpm or 'unlimited'} requests and "
-        f"{tpm or 'unlimited'} tokens per minute (llm.requests_per_minute, tokens_per_minute)"
-    )
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+    return describe(jobs)

@@ -3,9 +3,11 @@ Gemma model, and an OpenAI-compatible server on loopback that must receive nothi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -135,6 +137,51 @@ def test_dry_run_sends_nothing_to_an_endpoint(
     assert "estimated with o200k_base, one token per digit" in text and "measured error" in text
     assert "60 requests" in text
     assert row(text, "total")["requests"] == 5
+
+
+def test_a_dry_run_under_replay_reads_the_cache_only_and_says_what_it_assumed(
+    llm_server: LLMServer, fault_proxy: Callable[..., FaultProxy], tmp_path: Path
+) -> None:
+    """`llm.replay=true` in a dry run leaves the cache file as it was (replay's own cache layer
+    would switch it to WAL mode) and names the requests it does not hold; the output gives the
+    estimate as a share of `llm.budget_usd` and says how `llm.scoring=auto` was counted."""
+    proxy = fault_proxy(llm_server)
+    cache = tmp_path / "imported.sqlite"  # as bench-bundle import writes one: no WAL
+    with contextlib.closing(sqlite3.connect(cache)) as conn:
+        conn.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, value TEXT, created REAL)")
+    before = files_under(tmp_path)
+    overrides = [
+        "dataset=callcenter",
+        "method=llm_icl",
+        "llm=openai_compatible",
+        f"llm.base_url={proxy.url}",
+        f"llm.model={llm_server.model}",
+        f"llm.cache_path={cache}",
+        *PRICES,
+        "llm.budget_usd=0.01",
+        f"results_dir={tmp_path / 'results'}",
+        "n_train=[8]",
+        "seeds=[0]",
+        "split.max_test_rows=5",
+        "dry_run=true",
+    ]
+    job = plan_job(compose_config([*overrides, "llm.replay=true"]))
+    assert proxy.attempts == [] and files_under(tmp_path) == before  # nothing written
+    (tally,) = job.tallies.values()
+    assert tally.usage.requests == 5 and tally.usage.usd > 0
+    text = describe_plans([job])
+    assert "seed=0 n_train=8: 5 request(s) not in the request cache, which llm.replay=true" in text
+    share = f"{100 * tally.usage.usd / 0.01:.1f}%"
+    assert f"budget $0.01 (llm.budget_usd): this estimate is {share} of it." in text
+    auto = (
+        "llm.scoring=auto is counted as logprobs; a model without logprobs costs what "
+        "llm.scoring=verbalized shows."
+    )
+    assert auto in text
+    verbalized = plan_job(compose_config([*overrides, "llm.scoring=verbalized"]))
+    assert auto not in describe_plans([verbalized]) and "llm.replay" not in str(verbalized.notes)
+    (asked,) = verbalized.tallies.values()
+    assert asked.usage.completion_tokens > tally.usage.completion_tokens
 
 
 def test_offline_tokenizers_count_as_openai_does() -> None:
