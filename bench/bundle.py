@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
+import os
 import platform
 import sqlite3
 import sys
@@ -33,7 +34,7 @@ from typing import Any
 from bench.bundle_archive import BundleError, read_archive, remove_tree, write_archive
 from bench.llm.cache import CACHE_KEYS_FILE
 from bench.record import RunRecord
-from bench.results import ResultsStore
+from bench.results import _UMASK, ResultsStore
 
 __all__ = ["CACHE_FILE", "BundleError", "Exported", "export_bundle", "import_bundle", "main"]
 
@@ -273,6 +274,8 @@ def import_bundle(source: Path, dest: Path) -> Imported:
         (staged / MANIFEST_COPY).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if dest.exists():
             dest.rmdir()  # empty, checked above
+        # mkdtemp makes a 0700 folder; an imported store is to be read by others, as any new one
+        os.chmod(staged, 0o777 & ~_UMASK)
         staged.rename(dest)
     except BaseException:
         remove_tree(staged)

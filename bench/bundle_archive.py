@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from bench.results import _UMASK
+
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "BundleError", "read_archive", "write_archive"]
 
 FORMAT = "bench-bundle"
@@ -67,6 +69,8 @@ def write_archive(target: Path, members: Mapping[str, Path], meta: Mapping[str, 
             for name, path in sorted(members.items()):
                 with path.open("rb") as handle:
                     tar.addfile(_info(name, listed[name]["size"]), handle)
+        # mkstemp makes a 0600 file; a bundle is for sharing: the mode of the user's new files
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -175,7 +179,6 @@ def _extract(
         f"{source}: member {name!r} was altered or damaged after export ({problem}); "
         "nothing was imported"
     )
-    seen.add(name)
 
 
 def remove_tree(path: Path) -> None:

@@ -276,3 +276,30 @@ def test_import_never_writes_into_a_folder_in_use(bundle: Path, tmp_path: Path) 
     assert [p.name for p in dest.iterdir()] == ["mine.txt"]
     with tarfile.open(bundle, "r:gz") as tar:
         assert tar.getnames()[0] == MANIFEST
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_export_and_import_give_the_users_default_permissions(
+    old_store: Path, tmp_path: Path, umask: int
+) -> None:
+    """A bundle is made for sharing: the file export writes and the folder import restores get
+    the modes any new file and folder of the user gets (0666 / 0777 less the umask), not the
+    0600 / 0700 of a temporary file or folder."""
+    cli = str(BIN / "bench-bundle")
+    export = [cli, "export", old_store, "b.tar.gz", "--cache", "c", "--skip-unkeyed"]
+    done = _run_umask(export, tmp_path, umask)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "b.tar.gz").stat().st_mode & 0o777 == 0o666 & ~umask
+    done = _run_umask([cli, "import", "b.tar.gz", "imported"], tmp_path, umask)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "imported").stat().st_mode & 0o777 == 0o777 & ~umask
+    inside = list((tmp_path / "imported").rglob("*"))
+    assert inside and all(
+        p.stat().st_mode & 0o777 == (0o777 if p.is_dir() else 0o666) & ~umask for p in inside
+    )
+
+
+def _run_umask(args: list[Any], cwd: Path, umask: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600, umask=umask
+    )
