@@ -122,6 +122,7 @@ def planning_backend(cfg: DictConfig) -> LLMBackend | None:
 
 
 _IDENTITIES: dict[tuple[str, str], dict[str, Any]] = {}  # by (llm settings, op), per process
+_LEGACY: dict[tuple[str, str], dict[str, Any] | None] = {}  # the keys before they were portable
 
 
 class ReadOnlyCache:
@@ -136,24 +137,34 @@ class ReadOnlyCache:
         self._settings = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True)
 
     def get(self, request: LLMRequest) -> Any:
-        """The cached answer to `request` as a hit, or None."""
+        """The cached answer to `request` as a hit, or None (under today's key, or the key it
+        had before keys became portable: bench/llm/cache.py reads both)."""
         from bench.llm.cache import RequestCache, _restored
-        from bench.llm.cache_key import llm_identity, request_part
+        from bench.llm.cache_key import legacy_llm_identity, llm_identity, request_part
 
         if not self.path.is_file():
             return None  # no cache yet: every request is paid
         known = (self._settings, request.op)  # an in-process model's file is hashed to name it
         if known not in _IDENTITIES:
             _IDENTITIES[known] = llm_identity(self.config, request.op)
-        key = RequestCache.key(**_IDENTITIES[known], **request_part(request))
+            _LEGACY[known] = legacy_llm_identity(self.config, request.op)
+        part = request_part(request)
+        keys = [RequestCache.key(**_IDENTITIES[known], **part)]
+        if _LEGACY[known] is not None:
+            keys.append(RequestCache.key(**_LEGACY[known], **part))
         try:
             if self._conn is None:
                 mode = "ro" if Path(f"{self.path}-wal").exists() else "ro&immutable=1"
                 self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode={mode}", uri=True)
-            row = self._conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+            for key in keys:
+                row = self._conn.execute(
+                    "SELECT value FROM responses WHERE key = ?", (key,)
+                ).fetchone()
+                if row is not None:
+                    return _restored(request.op, json.loads(row[0]))
         except sqlite3.Error:  # damaged, locked or foreign: plan the request as paid
             return None
-        return None if row is None else _restored(request.op, json.loads(row[0]))
+        return None
 
 
 class PlanningBackend:

@@ -175,7 +175,11 @@ def summarize_since(results_dir: Path, since: datetime, stopped: bool = False) -
             f"above: {results_dir} full or not writable); rerun to redo them."
         )
     if new.get("failed") or new.get("unavailable"):
-        lines.append("Some runs did not finish; their `error` field says why. Rerun to retry them.")
+        lines.append(
+            "Some runs did not finish; their `error` field says why. Rerun to retry them (a "
+            "replay miss, llm.replay=true, stays one: name the cache the runs were made with in "
+            "llm.cache_path)."
+        )
     elsewhere = RunClaims(results_dir).held_by_others()
     if elsewhere:
         lines.append(
