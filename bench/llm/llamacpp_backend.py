@@ -65,6 +65,8 @@ def _free_models() -> None:
         while kept:
             _, instance = kept.popitem()
             instance.close()
+
+
 EMBED_BATCH_TOKENS = 512  # tokens per forward pass; a longer text gets a larger batch
 
 
