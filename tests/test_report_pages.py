@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_report_synthetic import record, synthetic_records
+from synthetic_store import record, synthetic_records
 
 from bench.config import compose_config
 from bench.data.audit import AuditReport, FeatureAudit, audit_file
