@@ -284,7 +284,7 @@ def refusing(answer: dict) -> dict:
 
 def stripping_logprobs(answer: dict) -> dict:
     """A `rewrite` for FaultProxy: every choice keeps its text and loses its logprobs, as a
-    hosted model that returns none (GPT-5 family, some Gemini) answers."""
+    hosted model that returns none (some Gemini models, GPT-5) answers."""
     for choice in answer.get("choices", []):
         choice["logprobs"] = None
     return answer

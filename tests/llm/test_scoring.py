@@ -62,6 +62,22 @@ def _score(cfg: DictConfig, prompts: list[str] = PROMPTS) -> list[Any]:
         backend.close()
 
 
+def _two_batches(
+    cfg: DictConfig, proxy: Any, caplog: pytest.LogCaptureFixture
+) -> tuple[list[Any], int, list[Any]]:
+    """Score PROMPTS in two batches through one backend, the log captured: (the first batch's
+    results, requests the proxy saw by then, the second batch's results)."""
+    backend = make_backend(cfg)
+    try:
+        with caplog.at_level(logging.INFO, logger="bench"):
+            first = backend.score([ScoreRequest(p, LABELS) for p in PROMPTS[:2]])
+            sent = len(proxy.attempts)
+            second = backend.score([ScoreRequest(p, LABELS) for p in PROMPTS[2:]])
+    finally:
+        backend.close()
+    return first, sent, second
+
+
 # -- parsing (pure functions, on answers models give) ---------------------------------------
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -111,12 +127,7 @@ def test_auto_falls_back_to_verbalized_once_and_says_so(
     proxy = _stripped(fault_proxy, llm_server)
     cfg = _cfg(openai_llm, proxy.url, llm_server, "llm.cache=false")
     assert cfg.scoring == "auto" and "auto" in SCORING_MODES
-    backend = make_backend(cfg)
-    with caplog.at_level(logging.INFO, logger="bench"):
-        first = backend.score([ScoreRequest(p, LABELS) for p in PROMPTS[:2]])
-        sent = len(proxy.attempts)
-        second = backend.score([ScoreRequest(p, LABELS) for p in PROMPTS[2:]])
-    backend.close()
+    first, sent, second = _two_batches(cfg, proxy, caplog)
     assert sent == 4  # the score requests (no logprobs came back), then verbalized
     assert len(proxy.attempts) - sent == 2  # learned: verbalized directly, nothing wasted
     assert [r.method for r in first + second] == ["verbalized"] * 4
@@ -146,12 +157,7 @@ def test_auto_asks_again_only_the_rows_whose_logprobs_held_no_label(
     asked for logprobs first, and the log says which case it is)."""
     proxy = fault_proxy(llm_server, rewrite=hiding_label_logprobs)
     cfg = _cfg(openai_llm, proxy.url, llm_server, "llm.cache=false")
-    backend = make_backend(cfg)
-    with caplog.at_level(logging.INFO, logger="bench"):
-        first = backend.score([ScoreRequest(p, LABELS) for p in PROMPTS[:2]])
-        sent = len(proxy.attempts)
-        second = backend.score([ScoreRequest(p, LABELS) for p in PROMPTS[2:]])
-    backend.close()
+    first, sent, second = _two_batches(cfg, proxy, caplog)
     assert sent == 4  # 2 score requests, then those 2 rows verbalized
     assert len(proxy.attempts) - sent == 4  # not learned as "no logprobs": logprobs asked again
     assert [r.method for r in first + second] == ["verbalized"] * 4

@@ -130,20 +130,13 @@ def test_cross_validation_scores_both_extremes_and_keeps_the_best(
     assert details["cv_auc_trees_alone"] == by_scale["0.0"]["auc"]
 
 
-def test_too_few_rows_of_a_class_skips_cross_validation() -> None:
+@pytest.mark.parametrize(
+    "scales", [[1.0], [0.3, 3.0]], ids=["grid with s = 1", "grid without s = 1"]
+)
+def test_too_few_rows_of_a_class_skips_cross_validation_for_s_one(scales: list[float]) -> None:
+    """One row of a class: no CV; s = 1 with the first trees, even where the grid omits 1."""
     codes = np.array([0, 0, 0, 0, 1])
-    grid = candidates([1.0], [{"n_estimators": 5}])
-    picked = choose(
-        np.arange(10.0).reshape(5, 2), codes, np.zeros(5), grid, booster="xgboost",
-        max_folds=5, repeats=1, seed=0,
-    )  # fmt: skip
-    assert picked.folds == 0 and picked.chosen == Candidate(1.0, {"n_estimators": 5})
-
-
-def test_without_cross_validation_s_is_one_even_when_the_grid_omits_it() -> None:
-    codes = np.array([0, 0, 0, 0, 1])
-    grid = candidates([0.3, 3.0], [{"n_estimators": 5}, {"n_estimators": 9}])
-    assert all(c.scale != 1.0 for c in grid)
+    grid = candidates(scales, [{"n_estimators": 5}, {"n_estimators": 9}])
     picked = choose(
         np.arange(10.0).reshape(5, 2), codes, np.zeros(5), grid, booster="xgboost",
         max_folds=5, repeats=1, seed=0,
